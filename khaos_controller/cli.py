@@ -1,0 +1,83 @@
+"""The `khaos` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import KhaosError
+
+
+def _lab(args):
+    from . import lab
+    if args.lab_cmd == "list":
+        print("\n".join(lab.all_labs()) or "no labs")
+        return
+    name_lab = lab.Lab(args.name)
+    if args.lab_cmd == "up":
+        name_lab.up(hosts=args.hosts)
+        print(f"lab {args.name}: {args.hosts} hosts up; inventory {name_lab.inventory}")
+    elif args.lab_cmd == "down":
+        name_lab.down()
+    elif args.lab_cmd == "status":
+        rows = name_lab.status()
+        if not rows:
+            print(f"lab {args.name}: not up")
+        for r in rows:
+            print(f"{r['host']:<12} {r['ip']:<14} {r['role']:<12} {r['state']:<5} pids={r['pids']}")
+    elif args.lab_cmd == "kill":
+        name_lab.kill(args.host)
+        print(f"lab {args.name}: host {args.host} killed")
+    elif args.lab_cmd == "restore":
+        name_lab.restore(args.host)
+        print(f"lab {args.name}: host {args.host} restored (fresh host, same address)")
+
+
+def _dist(args):
+    from . import dist
+    print(dist.build(version=args.version, force=args.force))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser("dist", help="build the Flink binary tarball offline from the PyPI wheels (cached)")
+    d.add_argument("--version", default="2.3.0", help="Flink version (default 2.3.0)")
+    d.add_argument("--force", action="store_true", help="rebuild even if cached")
+    d.set_defaults(func=_dist)
+
+    lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
+    lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)
+    for verb, text in (("up", "create the hosts and write inventories/local/NAME.yml"),
+                       ("down", "remove every host, link, process and file of the lab"),
+                       ("status", "show the hosts and whether they are up"),
+                       ("kill", "kill a host: every process dies and it becomes unreachable"),
+                       ("restore", "replace a killed host with a fresh one at the same address"),
+                       ("list", "list the labs that are up")):
+        sp = lab_sub.add_parser(verb, help=text)
+        if verb != "list":
+            sp.add_argument("--name", default="khaos", help="lab name (default khaos); one lab = one cluster")
+        if verb == "up":
+            sp.add_argument("--hosts", type=int, default=3, help="hosts: 1 JobManager + N-1 TaskManagers (default 3)")
+        if verb in ("kill", "restore"):
+            sp.add_argument("host", help="host name, e.g. khaos-2")
+    lab.set_defaults(func=_lab)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KhaosError as e:
+        print(f"khaos: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("khaos: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
