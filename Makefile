@@ -1,0 +1,61 @@
+# Khaos: two commands do all the set-up on a fresh Debian machine, as root:
+#   make demo   - the main job end to end on the embedded local lab
+#   make test   - install what is needed and run the whole suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KHAOS := $(VENV)/bin/khaos
+FLINK_VERSION ?= 2.3.0
+DIST := $(HOME)/.cache/khaos/dist/flink-$(FLINK_VERSION)-bin-scala_2.12.tgz
+FLINK_LIB := build/flink-$(FLINK_VERSION)/lib
+JOB_JAR := build/jobs/iot-vehicles.jar
+JOB_SRC := $(shell find jobs/iot-vehicles/src -name '*.java' 2>/dev/null)
+DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless procps
+
+.PHONY: help deps venv debs dist job lint test test-unit demo bench clean
+help:
+	@echo "make demo   run the sample job end to end on the local lab (root)"
+	@echo "make test   install everything needed and run lint + the whole test suite (root)"
+	@echo "make bench  run the benchmarks under bench/"
+
+deps: debs venv
+
+debs:
+	@dpkg -s $(DEBS) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; }
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# Flink distribution in the official layout, built offline from the PyPI wheels (cached in ~/.cache/khaos).
+dist: venv
+	$(KHAOS) dist --version $(FLINK_VERSION)
+
+# The sample job, compiled with javac against the dist's lib/ (no Maven).
+$(FLINK_LIB): | dist
+	mkdir -p build && tar -xzf $(DIST) -C build flink-$(FLINK_VERSION)/lib
+job: $(JOB_JAR)
+$(JOB_JAR): $(JOB_SRC) jobs/iot-vehicles/build.sh | $(FLINK_LIB)
+	bash jobs/iot-vehicles/build.sh build/flink-$(FLINK_VERSION) $@
+
+lint: venv
+	$(VENV)/bin/ansible-lint --offline --profile production playbooks roles
+
+test-unit: venv
+	$(PY) -m pytest -q -m "not lab" tests
+
+test: deps dist job lint
+	$(PY) -m pytest -q tests
+
+demo: deps dist job
+	$(KHAOS) demo
+
+bench: deps dist job
+	$(PY) bench/lab_startup.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,101 @@
+#!/usr/bin/python
+"""Ansible module: run a jar on a Flink session cluster and wait until every task runs.
+
+Runs on the controller (delegate_to: localhost) with the khaos venv's Python, and uses
+khaos_controller.flink, the same REST client the controller daemon uses.
+"""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: flink_job
+short_description: Submit a Flink job (jar) over REST and wait until it runs
+options:
+  rest_url: {type: str, required: true, description: JobManager REST URL.}
+  name: {type: str, required: true, description: Job name; a running job of that name means nothing to do.}
+  jar: {type: path, description: Jar on the controller (required with state=running).}
+  entry_class: {type: str, description: Main class (default from the jar manifest).}
+  args: {type: list, elements: str, default: [], description: Program arguments.}
+  checkpoint_interval: {type: str, description: "execution.checkpointing.interval for this job, e.g. 10s."}
+  parallelism: {type: int, description: Job parallelism.}
+  savepoint: {type: str, description: Savepoint to start from.}
+  config: {type: dict, default: {}, description: More per-job Flink settings (flinkConfiguration).}
+  wait_timeout: {type: int, default: 120, description: Seconds to wait for every task to run.}
+  state: {type: str, default: running, choices: [running, absent], description: absent cancels the job.}
+"""
+
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def _seconds(text):
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)?\s*", str(text))
+    if not m:
+        return None
+    factor = {"ms": 0.001, None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+    return float(m.group(1)) * factor
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            rest_url=dict(type="str", required=True),
+            name=dict(type="str", required=True),
+            jar=dict(type="path"),
+            entry_class=dict(type="str"),
+            args=dict(type="list", elements="str", default=[]),
+            checkpoint_interval=dict(type="str"),
+            parallelism=dict(type="int"),
+            savepoint=dict(type="str"),
+            config=dict(type="dict", default={}),
+            wait_timeout=dict(type="int", default=120),
+            state=dict(type="str", default="running", choices=["running", "absent"]),
+        ),
+        required_if=[("state", "running", ["jar"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        from khaos_controller.flink import FlinkClient, FlinkError
+    except ImportError:
+        module.fail_json(msg="khaos_controller is not importable: run the playbook from the khaos venv "
+                             "(ansible_python_interpreter of localhost must be that venv's python)")
+    ci = p["checkpoint_interval"]
+    if ci is not None and (_seconds(ci) is None or _seconds(ci) <= 0):
+        module.fail_json(msg=f"checkpoint_interval {ci!r} is not a positive duration like 10s, 500ms or 2min")
+    client = FlinkClient(p["rest_url"])
+    try:
+        running = [j for j in client.get("/jobs/overview")["jobs"]
+                   if j["name"] == p["name"] and j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
+        if p["state"] == "absent":
+            if running and not module.check_mode:
+                for j in running:
+                    client.cancel(j["jid"])
+            module.exit_json(changed=bool(running), job_ids=[j["jid"] for j in running])
+        if running:
+            job_id = running[0]["jid"]
+            interval_ms = client.checkpoint_interval_ms(job_id)
+            want_ms = _seconds(ci) * 1000 if ci else interval_ms
+            if abs(interval_ms - want_ms) > 1:
+                module.fail_json(msg=f"job {p['name']} ({job_id}) already runs with checkpoint interval "
+                                     f"{interval_ms / 1000:g}s, not {ci}: use playbooks/reconfigure.yml to change it",
+                                 job_id=job_id)
+            module.exit_json(changed=False, job_id=job_id, checkpoint_interval_ms=interval_ms)
+        if module.check_mode:
+            module.exit_json(changed=True)
+        config = dict(p["config"])
+        config["pipeline.name"] = p["name"]
+        if ci:
+            config["execution.checkpointing.interval"] = ci
+        jar_id = client.upload_jar(p["jar"])
+        job_id = client.run_jar(jar_id, args=p["args"], entry_class=p["entry_class"], parallelism=p["parallelism"],
+                                savepoint=p["savepoint"], config=config)
+        waited = client.wait_running(job_id, timeout=p["wait_timeout"])
+        module.exit_json(changed=True, job_id=job_id, jar_id=jar_id, running_after_s=round(waited, 2),
+                         checkpoint_interval_ms=client.checkpoint_interval_ms(job_id))
+    except FlinkError as e:
+        module.fail_json(msg=str(e))
+
+
+if __name__ == "__main__":
+    main()
