@@ -38,6 +38,12 @@ def _dist(args):
     print(dist.build(version=args.version, force=args.force))
 
 
+def _demo(args):
+    from . import demo
+    demo.run(lab_name=args.name, hosts=args.hosts, rate=args.rate, interval=args.interval, seconds=args.seconds,
+             keep=args.keep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -46,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--version", default="2.3.0", help="Flink version (default 2.3.0)")
     d.add_argument("--force", action="store_true", help="rebuild even if cached")
     d.set_defaults(func=_dist)
+
+    dm = sub.add_parser("demo", help="run the sample job end to end on a fresh local lab, then clean up (root)")
+    dm.add_argument("--name", default="demo", help="lab name (default demo)")
+    dm.add_argument("--hosts", type=int, default=3, help="lab hosts (default 3)")
+    dm.add_argument("--rate", type=int, default=2000, help="events per second (default 2000)")
+    dm.add_argument("--interval", default="5s", help="checkpoint interval (default 5s)")
+    dm.add_argument("--seconds", type=int, default=60, help="how long to watch the job (default 60)")
+    dm.add_argument("--keep", action="store_true", help="leave the lab and cluster running afterwards")
+    dm.set_defaults(func=_demo)
 
     lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
     lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)

@@ -23,6 +23,7 @@ options:
   state: {type: str, default: running, choices: [running, absent], description: absent cancels the job.}
 """
 
+import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
@@ -63,6 +64,8 @@ def main():
     ci = p["checkpoint_interval"]
     if ci is not None and (_seconds(ci) is None or _seconds(ci) <= 0):
         module.fail_json(msg=f"checkpoint_interval {ci!r} is not a positive duration like 10s, 500ms or 2min")
+    if p["state"] == "running" and not os.path.isfile(p["jar"]):
+        module.fail_json(msg=f"jar {p['jar']} does not exist on the controller (build the sample job with `make job`)")
     client = FlinkClient(p["rest_url"])
     try:
         running = [j for j in client.get("/jobs/overview")["jobs"]

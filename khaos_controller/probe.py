@@ -1,0 +1,85 @@
+"""Read a running job's health over REST: checkpoints, input rate, lag, backlog, latency.
+
+Works for any job from standard Flink metrics (numRecordsOut counters of the sources) and
+uses the sample job's own gauges where present (backlog, eventTimeLagMs, e2eLatencyMs).
+Rates come from counter deltas between two samples, never from the 60 s *PerSecond averages.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .flink import FlinkClient, FlinkError
+
+# metric suffix -> (field, aggregation over subtasks)
+_GAUGES = {
+    ".emitted": ("emitted", "sum"),
+    ".backlog": ("backlog", "sum"),
+    ".eventTimeLagMs": ("lag_ms", "max"),
+    "e2eLatencyMs_p99": ("latency_p99_ms", "max"),
+    "latestLatencyMs": ("latency_ms", "max"),
+}
+
+
+@dataclass
+class Sample:
+    t: float
+    state: str
+    all_running: bool
+    checkpoints_completed: int
+    checkpoints_failed: int
+    restarts: int
+    emitted: float | None = None
+    rate: float | None = None
+    backlog: float | None = None
+    lag_ms: float | None = None
+    latency_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+
+class JobProbe:
+    def __init__(self, client: FlinkClient, job_id: str):
+        self.client, self.job_id = client, job_id
+        self._metric_ids: dict[str, list[tuple[str, str, str]]] | None = None  # vertex -> [(metric, field, agg)]
+        self._last: Sample | None = None
+
+    def _discover(self) -> dict[str, list[tuple[str, str, str]]]:
+        found: dict[str, list[tuple[str, str, str]]] = {}
+        for v in self.client.job(self.job_id)["vertices"]:
+            names = self.client.vertex_metric_names(self.job_id, v["id"])
+            for suffix, (field, agg) in _GAUGES.items():
+                hits = [n for n in names if n.endswith(suffix)]
+                if hits:
+                    found.setdefault(v["id"], []).append((hits[0], field, agg))
+            if v["name"].startswith("Source") and not any(f == "emitted" for _, f, _ in found.get(v["id"], [])):
+                if "numRecordsOut" in names:
+                    found.setdefault(v["id"], []).append(("numRecordsOut", "emitted", "sum"))
+        return found
+
+    def sample(self) -> Sample:
+        job = self.client.job(self.job_id)
+        counts = self.client.checkpoints(self.job_id).get("counts", {})
+        restarts = self.client.job_metrics(self.job_id, ["numRestarts"]).get("numRestarts", 0)
+        running = job["state"] == "RUNNING" and all(
+            v["status"] == "RUNNING" and v["tasks"].get("RUNNING", 0) == v["parallelism"] for v in job["vertices"])
+        s = Sample(t=time.time(), state=job["state"], all_running=running,
+                   checkpoints_completed=counts.get("completed", 0), checkpoints_failed=counts.get("failed", 0),
+                   restarts=int(restarts))
+        if running:
+            try:
+                if not self._metric_ids:
+                    self._metric_ids = self._discover()
+                for vid, metrics in self._metric_ids.items():
+                    for agg in {a for _, _, a in metrics}:
+                        names = [m for m, _, a in metrics if a == agg]
+                        values = self.client.vertex_metrics(self.job_id, vid, names, agg=agg)
+                        for m, field, a in metrics:
+                            if a == agg and m in values:
+                                setattr(s, field, values[m])
+            except FlinkError:
+                pass  # metrics lag behind task state for a moment after a restart
+        last = self._last
+        if last and s.emitted is not None and last.emitted is not None and s.t > last.t and s.emitted >= last.emitted:
+            s.rate = (s.emitted - last.emitted) / (s.t - last.t)
+        self._last = s
+        return s
