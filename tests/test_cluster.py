@@ -88,7 +88,7 @@ def test_bad_job_input(cluster):
     with pytest.raises(KhaosError, match="jar /nonexistent.jar does not exist"):
         ansible.run_playbook("deploy_job", cluster.inventory, base_dir=cluster.ansible_base,
                              extravars={"flink_job_jar": "/nonexistent.jar"})
-    with pytest.raises(FlinkError, match="HTTP 404"):
+    with pytest.raises(FlinkError, match="no-such-jar.jar does not exist"):
         FlinkClient(cluster.rest_url).run_jar("no-such-jar.jar")
 
 
