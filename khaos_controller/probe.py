@@ -16,8 +16,8 @@ _GAUGES = {
     ".emitted": ("emitted", "sum"),
     ".backlog": ("backlog", "sum"),
     ".eventTimeLagMs": ("lag_ms", "max"),
-    "e2eLatencyMs_p99": ("latency_p99_ms", "max"),
-    "latestLatencyMs": ("latency_ms", "max"),
+    "latencyP99Ms": ("latency_p99_ms", "max"),  # last complete second (sample job)
+    "latencyMaxMs": ("latency_ms", "max"),
 }
 
 
@@ -40,8 +40,14 @@ class Sample:
 class JobProbe:
     def __init__(self, client: FlinkClient, job_id: str):
         self.client, self.job_id = client, job_id
-        self._metric_ids: dict[str, list[tuple[str, str, str]]] | None = None  # vertex -> [(metric, field, agg)]
+        self._metric_ids: dict[str, list[tuple[str, str, str]]] = {}  # vertex -> [(metric, field, agg)]
+        self._discoveries = 0
         self._last: Sample | None = None
+
+    def _complete(self) -> bool:
+        """All of the sample job's gauges found (a generic job never completes: we retry a while)."""
+        fields = {f for metrics in self._metric_ids.values() for _, f, _ in metrics}
+        return {"emitted", "backlog", "lag_ms", "latency_p99_ms"} <= fields
 
     def _discover(self) -> dict[str, list[tuple[str, str, str]]]:
         found: dict[str, list[tuple[str, str, str]]] = {}
@@ -67,8 +73,12 @@ class JobProbe:
                    restarts=int(restarts))
         if running:
             try:
-                if not self._metric_ids:
-                    self._metric_ids = self._discover()
+                # metric names show up over REST a few seconds after the tasks run: look again for a while
+                if not self._complete() and self._discoveries < 30:
+                    found = self._discover()
+                    self._discoveries += 1
+                    if found != self._metric_ids:
+                        self._metric_ids, self._last = found, None
                 for vid, metrics in self._metric_ids.items():
                     for agg in {a for _, _, a in metrics}:
                         names = [m for m, _, a in metrics if a == agg]

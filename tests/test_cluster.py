@@ -47,11 +47,10 @@ def test_job_checkpoints_savepoint_and_audit(cluster):
     assert client.checkpoint_config(job_id)["interval"] == 2000  # the variable reached the job
     probe = JobProbe(client, job_id)
     deadline = time.monotonic() + 90
-    while (s := probe.sample()).checkpoints_completed < 3:
-        assert time.monotonic() < deadline, f"only {s.checkpoints_completed} checkpoints in 90 s"
+    while (s := probe.sample()).checkpoints_completed < 3 or s.backlog is None or s.latency_p99_ms is None:
+        assert time.monotonic() < deadline, f"after 90 s: {s}"
         time.sleep(1)
-    s = probe.sample()
-    assert s.backlog is not None and s.lag_ms is not None and s.emitted > 0  # the job's gauges over REST
+    assert s.lag_ms is not None and s.emitted > 0  # the job's own gauges, over REST
     # deploying again with the same interval changes nothing; another interval is refused
     again = ansible.run_playbook("deploy_job", cluster.inventory, base_dir=cluster.ansible_base,
                                  extravars={"checkpoint_interval": "2s"})

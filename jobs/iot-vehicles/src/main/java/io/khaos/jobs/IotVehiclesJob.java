@@ -100,24 +100,65 @@ public final class IotVehiclesJob {
         }
     }
 
-    /** Records end-to-end latency (now - due time) and passes the event id on. */
+    /**
+     * Records end-to-end latency (now - due time) and passes the event id on. Besides the
+     * histogram (last 10,000 events), gauges latencyP99Ms / latencyMaxMs / latencyCount give the
+     * p99, max and count of the last complete second (reservoir of 2048 samples), so a sampler
+     * reading once per second sees each second once; latencySecond is that second (epoch s).
+     */
     static final class Latency extends RichMapFunction<VehicleEvent, Long> {
+        private static final int RESERVOIR = 2048;
         private transient Histogram histogram;
-        private transient volatile long latest;
+        private transient long[] reservoir;
+        private transient java.util.SplittableRandom random;
+        private transient long second, count, max;
+        private transient volatile long lastSecond, lastP99, lastMax, lastCount;
 
         @Override
         public void open(OpenContext ctx) {
             var group = getRuntimeContext().getMetricGroup();
             histogram = group.histogram("e2eLatencyMs", new DescriptiveStatisticsHistogram(10_000));
-            group.gauge("latestLatencyMs", () -> latest);
+            group.gauge("latencyP99Ms", () -> lastP99);
+            group.gauge("latencyMaxMs", () -> lastMax);
+            group.gauge("latencyCount", () -> lastCount);
+            group.gauge("latencySecond", () -> lastSecond);
+            reservoir = new long[RESERVOIR];
+            random = new java.util.SplittableRandom(getRuntimeContext().getTaskInfo().getIndexOfThisSubtask());
         }
 
         @Override
         public Long map(VehicleEvent e) {
-            long l = System.currentTimeMillis() - e.timestamp;
+            long now = System.currentTimeMillis();
+            long l = now - e.timestamp;
             histogram.update(l);
-            latest = l;
+            if (now / 1000 != second) {
+                roll(now / 1000);
+            }
+            if (count < RESERVOIR) {
+                reservoir[(int) count] = l;
+            } else {
+                long j = random.nextLong(count + 1);
+                if (j < RESERVOIR) reservoir[(int) j] = l;
+            }
+            count++;
+            max = Math.max(max, l);
             return e.id;
+        }
+
+        /** Publish the finished second (only if it is the one just before `next`) and start anew. */
+        private void roll(long next) {
+            if (count > 0 && second == next - 1) {
+                int n = (int) Math.min(count, RESERVOIR);
+                long[] sorted = java.util.Arrays.copyOf(reservoir, n);
+                java.util.Arrays.sort(sorted);
+                lastP99 = sorted[Math.min(n - 1, (int) Math.ceil(0.99 * n) - 1)];
+                lastMax = max;
+                lastCount = count;
+                lastSecond = second;
+            }
+            second = next;
+            count = 0;
+            max = 0;
         }
     }
 
