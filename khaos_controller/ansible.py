@@ -31,6 +31,7 @@ class PlaybookResult:
     stats: dict
     artifacts: Path
     failures: list[dict] = field(default_factory=list)
+    data: dict = field(default_factory=dict)  # what the playbook published with set_stats
 
     def changed(self, host: str | None = None) -> int:
         per_host = self.stats.get("changed", {}) or {}
@@ -72,8 +73,10 @@ def _prepare(playbook: str, inventory: str | Path, extravars: dict | None, limit
 
 
 def _result(runner, playbook: str) -> PlaybookResult:
-    failures = []
+    failures, data = [], {}
     for ev in runner.events:
+        if ev.get("event") == "playbook_on_stats":
+            data = ev["event_data"].get("artifact_data") or {}
         if ev.get("event") in ("runner_on_failed", "runner_on_unreachable") and not ev["event_data"].get("ignore_errors"):
             data = ev["event_data"]
             res = data.get("res", {}) or {}
@@ -82,7 +85,7 @@ def _result(runner, playbook: str) -> PlaybookResult:
                              "unreachable": ev["event"] == "runner_on_unreachable",
                              "msg": " ".join(str(msg).split())})
     return PlaybookResult(playbook=playbook, status=runner.status, rc=runner.rc or 0, stats=runner.stats or {},
-                          artifacts=Path(runner.config.artifact_dir), failures=failures)
+                          artifacts=Path(runner.config.artifact_dir), failures=failures, data=data)
 
 
 def check(result: PlaybookResult) -> PlaybookResult:

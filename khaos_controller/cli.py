@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from .errors import KhaosError
 
@@ -26,11 +27,19 @@ def _lab(args):
         for r in rows:
             print(f"{r['host']:<12} {r['ip']:<14} {r['role']:<12} {r['state']:<5} pids={r['pids']}")
     elif args.lab_cmd == "kill":
-        name_lab.kill(args.host)
-        print(f"lab {args.name}: host {args.host} killed")
+        for host in args.host:
+            name_lab.host(host)  # all names valid before anything dies
+        if args.at:
+            time.sleep(max(0.0, args.at - time.time()))
+        results = [name_lab.kill(host) for host in args.host]
+        if args.json:
+            print(json.dumps(results))
+        for r in [] if args.json else results:
+            print(f"lab {args.name}: host {r['host']} killed ({len(r['pids'])} processes)")
     elif args.lab_cmd == "restore":
-        name_lab.restore(args.host)
-        print(f"lab {args.name}: host {args.host} restored (fresh host, same address)")
+        for host in args.host:
+            name_lab.restore(host)
+            print(f"lab {args.name}: host {host} restored (fresh host, same address)")
 
 
 def _dist(args):
@@ -76,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "up":
             sp.add_argument("--hosts", type=int, default=3, help="hosts: 1 JobManager + N-1 TaskManagers (default 3)")
         if verb in ("kill", "restore"):
-            sp.add_argument("host", help="host name, e.g. khaos-2")
+            sp.add_argument("host", nargs="+", help="host name(s), e.g. khaos-2")
+        if verb == "kill":
+            sp.add_argument("--at", type=float, help="kill at this time (epoch seconds) instead of now")
+            sp.add_argument("--json", action="store_true", help="print what died as JSON")
     lab.set_defaults(func=_lab)
     return p
 

@@ -171,14 +171,18 @@ class Lab:
         if not quiet:
             print(f"lab {self.name}: down")
 
-    def kill(self, name: str) -> None:
-        """The host dies: every process SIGKILLed, its link down (unreachable)."""
+    def kill(self, name: str) -> dict:
+        """The host dies: every process SIGKILLed, its link down (unreachable). Returns what died."""
         require_root()
         h = self.host(name)
+        pids = _netns_pids(self.netns(h))
+        killed_at = time.time()
         _kill_netns(self.netns(h))
         _run("ip", "link", "set", self.veth(h), "down", check=False)
         h.alive, h.pid = False, 0
         self.save()
+        return {"host": name, "address": h.ip, "killed_at": killed_at, "pids": pids,
+                "dead": _netns_pids(self.netns(h)) == []}
 
     def restore(self, name: str, ready_timeout: float = 15.0) -> None:
         """A fresh replacement host (new disk, new host key) at the same address."""

@@ -7,10 +7,12 @@ Rates come from counter deltas between two samples, never from the 60 s *PerSeco
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import asdict, dataclass
 
 from .flink import FlinkClient, FlinkError
 
+RATE_WINDOW_S = 5.0
 # metric suffix -> (field, aggregation over subtasks)
 _GAUGES = {
     ".emitted": ("emitted", "sum"),
@@ -29,12 +31,17 @@ class Sample:
     checkpoints_completed: int
     checkpoints_failed: int
     restarts: int
-    emitted: float | None = None
-    rate: float | None = None
+    emitted: float | None = None  # records read by the source(s), cumulative
+    rate: float | None = None  # source records/s since the previous sample
+    sink_in: float | None = None  # records into the sink's task, cumulative
+    throughput: float | None = None  # sink-side records/s since the previous sample
     backlog: float | None = None
     lag_ms: float | None = None
     latency_ms: float | None = None
     latency_p99_ms: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class JobProbe:
@@ -42,16 +49,18 @@ class JobProbe:
         self.client, self.job_id = client, job_id
         self._metric_ids: dict[str, list[tuple[str, str, str]]] = {}  # vertex -> [(metric, field, agg)]
         self._discoveries = 0
-        self._last: Sample | None = None
+        self._history: deque[Sample] = deque()
 
     def _complete(self) -> bool:
         """All of the sample job's gauges found (a generic job never completes: we retry a while)."""
         fields = {f for metrics in self._metric_ids.values() for _, f, _ in metrics}
-        return {"emitted", "backlog", "lag_ms", "latency_p99_ms"} <= fields
+        return {"emitted", "sink_in", "backlog", "lag_ms", "latency_p99_ms"} <= fields
 
     def _discover(self) -> dict[str, list[tuple[str, str, str]]]:
         found: dict[str, list[tuple[str, str, str]]] = {}
-        for v in self.client.job(self.job_id)["vertices"]:
+        vertices = self.client.job(self.job_id)["vertices"]
+        sinks = [v for v in vertices if "sink" in v["name"].lower()] or vertices[-1:]
+        for v in vertices:
             names = self.client.vertex_metric_names(self.job_id, v["id"])
             for suffix, (field, agg) in _GAUGES.items():
                 hits = [n for n in names if n.endswith(suffix)]
@@ -60,6 +69,8 @@ class JobProbe:
             if v["name"].startswith("Source") and not any(f == "emitted" for _, f, _ in found.get(v["id"], [])):
                 if "numRecordsOut" in names:
                     found.setdefault(v["id"], []).append(("numRecordsOut", "emitted", "sum"))
+            if v is sinks[-1] and "numRecordsIn" in names:
+                found.setdefault(v["id"], []).append(("numRecordsIn", "sink_in", "sum"))
         return found
 
     def sample(self) -> Sample:
@@ -78,7 +89,8 @@ class JobProbe:
                     found = self._discover()
                     self._discoveries += 1
                     if found != self._metric_ids:
-                        self._metric_ids, self._last = found, None
+                        self._metric_ids = found
+                        self._history.clear()
                 for vid, metrics in self._metric_ids.items():
                     for agg in {a for _, _, a in metrics}:
                         names = [m for m, _, a in metrics if a == agg]
@@ -88,8 +100,15 @@ class JobProbe:
                                 setattr(s, field, values[m])
             except FlinkError:
                 pass  # metrics lag behind task state for a moment after a restart
-        last = self._last
-        if last and s.emitted is not None and last.emitted is not None and s.t > last.t and s.emitted >= last.emitted:
-            s.rate = (s.emitted - last.emitted) / (s.t - last.t)
-        self._last = s
+        # REST serves metrics cached for metrics.fetcher.update-interval (1 s): a 1 Hz sampler sees
+        # 0, 2x, 0, ... Rates are therefore taken over the last >= RATE_WINDOW_S seconds.
+        self._history.append(s)
+        while len(self._history) > 2 and s.t - self._history[1].t >= RATE_WINDOW_S:
+            self._history.popleft()
+        first = self._history[0]
+        if s.t - first.t >= 1.5:
+            for total, per_s in (("emitted", "rate"), ("sink_in", "throughput")):
+                now, before = getattr(s, total), getattr(first, total)
+                if now is not None and before is not None and now >= before:  # a restart resets counters
+                    setattr(s, per_s, (now - before) / (s.t - first.t))
         return s

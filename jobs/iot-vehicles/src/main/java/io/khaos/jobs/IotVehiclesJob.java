@@ -49,6 +49,9 @@ public final class IotVehiclesJob {
             throw e;
         }
         StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+        if (a.parallelism > 0) { // else the cluster's parallelism.default (the source always runs 1 subtask)
+            env.setParallelism(a.parallelism);
+        }
 
         DataStream<VehicleEvent> events = env
                 .fromSource(new ReplaySource(a.schedule, a.vehicles, a.startMs),
@@ -57,26 +60,24 @@ public final class IotVehiclesJob {
                         "Replay")
                 .uid("replay").setParallelism(1);
 
-        // Keyed operators (and their sinks) run with --parallelism, else the environment default.
-        final int p = a.parallelism > 0 ? a.parallelism : env.getParallelism();
 
         // Analytics branch: average speed per vehicle over sliding event-time windows.
         final double limit = a.speedLimit;
         events.filter(e -> e.area != 0).name("AreaFilter").uid("area-filter").setParallelism(1) // chained to the source
                 .keyBy(e -> e.vehicleId, Types.LONG)
                 .window(SlidingEventTimeWindows.of(Duration.ofSeconds(5), Duration.ofSeconds(1)))
-                .aggregate(new AvgSpeed()).name("SpeedWindow").uid("speed-window").setParallelism(p)
-                .filter(t -> t.f1 > limit).name("Speeding").uid("speeding").setParallelism(p)
-                .sinkTo(new DiscardingSink<>()).name("Alerts").uid("alerts").setParallelism(p);
+                .aggregate(new AvgSpeed()).name("SpeedWindow").uid("speed-window")
+                .filter(t -> t.f1 > limit).name("Speeding").uid("speeding")
+                .sinkTo(new DiscardingSink<>()).name("Alerts").uid("alerts");
 
         // Audit branch: keyed state, latency measurement, exactly-once id log.
         events.keyBy(e -> e.vehicleId, Types.LONG)
-                .process(new VehicleState()).name("VehicleState").uid("vehicle-state").setParallelism(p)
-                .map(new Latency()).name("Latency").uid("latency").setParallelism(p)
+                .process(new VehicleState()).name("VehicleState").uid("vehicle-state")
+                .map(new Latency()).name("Latency").uid("latency")
                 .sinkTo(FileSink.forRowFormat(new Path(a.output), new SimpleStringEncoder<Long>("UTF-8"))
                         .withRollingPolicy(OnCheckpointRollingPolicy.build()) // commit on every checkpoint
                         .build())
-                .name("AuditSink").uid("audit-sink").setParallelism(p);
+                .name("AuditSink").uid("audit-sink");
 
         // pipeline.name (set per job by the submitter) wins; the deploy playbook finds the job by it
         env.execute(env.getConfiguration().getOptional(PipelineOptions.NAME).orElse("iot-vehicles"));
