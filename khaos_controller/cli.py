@@ -53,6 +53,26 @@ def _demo(args):
              keep=args.keep)
 
 
+def _profile(args):
+    from . import experiment, profiler
+    exp = experiment.load(args.experiment)
+    prof = profiler.Profiler(exp, out=args.out)
+    print(prof.describe())
+    if args.dry_run:
+        for u in prof.units():
+            print(f"  unit {u.ident}: " + ", ".join(f"{m} #{r + 1}" for m, r in u.failures))
+        print("dry run: nothing was started")
+        return
+    df = prof.run()
+    print(f"{len(df)} failures measured; {len(prof.errors)} errors")
+    for e in prof.errors:
+        print(f"  error: {e}")
+    print(f"results: {prof.out / 'results.csv'} (+ .parquet), journal {prof.out / 'journal.jsonl'}, "
+          f"plot {prof.out / 'recovery_vs_rate.png'}")
+    if prof.errors:
+        raise KhaosError(f"{len(prof.errors)} of {len(prof.units())} units failed (see {prof.out / 'journal.jsonl'})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -70,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seconds", type=int, default=60, help="how long to watch the job (default 60)")
     dm.add_argument("--keep", action="store_true", help="leave the lab and cluster running afterwards")
     dm.set_defaults(func=_demo)
+
+    pf = sub.add_parser("profile", help="inject failures into parallel copies of a job and measure recovery (root)")
+    pf.add_argument("experiment", help="experiment file, e.g. examples/experiment-lab.yml")
+    pf.add_argument("--out", help="output directory (default: the experiment's output)")
+    pf.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
+    pf.set_defaults(func=_profile)
 
     lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
     lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)

@@ -40,3 +40,11 @@ def cluster(tmp_path_factory):
         yield lab
     finally:
         lab.down(quiet=True)
+
+
+@pytest.fixture
+def jar_built():
+    from khaos_controller import REPO_ROOT
+    jar = REPO_ROOT / "build" / "jobs" / "iot-vehicles.jar"
+    assert jar.exists(), "build the sample job first: make job"
+    return jar

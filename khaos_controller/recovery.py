@@ -1,0 +1,368 @@
+"""Turn a per-second job series plus a failure time into failure measurements.
+
+Input: the sampler's series, one row per REST sample (~1 s apart, gaps and jitter allowed), columns
+``t`` (epoch s, required) and any of ``all_running``, ``restarts``, ``rate_in``, ``throughput``,
+``lag_ms``, ``backlog``, ``latency_ms``, ``checkpoints_completed`` (missing columns / NaN cells are fine).
+
+Definitions (docs/recovery.md has the timeline and the reasons for each default)::
+
+    detect_s   = first sample after t_fail with all_running False or restarts increased  (or t_detect)
+    running_s  = first sample with all_running True after it was seen False (or, if the restart was
+                 too quick to see it False, at/after detection)                           (or t_running)
+    recovery_s = START of the first run of samples, beginning at/after t_running, in which every
+                 used signal (lag_ms, throughput, latency_ms; whichever exist) stays inside its
+                 steady-state band (after a 3-sample rolling median) for consecutive_s seconds,
+                 tasks running, no hole > max_gap_s; NaN and recovered=False if that run
+                 does not start within timeout_s or the series ends first.
+
+Bands are learned per signal from the baseline window [t_fail - baseline_s, t_fail):
+``center +- max(k_sigma * sigma, floor)``, widened to cover the baseline's [q01, q99], with
+center/sigma = median and 1.4826*MAD (robust; ``robust=False`` uses mean/std). lag_ms and latency_ms
+are one-sided (lo = 0: being faster than usual is no anomaly); throughput is two-sided, so the
+catch-up phase, where the sink runs ABOVE the input rate, counts as not yet recovered.
+
+Physics (why recovery includes catch-up): the job restarts from the last completed checkpoint, so at
+restart the source is behind by ``L0 = time since that checkpoint + downtime`` seconds of input
+(``backlog = L0 * rate`` records). It drains at ``capacity - rate`` records/s, i.e. catch-up takes
+``L0 * rate / (capacity - rate)`` s. :func:`expected_peak_lag_s` and :func:`expected_catchup_s` give
+these numbers; ``peak_lag_ms`` and ``caught_up_records`` are their measured counterparts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import KhaosError
+
+_NUMERIC = ("restarts", "rate_in", "throughput", "lag_ms", "backlog", "latency_ms", "checkpoints_completed")
+_BAND_SIGNALS = ("lag_ms", "throughput", "latency_ms", "rate_in")
+_ONE_SIDED = {"lag_ms", "latency_ms"}
+_NAN = float("nan")
+
+
+@dataclass
+class RecoveryParams:
+    """Knobs of the measurement; docs/recovery.md explains each default."""
+    baseline_s: float = 120.0            # steady-state window before the failure that defines "normal"
+    k_sigma: float = 3.0                 # band half-width in (robust) standard deviations
+    consecutive_s: float = 10.0          # K: seconds all signals must stay in band to call it recovered
+    timeout_s: float = 600.0             # a run starting later than t_fail + timeout_s is "not recovered"
+    lag_floor_ms: float = 500.0          # min half-width for lag_ms (half a sampling period of lag)
+    latency_floor_ms: float = 200.0      # min half-width for latency_ms (GC / checkpoint-alignment jitter)
+    throughput_floor_frac: float = 0.10  # min half-width for throughput / rate_in, fraction of the center
+    throughput_floor_abs: float = 1.0    # ... and never below 1 record/s (idle or tiny jobs)
+    robust: bool = True                  # median / 1.4826*MAD instead of mean / std
+    cover_quantile: float = 0.99         # band always covers the baseline's [1-q, q] quantiles (0 = off)
+    min_baseline_samples: int = 10       # fewer baseline samples -> KhaosError
+    max_gap_s: float = 5.0               # a longer hole between usable samples breaks an in-band run
+    smooth_samples: int = 3              # centered rolling median before the band test (1 = off)
+    signals: tuple[str, ...] = ("lag_ms", "throughput", "latency_ms")  # judged for recovery, if present
+
+
+@dataclass
+class FailureMeasure:
+    t_fail: float
+    detect_s: float                 # NaN: no failure visible in the series (and no t_detect given)
+    running_s: float                # NaN: never running again (or not knowable)
+    recovery_s: float               # NaN unless recovered
+    recovered: bool
+    catchup_s: float                # recovery_s - running_s
+    pre_rate: float                 # mean rate_in over the baseline (throughput if rate_in is missing)
+    pre_latency_p99_ms: float
+    peak_lag_ms: float              # max lag_ms from t_fail to the recovery point (or end of window)
+    peak_backlog: float
+    caught_up_records: float        # ~ integral of (throughput - pre_rate) from running to recovered
+    restarts_delta: float
+    signals: tuple[str, ...]        # signals that decided recovery
+    samples: int                    # samples examined after t_fail
+    baseline_samples: int
+    baseline_s_used: float
+    band: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["signals"] = ",".join(self.signals)
+        for sig, (lo, hi) in d.pop("band").items():
+            d[f"band_{sig}_lo"], d[f"band_{sig}_hi"] = lo, hi
+        return d
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def expected_peak_lag_s(ci_s: float, t_since_checkpoint_s: float | None, downtime_s: float) -> float:
+    """Lag (s of input) at restart: the job rewinds to its last completed checkpoint.
+
+    ``t_since_checkpoint_s`` is the time from that checkpoint to the failure; ``None`` means the
+    worst case Khaos injects (just before the next checkpoint), i.e. a full ``ci_s``. ``downtime_s``
+    is failure -> tasks running again (``running_s``). Backlog in records = this value * rate.
+    """
+    since = ci_s if t_since_checkpoint_s is None else t_since_checkpoint_s
+    if since < 0 or downtime_s < 0 or ci_s < 0:
+        raise KhaosError("expected_peak_lag_s needs non-negative times")
+    return float(since + downtime_s)
+
+
+def expected_catchup_s(peak_lag_s: float, rate: float, capacity: float) -> float:
+    """Seconds to drain ``peak_lag_s * rate`` records at ``capacity - rate`` records/s (inf if none spare)."""
+    if capacity <= rate:
+        return math.inf
+    return float(peak_lag_s * rate / (capacity - rate))
+
+
+def _flag(v) -> float:
+    try:
+        if pd.isna(v):
+            return _NAN
+    except (TypeError, ValueError):
+        return _NAN
+    return 1.0 if bool(v) else 0.0
+
+
+def _prepare(series: pd.DataFrame) -> pd.DataFrame:
+    """Sorted copy with every known column present: numeric floats, all_running as 1.0/0.0/NaN."""
+    if "t" not in series.columns:
+        raise KhaosError("the recovery series has no 't' column (epoch seconds of each sample)")
+    df = series.copy()
+    df["t"] = pd.to_numeric(df["t"], errors="coerce")
+    df = df[df["t"].notna()].sort_values("t", kind="stable").reset_index(drop=True)
+    for c in _NUMERIC:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float) if c in df else _NAN
+    df["all_running"] = df["all_running"].map(_flag).astype(float) if "all_running" in df else _NAN
+    return df
+
+
+def _period(df: pd.DataFrame) -> float:
+    d = np.diff(df["t"].to_numpy())
+    d = d[d > 0]
+    return float(np.median(d)) if len(d) else 1.0
+
+
+def _baseline(df: pd.DataFrame, t_fail: float, p: RecoveryParams,
+              window: tuple[float, float] | None) -> tuple[pd.DataFrame, float]:
+    a, b = window if window is not None else (t_fail - p.baseline_s, t_fail)
+    rows = df[(df["t"] >= a) & (df["t"] < b)]
+    if len(rows) < p.min_baseline_samples:
+        raise KhaosError(
+            f"only {len(rows)} samples in the baseline window [{a:.1f}, {b:.1f}) before the failure at "
+            f"{t_fail:.1f}; need >= {p.min_baseline_samples}: sample longer before failing the job")
+    return rows, float(b - rows["t"].iloc[0])
+
+
+def _floor(sig: str, center: float, p: RecoveryParams) -> float:
+    if sig == "lag_ms":
+        return p.lag_floor_ms
+    if sig == "latency_ms":
+        return p.latency_floor_ms
+    return max(p.throughput_floor_frac * abs(center), p.throughput_floor_abs)
+
+
+def _bands(rows: pd.DataFrame, p: RecoveryParams) -> dict[str, tuple[float, float]]:
+    out = {}
+    for sig in _BAND_SIGNALS:
+        x = rows[sig].dropna().to_numpy(dtype=float)
+        if len(x) < p.min_baseline_samples:
+            continue  # signal not available (or too sparse) before the failure: skipped
+        if p.robust:
+            center = float(np.median(x))
+            sigma = 1.4826 * float(np.median(np.abs(x - center)))
+        else:
+            center, sigma = float(np.mean(x)), float(np.std(x, ddof=1))
+        half = max(p.k_sigma * sigma, _floor(sig, center, p))
+        lo, hi = center - half, center + half
+        if p.cover_quantile:
+            lo = min(lo, float(np.quantile(x, 1 - p.cover_quantile)))
+            hi = max(hi, float(np.quantile(x, p.cover_quantile)))
+        out[sig] = (0.0 if sig in _ONE_SIDED else max(0.0, lo), hi)
+    return out
+
+
+def steady_band(series: pd.DataFrame, t_fail: float, params: RecoveryParams | None = None,
+                baseline: tuple[float, float] | None = None) -> dict[str, tuple[float, float]]:
+    """Per available signal (lag_ms, throughput, latency_ms, rate_in) the (lo, hi) band of "normal".
+
+    Learned from the samples in ``baseline`` = [start, end) (default [t_fail - baseline_s, t_fail)).
+    Raises KhaosError if the window holds fewer than ``min_baseline_samples`` samples; a signal with
+    fewer non-NaN values than that is left out of the result.
+    """
+    p = params or RecoveryParams()
+    rows, _ = _baseline(_prepare(series), t_fail, p, baseline)
+    return _bands(rows, p)
+
+
+def _first(t: np.ndarray, mask: np.ndarray) -> float:
+    idx = np.flatnonzero(mask)
+    return float(t[idx[0]]) if len(idx) else _NAN
+
+
+def _normal_run_start(rows: pd.DataFrame, band: dict, used: list[str], p: RecoveryParams,
+                      period: float, latest_start: float) -> tuple[float, float]:
+    """(start, end) of the first in-band run lasting consecutive_s, or (NaN, NaN).
+
+    Signals are first smoothed by a centered rolling median of ``smooth_samples`` (so one stray sample,
+    e.g. a GC pause or a checkpoint-alignment spike, cannot break a run; a monotone return to normal
+    is not shifted). A run is broken by an out-of-band sample, by all_running False, or by a hole >
+    max_gap_s between usable samples; samples where a used signal is NaN are skipped (holes). A run of
+    samples t_first..t_last lasts ``t_last - t_first + period`` s (each sample stands for the second
+    before it); a quarter period of jitter is tolerated.
+    """
+    t = rows["t"].to_numpy()
+    missing = rows[used].isna().to_numpy().any(axis=1)
+    vals = rows[used].rolling(max(1, p.smooth_samples), center=True, min_periods=1).median().to_numpy(dtype=float)
+    lo = np.array([band[s][0] for s in used])
+    hi = np.array([band[s][1] for s in used])
+    ar = rows["all_running"].to_numpy()
+    inside = ((vals >= lo) & (vals <= hi)).all(axis=1)
+    start, last = _NAN, _NAN
+    for i in range(len(t)):
+        if ar[i] == 0.0:
+            start, last = _NAN, t[i]
+            continue
+        if missing[i]:
+            continue
+        if not math.isnan(last) and t[i] - last > p.max_gap_s:
+            start = _NAN
+        last = t[i]
+        if not inside[i]:
+            start = _NAN
+            continue
+        if math.isnan(start):
+            if t[i] > latest_start:
+                return _NAN, _NAN
+            start = t[i]
+        if t[i] - start + period >= p.consecutive_s - 0.25 * period:
+            return float(start), float(t[i])
+    return _NAN, _NAN
+
+
+# ---------------------------------------------------------------------------------------------- measure
+
+def measure(series: pd.DataFrame, t_fail: float, params: RecoveryParams | None = None,
+            t_detect: float | None = None, t_running: float | None = None,
+            baseline: tuple[float, float] | None = None) -> FailureMeasure:
+    """Measure one failure at ``t_fail`` (epoch s). See the module docstring for the definitions.
+
+    ``t_detect`` / ``t_running`` override the series-derived times (e.g. from Flink's exception
+    history); ``baseline`` overrides the [start, end) window the bands are learned from.
+    Needs lag_ms or throughput in the baseline, else KhaosError.
+    """
+    p = params or RecoveryParams()
+    df = _prepare(series)
+    base, base_s = _baseline(df, t_fail, p, baseline)
+    band = _bands(base, p)
+    used = [s for s in p.signals if s in band]
+    if not {"lag_ms", "throughput"} & set(used):
+        raise KhaosError(f"cannot judge recovery of the failure at {t_fail:.1f}: the series has neither "
+                         "lag_ms nor throughput before it")
+    period = _period(df)
+    pre_rate = base["rate_in"].mean() if base["rate_in"].notna().any() else base["throughput"].mean()
+    pre_lat = base["latency_ms"].dropna()
+    pre_lat_p99 = float(pre_lat.quantile(0.99)) if len(pre_lat) else _NAN
+    prior = df.loc[df["t"] <= t_fail, "restarts"].dropna()
+    r0 = float(prior.iloc[-1]) if len(prior) else _NAN
+
+    after = df[(df["t"] > t_fail) & (df["t"] <= t_fail + p.timeout_s + p.consecutive_s + p.max_gap_s)]
+    t = after["t"].to_numpy()
+    ar = after["all_running"].to_numpy()
+    if t_detect is None:
+        t_det = _first(t, (ar == 0.0) | (after["restarts"].to_numpy() > r0))
+    else:
+        t_det = float(t_detect)
+    has_ar = bool(np.isfinite(ar).any())
+    if t_running is not None:
+        t_run = float(t_running)
+    elif not math.isnan(t_det) and has_ar:  # running again after having been seen not running
+        t_down = _first(t, ar == 0.0)
+        t_run = _first(t, (t >= (t_det if math.isnan(t_down) else max(t_det, t_down))) & (ar == 1.0))
+    else:
+        t_run = _NAN
+
+    # Where the search for the normal run starts: running again; without a visible failure, at the
+    # failure; without all_running in the series, at detection (signals alone must show normality).
+    if not math.isnan(t_run):
+        search = t_run
+    elif math.isnan(t_det):
+        search = t_fail
+    else:
+        search = _NAN if has_ar else t_det
+    rec_start = rec_end = _NAN
+    if not math.isnan(search):
+        rec_start, rec_end = _normal_run_start(after[after["t"] >= search], band, used, p, period,
+                                               t_fail + p.timeout_s)
+    recovered = not math.isnan(rec_start)
+
+    seen = after[after["t"] <= rec_end] if recovered else after
+    upto = after[after["t"] <= rec_start] if recovered else after
+    caught = _NAN
+    if recovered and not math.isnan(t_run) and not math.isnan(pre_rate):
+        dt = df["t"].diff()
+        win = (df["t"] > t_run) & (df["t"] <= rec_start) & df["throughput"].notna()
+        caught = float(((df.loc[win, "throughput"] - pre_rate) * dt[win]).sum())
+
+    def peak(col: str) -> float:
+        v = upto[col].dropna()
+        return float(v.max()) if len(v) else _NAN
+
+    r_after = seen["restarts"].dropna()
+    return FailureMeasure(
+        t_fail=float(t_fail),
+        detect_s=t_det - t_fail,
+        running_s=t_run - t_fail,
+        recovery_s=rec_start - t_fail,
+        recovered=recovered,
+        catchup_s=rec_start - t_run if recovered else _NAN,
+        pre_rate=float(pre_rate),
+        pre_latency_p99_ms=pre_lat_p99,
+        peak_lag_ms=peak("lag_ms"),
+        peak_backlog=peak("backlog"),
+        caught_up_records=caught,
+        restarts_delta=float(r_after.max() - r0) if len(r_after) and not math.isnan(r0) else _NAN,
+        signals=tuple(used),
+        samples=int(len(seen)),
+        baseline_samples=int(len(base)),
+        baseline_s_used=base_s,
+        band=band,
+    )
+
+
+def measure_all(series: pd.DataFrame, failures: list[dict], params: RecoveryParams | None = None) -> pd.DataFrame:
+    """One row per failure (dicts with ``t_fail`` and optional ``t_detect`` / ``t_running``; other keys
+    are copied into the row).
+
+    Each failure is measured on the series cut at the next failure, and its baseline starts no earlier
+    than the previous failure's recovery point (so it never contains that failure's outage or catch-up):
+    ``baseline_s_used`` shows how much was left. If that clean window holds fewer than
+    ``min_baseline_samples`` samples (previous failure not recovered, or too close), the previous
+    failure's baseline window is reused (``baseline_reused`` True). A KhaosError for one failure fills
+    its ``error`` column instead of aborting the others; such a failure is assumed over after timeout_s.
+    """
+    p = params or RecoveryParams()
+    df = _prepare(series)
+    rows, prev_window, clean_since = [], None, -math.inf
+    fails = sorted(failures, key=lambda f: f["t_fail"])
+    for i, f in enumerate(fails):
+        t_fail = float(f["t_fail"])
+        t_next = float(fails[i + 1]["t_fail"]) if i + 1 < len(fails) else math.inf
+        window = (max(t_fail - p.baseline_s, clean_since), t_fail)
+        n_clean = int(((df["t"] >= window[0]) & (df["t"] < window[1])).sum())
+        reused = n_clean < p.min_baseline_samples and prev_window is not None
+        if reused:
+            window = prev_window
+        row = {k: v for k, v in f.items()}
+        try:
+            m = measure(df[df["t"] < t_next], t_fail, p, f.get("t_detect"), f.get("t_running"), baseline=window)
+            row.update(m.as_dict(), baseline_reused=reused, error=None)
+            prev_window = window
+        except KhaosError as e:
+            m = None
+            row.update(t_fail=t_fail, recovered=False, baseline_reused=reused, error=str(e))
+        # The next baseline starts where this failure is over: its recovery point; never, if it did not
+        # recover; after timeout_s if it could not be measured.
+        if m is None:
+            clean_since = min(t_fail + p.timeout_s, t_next)
+        else:
+            clean_since = t_fail + m.recovery_s if m.recovered else t_next
+        rows.append(row)
+    return pd.DataFrame(rows)
