@@ -50,7 +50,7 @@ def _dist(args):
 def _demo(args):
     from . import demo
     demo.run(lab_name=args.name, hosts=args.hosts, rate=args.rate, interval=args.interval, seconds=args.seconds,
-             keep=args.keep)
+             keep=args.keep, profile=None if args.no_profile else args.profile)
 
 
 def _profile(args):
@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--interval", default="5s", help="checkpoint interval (default 5s)")
     dm.add_argument("--seconds", type=int, default=60, help="how long to watch the job (default 60)")
     dm.add_argument("--keep", action="store_true", help="leave the lab and cluster running afterwards")
+    dm.add_argument("--profile", default="examples/experiment-lab.yml",
+                    help="experiment of the short profile that ends the demo (default examples/experiment-lab.yml)")
+    dm.add_argument("--no-profile", action="store_true", help="skip the short profile")
     dm.set_defaults(func=_demo)
 
     pf = sub.add_parser("profile", help="inject failures into parallel copies of a job and measure recovery (root)")

@@ -26,7 +26,7 @@ def find_job(client: FlinkClient, name: str) -> str:
 
 
 def run(lab_name: str = "demo", hosts: int = 3, rate: int = 2000, interval: str = "5s", seconds: int = 60,
-        keep: bool = False) -> None:
+        keep: bool = False, profile: str | None = "examples/experiment-lab.yml") -> None:
     t0 = time.monotonic()
     lab = Lab(lab_name)
     if lab.hosts:
@@ -62,6 +62,23 @@ def run(lab_name: str = "demo", hosts: int = 3, rate: int = 2000, interval: str 
         if not keep:
             lab.down(quiet=True)
             _step(t0, f"lab {lab_name} down: hosts, JVMs and files removed")
+    if profile:
+        short_profile(t0, profile)
+
+
+def short_profile(t0: float, path: str) -> None:
+    """Part 2: parallel clusters, real failures at the worst moment, recovery measured."""
+    from . import REPO_ROOT, experiment
+    from .profiler import Profiler
+    exp = experiment.load(REPO_ROOT / path)
+    prof = Profiler(exp, out=REPO_ROOT / exp.output)
+    _step(t0, "short profile: " + prof.describe().splitlines()[0])
+    df = prof.run()
+    cols = ["cluster", "ci_s", "rate", "mode", "since_checkpoint_s", "detect_s", "running_s", "recovery_s",
+            "peak_lag_ms", "audit_lost", "audit_duplicated"]
+    print(df[cols].round(1).to_string(index=False))
+    _step(t0, f"profile done: {len(df)} failures; results {prof.out / 'results.csv'}, "
+              f"plot {prof.out / 'recovery_vs_rate.png'}, journal {prof.out / 'journal.jsonl'}")
 
 
 def _fmt(v: float | None) -> str:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from .flink import FlinkClient, FlinkError
 
-RATE_WINDOW_S = 5.0
+RATE_WINDOW_S = 3.0
 # metric suffix -> (field, aggregation over subtasks)
 _GAUGES = {
     ".emitted": ("emitted", "sum"),
@@ -20,6 +20,7 @@ _GAUGES = {
     ".eventTimeLagMs": ("lag_ms", "max"),
     "latencyP99Ms": ("latency_p99_ms", "max"),  # last complete second (sample job)
     "latencyMaxMs": ("latency_ms", "max"),
+    "latencyCount": ("sink_last_second", "sum"),  # records the sink saw in the last complete second
 }
 
 
@@ -34,7 +35,8 @@ class Sample:
     emitted: float | None = None  # records read by the source(s), cumulative
     rate: float | None = None  # source records/s since the previous sample
     sink_in: float | None = None  # records into the sink's task, cumulative
-    throughput: float | None = None  # sink-side records/s since the previous sample
+    throughput: float | None = None  # sink-side records/s (exact per-second count where the job has one)
+    sink_last_second: float | None = None
     backlog: float | None = None
     lag_ms: float | None = None
     latency_ms: float | None = None
@@ -111,4 +113,6 @@ class JobProbe:
                 now, before = getattr(s, total), getattr(first, total)
                 if now is not None and before is not None and now >= before:  # a restart resets counters
                     setattr(s, per_s, (now - before) / (s.t - first.t))
+        if s.sink_last_second is not None:
+            s.throughput = s.sink_last_second
         return s
