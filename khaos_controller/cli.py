@@ -73,6 +73,26 @@ def _profile(args):
         raise KhaosError(f"{len(prof.errors)} of {len(prof.units())} units failed (see {prof.out / 'journal.jsonl'})")
 
 
+def _workload(args):
+    from . import workload
+    if args.wl_cmd == "record":
+        from .chaos import running_job
+        from .flink import FlinkClient
+        client = FlinkClient(args.rest)
+        job_id = running_job(client, args.job)
+        n = workload.record_rate(client, job_id, args.out, args.seconds, source=args.source,
+                                 progress=lambda i, total: print(f"\r{i}/{total} s", end="", file=sys.stderr))
+        print(f"\n{n} seconds of input rate written to {args.out}")
+    elif args.wl_cmd == "points":
+        pts = workload.failure_points(workload.load_trace(args.trace), count=args.count, window=args.window,
+                                      min_distance=args.min_distance)
+        print(pts.to_string(index=False))
+    elif args.wl_cmd == "window":
+        series = workload.trace_window(workload.load_trace(args.trace), args.center, args.before, args.after)
+        workload.write_trace(series, args.out)
+        print(f"{len(series)} seconds written to {args.out} (a --trace file for the job)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -99,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--out", help="output directory (default: the experiment's output)")
     pf.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
     pf.set_defaults(func=_profile)
+
+    wl = sub.add_parser("workload", help="record a job's input rate, pick failure points, cut trace windows")
+    wl_sub = wl.add_subparsers(dest="wl_cmd", required=True)
+    rec = wl_sub.add_parser("record", help="record a running job's input rate per second into a CSV (t,rate)")
+    rec.add_argument("--rest", required=True, help="JobManager REST URL, e.g. http://10.213.0.11:8081")
+    rec.add_argument("--job", help="job name or id (default: the only running job)")
+    rec.add_argument("--seconds", type=float, required=True, help="how long to record")
+    rec.add_argument("--source", help="part of the source vertex name (default: every source)")
+    rec.add_argument("--out", required=True, help="CSV file to write")
+    pts = wl_sub.add_parser("points", help="failure points across the whole rate range of a trace")
+    pts.add_argument("trace", help="trace file (one number per line) or recorded CSV")
+    pts.add_argument("--count", type=int, default=12, help="number of points (default 12)")
+    pts.add_argument("--window", type=int, default=300, help="moving-average window in s (default 300)")
+    pts.add_argument("--min-distance", type=int, default=1800, help="min seconds between points (default 1800)")
+    win = wl_sub.add_parser("window", help="cut the window around a point into a --trace file")
+    win.add_argument("trace")
+    win.add_argument("--center", type=int, required=True, help="second of the failure point")
+    win.add_argument("--before", type=int, default=1200, help="seconds before (default 1200)")
+    win.add_argument("--after", type=int, default=1200, help="seconds after (default 1200)")
+    win.add_argument("--out", required=True)
+    wl.set_defaults(func=_workload)
 
     lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
     lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)

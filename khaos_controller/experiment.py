@@ -49,6 +49,8 @@ class Experiment:
     recovery_timeout_s: float = 180.0
     consecutive_s: float = 8.0
     output: Path = Path("out/profile")
+    trace: Path | None = None  # a recorded trace replayed around failure points instead of fixed rates
+    points: list[dict] = field(default_factory=list)  # failure points [{t, target_rate, avg_rate}]
 
     @property
     def failures(self) -> int:
@@ -106,6 +108,8 @@ def load(path: str | Path) -> Experiment:
         if not isinstance(job_raw["args"], list):
             raise _err(path, "job.args", "must be a list of strings")
         job.args = [str(a) for a in job_raw["args"]]
+    elif "trace" in (raw.get("workload") or {}):
+        job.args = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
 
     cis = raw.get("checkpoint_intervals")
     if not isinstance(cis, list) or not cis:
@@ -115,10 +119,26 @@ def load(path: str | Path) -> Experiment:
         raise _err(path, "checkpoint_intervals", "has duplicates")
 
     workload = raw.get("workload") or {}
-    rates = workload.get("rates") if isinstance(workload, dict) else None
-    if not isinstance(rates, list) or not rates:
-        raise _err(path, "workload.rates", "missing: a list of input rates in events/s")
-    rates = [float(_number(path, f"workload.rates[{i}]", r, 1, 1_000_000)) for i, r in enumerate(rates)]
+    if not isinstance(workload, dict):
+        raise _err(path, "workload", "must be a mapping with rates or trace")
+    trace, points = None, []
+    if "trace" in workload:
+        from . import workload as wl
+        trace = Path(workload["trace"])
+        trace = trace if trace.is_absolute() else (REPO_ROOT / trace if (REPO_ROOT / trace).exists() else base / trace)
+        fp = workload.get("failure_points") or {}
+        try:
+            pts = wl.failure_points(wl.load_trace(trace), count=int(fp.get("count", 5)),
+                                    window=int(fp.get("window", 300)), min_distance=int(fp.get("min_distance", 1800)))
+        except KhaosError as e:
+            raise _err(path, "workload.trace", str(e)) from None
+        points = pts.to_dict("records")
+        rates = [float(p["avg_rate"]) for p in points]
+    else:
+        rates = workload.get("rates")
+        if not isinstance(rates, list) or not rates:
+            raise _err(path, "workload.rates", "missing: a list of input rates in events/s (or a trace)")
+        rates = [float(_number(path, f"workload.rates[{i}]", r, 1, 1_000_000)) for i, r in enumerate(rates)]
 
     fail = raw.get("failures") or {}
     if not isinstance(fail, dict):
@@ -152,8 +172,10 @@ def load(path: str | Path) -> Experiment:
         recovery_timeout_s=float(_number(path, "measurement.recovery_timeout_s",
                                          meas.get("recovery_timeout_s", 180), 10, 7200)),
         consecutive_s=float(_number(path, "measurement.consecutive_s", meas.get("consecutive_s", 8), 1, 600)),
-        output=Path(raw.get("output", f"out/profile-{path.stem}")),
+        output=Path(raw.get("output", f"out/profile-{path.stem}")), trace=trace, points=points,
     )
+    if trace and not any("{trace}" in a for a in job.args):
+        raise _err(path, "job.args", "a trace workload needs {trace} in the job's arguments")
     if not exp.lab_prefix.isalnum() or not exp.lab_prefix[0].isalpha() or len(exp.lab_prefix) > 6:
         raise _err(path, "clusters.lab_prefix", f"{exp.lab_prefix!r}: 1-6 letters/digits, starting with a letter")
     if "host" in modes and exp.hosts < 3 and not inventories:

@@ -289,6 +289,7 @@ class Lab:
                 "ansible_remote_tmp": "/tmp/.ansible/tmp",
                 "khaos_lab_name": self.name,
                 "khaos_shared_dir": str(self.shared_dir),
+                "khaos_state_dir": str(self.dir / "state"),
                 "flink_dist_archive": str(dist.dist_path()),
                 "flink_checkpoint_dir": f"file://{self.shared_dir}/checkpoints",
                 "flink_savepoint_dir": f"file://{self.shared_dir}/savepoints",

@@ -51,6 +51,7 @@ class Unit:
     ci_s: float
     rate: float
     failures: list[tuple[str, int]]  # (mode, repetition)
+    point: dict | None = None  # trace workloads: the failure point this unit replays
 
     @property
     def ident(self) -> str:
@@ -117,8 +118,10 @@ class Profiler:
     def units(self) -> list[Unit]:
         failures = [(m, r) for r in range(self.exp.repetitions) for m in self.exp.modes]
         # longest intervals first: they take longest, so they should not be the tail of the queue
-        grid = [(ci, rate) for ci in sorted(self.exp.checkpoint_intervals, reverse=True) for rate in self.exp.rates]
-        return [Unit(i, ci, rate, list(failures)) for i, (ci, rate) in enumerate(grid, 1)]
+        points = self.exp.points or [None] * len(self.exp.rates)
+        grid = [(ci, rate, pt) for ci in sorted(self.exp.checkpoint_intervals, reverse=True)
+                for rate, pt in zip(self.exp.rates, points)]
+        return [Unit(i, ci, round(rate, 1), list(failures), pt) for i, (ci, rate, pt) in enumerate(grid, 1)]
 
     def describe(self) -> str:
         units = self.units()
@@ -248,7 +251,14 @@ class Profiler:
             client.cancel(job_id)
         out_dir = (cluster.shared_dir or Path("/srv/flink")) / "jobs" / unit.ident / "out"
         start_ms = int(time.time() * 1000)
-        fill = {"rate": f"{unit.rate:g}", "output": str(out_dir), "start_ms": str(start_ms)}
+        fill = {"rate": f"{unit.rate:g}", "output": str(out_dir), "start_ms": str(start_ms), "trace": ""}
+        if unit.point is not None:  # replay the trace around the failure point: it is reached after the warm-up
+            from . import workload
+            window = workload.trace_window(workload.load_trace(exp.trace), int(unit.point["t"]),
+                                           before=int(exp.warmup_s) + 5, after=int(exp.recovery_timeout_s) * 3)
+            fill["trace"] = str(out_dir.parent / "trace.txt")
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            workload.write_trace(window, fill["trace"])
         args = [a.format(**fill) for a in exp.job.args]
         self.journal.write("deploy", cluster=cluster.name, unit=unit.ident, ci_s=unit.ci_s, rate=unit.rate, args=args)
         self._playbook(cluster, "deploy_job", f"{unit.ident}-deploy", {

@@ -84,3 +84,15 @@ def test_bad_plans():
 def test_unreachable_cluster():
     with pytest.raises(FlinkError, match="unreachable"):
         chaos.make_plan("process", "taskmanager", "sink", GROUPS, ADDR, client=FlinkClient("127.0.0.1:9", timeout=2))
+
+
+def test_trace_experiment_picks_failure_points_across_the_range(jar_built):
+    from khaos_controller import REPO_ROOT, workload
+    from khaos_controller.profiler import Profiler
+    exp = experiment.load(REPO_ROOT / "examples" / "experiment-trace.yml")
+    rates = workload.load_trace(exp.trace)
+    assert len(exp.points) == 3 and exp.failures == 6
+    avg = rates.rolling(300).mean()
+    assert min(exp.rates) < avg.quantile(0.2) and max(exp.rates) > avg.quantile(0.8)  # low and high load covered
+    units = Profiler(exp, progress=False).units()
+    assert all(u.point is not None for u in units) and "{trace}" in exp.job.args

@@ -21,10 +21,13 @@ options:
   config: {type: dict, default: {}, description: More per-job Flink settings (flinkConfiguration).}
   wait_timeout: {type: int, default: 120, description: Seconds to wait for every task to run.}
   state: {type: str, default: running, choices: [running, absent], description: absent cancels the job.}
+  record: {type: path, description: "Deployment record written after a submit (jar, args, settings, job id): what reconfigure.yml resubmits."}
 """
 
 import os
 import re
+import time
+from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -51,12 +54,14 @@ def main():
             config=dict(type="dict", default={}),
             wait_timeout=dict(type="int", default=120),
             state=dict(type="str", default="running", choices=["running", "absent"]),
+            record=dict(type="path"),
         ),
         required_if=[("state", "running", ["jar"])],
         supports_check_mode=True,
     )
     p = module.params
     try:
+        from khaos_controller import deployment
         from khaos_controller.flink import FlinkClient, FlinkError
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run the playbook from the khaos venv "
@@ -94,6 +99,13 @@ def main():
         job_id = client.run_jar(jar_id, args=p["args"], entry_class=p["entry_class"], parallelism=p["parallelism"],
                                 savepoint=p["savepoint"], config=config)
         waited = client.wait_running(job_id, timeout=p["wait_timeout"])
+        if p["record"]:
+            deployment.save(Path(p["record"]), {
+                "name": p["name"], "rest_url": p["rest_url"], "jar": p["jar"], "jar_id": jar_id,
+                "entry_class": p["entry_class"], "args": p["args"], "parallelism": p["parallelism"],
+                "config": p["config"], "job_id": job_id, "checkpoint_interval_s": _seconds(ci) if ci else None,
+                "savepoint": p["savepoint"], "pending": None,
+                "history": [{"ts": round(time.time(), 3), "action": "deployed", "job_id": job_id}]})
         module.exit_json(changed=True, job_id=job_id, jar_id=jar_id, running_after_s=round(waited, 2),
                          checkpoint_interval_ms=client.checkpoint_interval_ms(job_id))
     except FlinkError as e:
