@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     win.add_argument("--out", required=True)
     wl.set_defaults(func=_workload)
 
+    from . import models, optimizer
+    models.add_cli(sub)
+    optimizer.add_cli(sub)
+
     lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
     lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)
     for verb, text in (("up", "create the hosts and write inventories/local/NAME.yml"),
