@@ -20,6 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from khaos_controller import experiment  # noqa: E402
+from khaos_controller.errors import KhaosError  # noqa: E402
 from khaos_controller.profiler import Profiler  # noqa: E402
 
 
@@ -40,7 +41,11 @@ def main() -> int:
     prof = Profiler(exp)
     print(prof.describe(), flush=True)
     t0 = time.monotonic()
-    df = prof.run()
+    try:
+        df = prof.run()
+    except KhaosError as e:
+        print(f"bench/profile: {e}")
+        return 1
     wall = time.monotonic() - t0
     stop.set()
     n = len(df)
