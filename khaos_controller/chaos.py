@@ -141,6 +141,8 @@ def make_plan(mode: str, component: str, target: str, groups: dict[str, list[str
             raise KhaosError(f"{', '.join(not_tm)} runs no TaskManager")
     if len(targets) > max_hosts:
         raise KhaosError(f"blast radius: {len(targets)} hosts ({', '.join(targets)}) > max_hosts {max_hosts}")
+    if mode == "host":
+        lead_s = max(lead_s, 4.0)  # the kill runs through a playbook task on the controller: more lead time
     plan = Plan(mode=mode, component=component, targets=targets, timing=timing, fire_at=time.time() + lead_s,
                 job_id=job_id)
     if timing == "before_checkpoint":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -93,7 +94,14 @@ def _workload(args):
         print(f"{len(series)} seconds written to {args.out} (a --trace file for the job)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+_HEAVY = {
+    "fit": ("models", "fit latency and recovery models from profile results, with CV errors"),
+    "recommend": ("optimizer", "recommend a checkpoint interval for a rate under latency and recovery limits"),
+    "run": ("daemon", "run the runtime controller: keep a job's checkpoint interval inside its limits"),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -141,9 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     win.add_argument("--out", required=True)
     wl.set_defaults(func=_workload)
 
-    from . import models, optimizer
-    models.add_cli(sub)
-    optimizer.add_cli(sub)
+    # pandas/scikit-learn take seconds to import: load those commands only when they are asked
+    # for (a `khaos lab kill --at T` must start in milliseconds)
+    wanted = set(_HEAVY) if not argv or argv[0] in ("-h", "--help") else {argv[0]} & set(_HEAVY)
+    for name, (module, text) in _HEAVY.items():
+        if name in wanted:
+            importlib.import_module(f".{module}", __package__).add_cli(sub)
+        else:
+            sub.add_parser(name, help=text, add_help=False)
 
     lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
     lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)
@@ -168,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         args.func(args)
     except KhaosError as e:

@@ -1,0 +1,296 @@
+"""The runtime daemon against a real Flink cluster on the lab "tdmn" (needs root; about 6 minutes).
+
+1. A rate step (a --trace that goes from 200 to 1500 events/s) makes the daemon shorten the interval
+   of a job running on 20 s, through reconfigure.yml, exactly once; exactly-once output survives.
+2. The daemon is SIGKILLed while a reconfiguration is in flight (after the savepoint is recorded):
+   alone (its playbook goes on as an orphan) or with the whole controller (the playbook dies too).
+   Started again with --once, it leaves exactly one job of that name, on the target interval.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+from khaos_controller import REPO_ROOT, ansible, audit, daemon, models, workload
+from khaos_controller.flink import FlinkClient
+
+from conftest import fresh_lab
+from test_daemon import rate_model
+
+pytestmark = pytest.mark.lab
+
+LAB = "tdmn"
+LOW, HIGH = 200, 1500          # events/s; rate_model (R_max 25 s): 20 s is fine up to ~680/s, at HIGH only <= 11 s
+LOW_S = 60                     # seconds of LOW at the start of the trace, then HIGH for an hour
+PERIOD, WINDOW, MIN_UP = 15, 10, 20  # MIN_UP: keep the start-up catch-up out of the window
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    lab = fresh_lab(LAB)
+    try:
+        tmp = tmp_path_factory.mktemp("daemon-lab")
+        base = tmp / "ansible"
+        ansible.run_playbook("flink_cluster", lab.inventory, base_dir=base)
+        model = models.save_model(rate_model(), tmp / "model.json")
+        client = FlinkClient(f"http://{lab.host(f'{LAB}-1').ip}:8081")
+        yield SimpleNamespace(lab=lab, base=base, tmp=tmp, model=model, client=client)
+    finally:
+        lab.down(quiet=True)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(env, job: str, port: int) -> Path:
+    cfg = {"job": job, "flink": {"rest_url": env.client.url}, "inventory": str(env.lab.inventory),
+           "model": str(env.model), "limits": {"latency_ms": 1000, "recovery_s": 25},
+           "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600},
+           "loop": {"period_s": PERIOD, "window_s": WINDOW, "min_uptime_s": MIN_UP, "forecast_step_s": 2},
+           "state_dir": str(env.lab.dir / "state"), "journal": str(env.tmp / f"{job}.journal.jsonl"),
+           "metrics": {"host": "127.0.0.1", "port": port}}
+    path = env.tmp / f"{job}.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def start_daemon(env, cfg: Path, *flags: str) -> subprocess.Popen:
+    log = open(env.tmp / f"{cfg.stem}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "khaos_controller.daemon", str(cfg), *flags],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+
+
+def log_tail(env, job: str, n: int = 15) -> str:
+    p = env.tmp / f"{job}.log"
+    return "\n".join(p.read_text(errors="replace").splitlines()[-n:]) if p.exists() else ""
+
+
+def journal(env, job: str) -> list[dict]:
+    p = env.tmp / f"{job}.journal.jsonl"
+    return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+
+
+def wait_for(pred, timeout: float, what: str, env=None, job=None, proc=None, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"daemon exited {proc.returncode} while waiting for {what}:\n{log_tail(env, job)}")
+        time.sleep(poll)
+    pytest.fail(f"no {what} after {timeout:.0f}s" + (f":\n{log_tail(env, job)}" if env else ""))
+
+
+def running(client: FlinkClient, name: str) -> list[dict]:
+    return [j for j in client.get("/jobs/overview")["jobs"]
+            if j["name"] == name and j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
+    assert m, f"{name} not exposed"
+    return float(m.group(1))
+
+
+def module_pids(name: str) -> list[int]:
+    """The daemon's flink_reconfigure module processes for job `name`."""
+    pids = []
+    for pid in daemon.orphan_runs(daemon.RUN_BASE / name):
+        try:
+            if b"flink_reconfigure" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+def deploy(env, name: str, start_ms: int, args: list[str] | None = None, rate: int | None = None) -> None:
+    out = env.lab.shared_dir / "jobs" / name / "out"
+    ev = {"checkpoint_interval": "20s", "flink_job_name": name, "flink_job_start_ms": start_ms}
+    if args is not None:
+        ev["flink_job_args"] = args + ["--output", str(out), "--start", str(start_ms)]
+    if rate is not None:
+        ev["flink_job_rate"] = rate
+    ansible.run_playbook("deploy_job", env.lab.inventory, base_dir=env.base, extravars=ev)
+
+
+def stop_and_audit(env, name: str):
+    jobs = running(env.client, name)
+    for j in jobs:
+        env.client.stop_with_savepoint(j["jid"])
+    return audit.audit(env.lab.shared_dir / "jobs" / name / "out")
+
+
+def cleanup(env, name: str, *procs) -> None:
+    """Kill what this test started (by pid) and cancel its jobs: the next test gets free slots."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+    for pid in daemon.orphan_runs(daemon.RUN_BASE / name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        for j in running(env.client, name):
+            env.client.cancel(j["jid"])
+    except Exception:  # noqa: BLE001 - cleanup must not hide the test's own failure
+        pass
+    shutil.rmtree(daemon.RUN_BASE / name, ignore_errors=True)  # ansible-runner artifacts of the daemon
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+def test_rate_step_shortens_the_interval_once(env):
+    name = "dmn1"
+    trace = env.lab.shared_dir / "traces" / f"{name}.txt"
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    workload.write_trace(pd.Series([float(LOW)] * LOW_S + [float(HIGH)] * 3600), trace)
+    start_ms = int(time.time() * 1000)
+    step_at = start_ms / 1000 + LOW_S
+    deploy(env, name, start_ms, args=["--trace", str(trace)])
+    port = free_port()
+    proc = None
+    try:
+        proc = start_daemon(env, write_config(env, name, port))
+        kw = dict(env=env, job=name, proc=proc)
+
+        # before the step: the daemon decides, and keeps 20 s
+        def kept():
+            return [e for e in journal(env, name) if e["event"] == "decision" and e["decision"]["action"] == "keep"]
+        keep = wait_for(kept, step_at - time.time() + 5, "keep decision at the low rate", **kw)[0]
+        assert keep["ts"] < step_at and keep["decision"]["ci_s"] == 20
+        assert keep["inputs"]["demand_rate"] == pytest.approx(LOW, rel=0.25)
+
+        # after the step: a change is decided within 2 loop periods ...
+        def started():
+            return [e for e in journal(env, name) if e["event"] == "reconfigure_started"]
+        first = wait_for(started, step_at + 2 * PERIOD + 10 - time.time(), "reconfigure_started", **kw)[0]
+        assert first["ts"] <= step_at + 2 * PERIOD + 5, first["ts"] - step_at
+        # ... and realized by reconfigure.yml
+        def realized():
+            return [e for e in journal(env, name) if e["event"] == "decision" and "realize" in e]
+        done = wait_for(realized, 180, "the realized change", **kw)[0]
+        assert done["realize"]["status"] == "ok", done["realize"]
+        # running on the new interval 2 periods after the step, plus what a reconfiguration takes
+        assert done["ts"] - step_at <= 2 * PERIOD + 60, done["ts"] - step_at
+        new_ci = done["decision"]["ci_s"]
+        assert new_ci < 20 and done["inputs"]["demand_rate"] > LOW * 1.5
+        [job] = running(env.client, name)
+        assert job["jid"] == done["realize"]["job_id"]
+        assert env.client.checkpoint_interval_ms(job["jid"]) == round(new_ci * 1000)
+        assert metric(port, "khaos_reconfigurations_total") == 1
+        assert metric(port, "khaos_reconfiguration_failures_total") == 0
+        assert metric(port, "khaos_up") in (0, 1)
+        print(f"\nrate step at +{LOW_S}s: change decided {first['ts'] - step_at:+.1f}s after it "
+              f"(window mean {done['inputs']['demand_rate']:.0f}/s, forecast {done['forecast_rate']:.0f}/s), "
+              f"20 s -> {new_ci:g} s running {done['ts'] - step_at:+.1f}s after the step "
+              f"(reconfigure.yml {done['realize']['seconds']:.1f}s); {done['explain']}")
+
+        # SIGTERM: exit 0; no second change happened (cooldown)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_tail(env, name)
+        entries = journal(env, name)
+        assert [e["event"] for e in entries].count("reconfigure_started") == 1
+        assert entries[-1]["event"] == "stop" and entries[-1]["reconfigurations"] == 1
+
+        result = stop_and_audit(env, name)
+        print(f"audit: {result}")
+        assert result.records > 0 and result.lost == 0 and result.duplicated == 0, result
+    finally:
+        cleanup(env, name, proc)
+
+
+@pytest.mark.parametrize("crash", ["daemon", "controller"])
+def test_killed_mid_reconfiguration_leaves_exactly_one_job(env, crash):
+    """`daemon`: only the daemon dies, its playbook finishes as an orphan and the new daemon waits for it.
+    `controller`: the playbook dies too (the controller host crashed): the new daemon reconciles."""
+    name = {"daemon": "dmk1", "controller": "dmk2"}[crash]
+    record = env.lab.dir / "state" / f"{name}.json"
+    deploy(env, name, int(time.time() * 1000), rate=HIGH)
+    cfg = write_config(env, name, free_port())
+    proc = proc2 = None
+    try:
+        proc = start_daemon(env, cfg)
+        kw = dict(env=env, job=name, proc=proc)
+        wait_for(lambda: [e for e in journal(env, name) if e["event"] == "reconfigure_started"], 90,
+                 "reconfigure_started", poll=0.05, **kw)
+        if crash == "daemon":
+            # kill it once the flink_reconfigure module runs (the savepoint is being taken)
+            wait_for(lambda: module_pids(name), 60, "the flink_reconfigure module", poll=0.05, **kw)
+        else:
+            # kill it once the savepoint is recorded: the old job is stopped, the new one not yet there
+            wait_for(lambda: json.loads(record.read_text()).get("pending"), 120, "a pending change in the record",
+                     poll=0.02, **kw)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        orphans = daemon.orphan_runs(daemon.RUN_BASE / name)
+        assert orphans, "the reconfigure playbook was already gone"
+        if crash == "controller":
+            for pid in orphans:
+                os.kill(pid, signal.SIGKILL)
+            assert json.loads(record.read_text())["pending"], "the change finished before the crash"
+        else:
+            # hold the orphaned playbook until the new daemon has seen it (else it may finish first)
+            for pid in orphans:
+                os.kill(pid, signal.SIGSTOP)
+        print(f"\n{crash} killed mid-reconfiguration; orphaned playbook processes: {orphans}")
+
+        t0 = time.monotonic()
+        proc2 = start_daemon(env, cfg, "--once")
+        if crash == "daemon":
+            try:
+                wait_for(lambda: [e for e in journal(env, name) if e["event"] == "orphan_wait"], 60,
+                         "orphan_wait", env=env, job=name, proc=proc2, poll=0.1)
+            finally:
+                for pid in orphans:
+                    try:
+                        os.kill(pid, signal.SIGCONT)
+                    except ProcessLookupError:
+                        pass
+        assert proc2.wait(timeout=300) == 0, log_tail(env, name)
+        jobs = running(env.client, name)
+        assert len(jobs) == 1, jobs
+        rec = json.loads(record.read_text())
+        assert rec["pending"] is None and rec["job_id"] == jobs[0]["jid"]
+        ci_ms = env.client.checkpoint_interval_ms(jobs[0]["jid"])
+        entries = journal(env, name)
+        restart = max(i for i, e in enumerate(entries) if e["event"] == "start")
+        restart -= entries[restart - 1]["event"] == "orphan_wait"  # written before the start line
+        events = [e["event"] for e in entries[restart:]]
+        print(f"restart with --once took {time.monotonic() - t0:.1f}s: {events}; job {jobs[0]['jid']} on {ci_ms} ms")
+        target = [e for e in entries if e["event"] == "reconfigure_started"][0]["target_ci_s"]
+        assert ci_ms == round(target * 1000)
+        if crash == "controller":
+            assert "reconcile_started" in events and "reconcile" in events
+        else:
+            assert events[0] == "orphan_wait" and "reconcile_started" not in events  # the orphan finished it
+        assert events[-2:] == ["decision", "stop"]
+
+        result = stop_and_audit(env, name)
+        assert result.records > 0 and result.lost == 0 and result.duplicated == 0, result
+    finally:
+        cleanup(env, name, proc, proc2)
