@@ -36,6 +36,7 @@ from typing import Any, Callable
 import yaml
 
 from . import deployment, models, optimizer
+from .config import field_error as _err, read_mapping
 from .errors import KhaosError
 from .flink import TERMINAL, FlinkClient, FlinkError
 
@@ -100,10 +101,6 @@ _SCHEMA: dict[str, Any] = {
 }
 
 
-def _err(path: Path, where: str, what: str) -> KhaosError:
-    return KhaosError(f"{path}: {where}: {what}")
-
-
 def _section(path: Path, raw: dict, name: str) -> dict:
     sec = raw.get(name)
     if sec is None:
@@ -160,17 +157,7 @@ def _inventory_state_dir(inventory: Path) -> str | None:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a daemon config; every problem is one line `FILE: field: problem`."""
-    path = Path(path)
-    if not path.is_file():
-        raise KhaosError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise _err(path, f"line {mark.line + 1}" if mark else "YAML",
-                   f"malformed YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(raw, dict):
-        raise _err(path, "top level", "must be a mapping")
+    path, raw = read_mapping(path, "config")
     unknown = sorted(set(raw) - set(_SCHEMA))
     if unknown:
         raise _err(path, unknown[0], f"unknown field (known: {', '.join(sorted(_SCHEMA))})")

@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from . import REPO_ROOT
+from .config import field_error as _err, read_mapping
 from .errors import KhaosError
 
 CI_RANGE_S = (1.0, 3600.0)
@@ -61,10 +60,6 @@ class Experiment:
         return len(self.inventories) if self.inventories else self.clusters
 
 
-def _err(path: Path, where: str, what: str) -> KhaosError:
-    return KhaosError(f"{path}: {where}: {what}")
-
-
 def _number(path, where, value, lo=None, hi=None, integer=False):
     ok_type = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_type):
@@ -76,17 +71,7 @@ def _number(path, where, value, lo=None, hi=None, integer=False):
 
 
 def load(path: str | Path) -> Experiment:
-    path = Path(path)
-    if not path.exists():
-        raise KhaosError(f"{path}: no such experiment file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "YAML"
-        raise _err(path, where, f"malformed YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(raw, dict):
-        raise _err(path, "top level", "must be a mapping")
+    path, raw = read_mapping(path, "experiment")
     known = {"name", "job", "checkpoint_intervals", "workload", "failures", "repetitions", "clusters",
              "measurement", "output"}
     unknown = sorted(set(raw) - known)

@@ -17,6 +17,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xfail(reason="lab tests need root", run=False, strict=True))
 
 
+def one_line(e: Exception, limit: int = 600) -> str:
+    """The text of a user-facing error: one line, not a stack trace."""
+    text = str(e)
+    assert "\n" not in text and len(text) < limit, text
+    return text
+
+
 def fresh_lab(name: str, hosts: int = 3) -> labmod.Lab:
     stale = labmod.Lab(name)
     stale.down(quiet=True)  # leftovers of an earlier, interrupted run

@@ -9,6 +9,7 @@ import pytest
 from khaos_controller import ansible, lab as labmod
 from khaos_controller.errors import KhaosError
 from khaos_controller.flink import FlinkClient, FlinkError
+from conftest import one_line
 
 GOOD_GROUPS = """
 all:
@@ -20,10 +21,6 @@ all:
 """
 
 
-def one_line(e: Exception) -> str:
-    text = str(e)
-    assert "\n" not in text and len(text) < 600, text
-    return text
 
 
 def test_inventory_that_does_not_exist(tmp_path):

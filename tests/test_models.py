@@ -11,6 +11,7 @@ import pytest
 
 from khaos_controller import models
 from khaos_controller.errors import KhaosError
+from conftest import one_line
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "profile-lab-results.csv"
@@ -179,23 +180,19 @@ def test_plot_writes_a_png(tmp_path, synth_model):
 
 # ---------------------------------------------------------------------------------------- errors
 
-def one_line(e: Exception) -> str:
-    text = str(e)
-    assert "\n" not in text and len(text) < 400, text
-    return text
 
 
 def test_missing_model_file(tmp_path):
     with pytest.raises(KhaosError) as e:
         models.load_model(tmp_path / "nope.json")
-    assert "does not exist" in one_line(e.value)
+    assert "does not exist" in one_line(e.value, 400)
 
 
 def test_wrong_schema_version(tmp_path, synth_model):
     p = models.save_model({**synth_model, "schema_version": 99}, tmp_path / "m.json")
     with pytest.raises(KhaosError) as e:
         models.load_model(p)
-    assert "schema version 99" in one_line(e.value)
+    assert "schema version 99" in one_line(e.value, 400)
 
 
 def test_not_a_model_file(tmp_path):
@@ -203,11 +200,11 @@ def test_not_a_model_file(tmp_path):
     p.write_text('{"hello": 1}')
     with pytest.raises(KhaosError) as e:
         models.load_model(p)
-    assert "not a khaos model" in one_line(e.value)
+    assert "not a khaos model" in one_line(e.value, 400)
     p.write_text("{broken")
     with pytest.raises(KhaosError) as e:
         models.load_model(p)
-    assert "not valid JSON" in one_line(e.value)
+    assert "not valid JSON" in one_line(e.value, 400)
 
 
 def test_too_few_recovered_rows():
@@ -215,7 +212,7 @@ def test_too_few_recovered_rows():
     df.loc[0, "recovered"] = False
     with pytest.raises(KhaosError) as e:
         models.fit(df)
-    msg = one_line(e.value)
+    msg = one_line(e.value, 400)
     assert "too few recovered failures" in msg and "3 of 4" in msg and "not recovered" in msg
 
 
@@ -224,20 +221,20 @@ def test_missing_columns(tmp_path):
     synth().drop(columns=["recovery_s", "latency_p99_ms"]).to_csv(p, index=False)
     with pytest.raises(KhaosError) as e:
         models.load_results(p)
-    assert "recovery_s, latency_p99_ms" in one_line(e.value)
+    assert "recovery_s, latency_p99_ms" in one_line(e.value, 400)
     with pytest.raises(KhaosError) as e:
         models.fit(synth().drop(columns=["mode"]))
-    assert "mode" in one_line(e.value)
+    assert "mode" in one_line(e.value, 400)
     with pytest.raises(KhaosError) as e:
         models.load_results(tmp_path / "missing.csv")
-    assert "does not exist" in one_line(e.value)
+    assert "does not exist" in one_line(e.value, 400)
 
 
 def test_unprofiled_mode_and_bad_inputs(synth_model):
     proc_only = models.fit(synth(modes=("process",)))
     with pytest.raises(KhaosError) as e:
         models.predict(proc_only, 2000, 10, "host")
-    assert "not profiled" in one_line(e.value)
+    assert "not profiled" in one_line(e.value, 400)
     with pytest.raises(KhaosError):
         models.predict(synth_model, 0, 10)
     with pytest.raises(KhaosError):
