@@ -11,7 +11,7 @@ DIST := $(HOME)/.cache/khaos/dist/flink-$(FLINK_VERSION)-bin-scala_2.12.tgz
 FLINK_LIB := build/flink-$(FLINK_VERSION)/lib
 JOB_JAR := build/jobs/iot-vehicles.jar
 JOB_SRC := $(shell find jobs/iot-vehicles/src -name '*.java' 2>/dev/null)
-DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless procps
+DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless procps python3 util-linux
 
 .PHONY: help deps venv debs dist job lint test test-unit demo bench clean
 help:
