@@ -149,8 +149,8 @@ def make_plan(mode: str, component: str, target: str, groups: dict[str, list[str
         plan.fire_at, plan.checkpoint_interval_s, plan.last_checkpoint_at = next_fire_time(
             client, job_id, margin_s, min_lead_s=lead_s)
         plan.margin_s = margin_s
-        history = client.get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
-        if history and history[0]["timestamp"] / 1000 > (plan.last_checkpoint_at or 0):
+        failures = client.failure_times(job_id)
+        if failures and failures[0] > (plan.last_checkpoint_at or 0):
             # after a restart Flink starts its checkpoint timer anew with a random initial delay
             plan.notes.append("no checkpoint completed since the last restart: the fire time is approximate")
     return plan

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from . import ansible, audit
+from .chaos import running_job
 from .errors import KhaosError
 from .flink import FlinkClient
 from .lab import Lab
@@ -16,13 +17,6 @@ from .probe import JobProbe
 
 def _step(t0: float, text: str) -> None:
     print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
-
-
-def find_job(client: FlinkClient, name: str) -> str:
-    jobs = [j for j in client.get("/jobs/overview")["jobs"] if j["name"] == name and j["state"] == "RUNNING"]
-    if not jobs:
-        raise KhaosError(f"no running job named {name!r} on {client.url}")
-    return jobs[0]["jid"]
 
 
 def run(lab_name: str = "demo", hosts: int = 3, rate: int = 2000, interval: str = "5s", seconds: int = 60,
@@ -41,7 +35,7 @@ def run(lab_name: str = "demo", hosts: int = 3, rate: int = 2000, interval: str 
                                                                       "flink_job_rate": rate})
         jm = next(iter(lab.hosts.values()))
         client = FlinkClient(f"http://{jm.ip}:8081")
-        job_id = find_job(client, "iot-vehicles")
+        job_id = running_job(client, "iot-vehicles")
         _step(t0, f"job {job_id} RUNNING; interval in force: {client.checkpoint_interval_ms(job_id) / 1000:g}s")
         probe = JobProbe(client, job_id)
         print(f"{'time':>8} {'checkpoints':>11} {'rate/s':>8} {'backlog':>8} {'lag ms':>7} {'p99 latency ms':>15}")

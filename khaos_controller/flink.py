@@ -122,6 +122,11 @@ class FlinkClient:
             time.sleep(poll)
         raise FlinkError(f"job {job_id} not fully RUNNING after {timeout:.0f}s (state {state})")
 
+    def failure_times(self, job_id: str) -> list[float]:
+        """Epoch seconds of the failures Flink recorded for the job, newest first."""
+        entries = self.get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+        return [e["timestamp"] / 1000 for e in entries]
+
     def root_exception(self, job_id: str) -> str:
         try:
             exc = self.get(f"/jobs/{job_id}/exceptions")

@@ -295,10 +295,10 @@ class Profiler:
         completed after the last restart (bounded by two intervals + 30 s)."""
         deadline = time.monotonic() + 2 * client.checkpoint_interval_ms(job_id) / 1000 + 30
         while time.monotonic() < deadline:
-            history = client.get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+            failures = client.failure_times(job_id)
             latest = (client.checkpoints(job_id).get("latest") or {}).get("completed") or {}
-            last_restart = history[0]["timestamp"] if history else 0
-            if latest.get("trigger_timestamp", 0) > last_restart and client.all_tasks_running(job_id):
+            last_restart = failures[0] if failures else 0
+            if latest.get("trigger_timestamp", 0) / 1000 > last_restart and client.all_tasks_running(job_id):
                 return
             self._sleep(1)
 
@@ -317,8 +317,7 @@ class Profiler:
         t_detect = None
         deadline = time.monotonic() + 60
         while t_detect is None and time.monotonic() < deadline:
-            entries = client.get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
-            new = [e["timestamp"] / 1000 for e in entries if e["timestamp"] / 1000 >= t_fail - 0.5]
+            new = [t for t in client.failure_times(job_id) if t >= t_fail - 0.5]
             t_detect = min(new) if new else None
             if t_detect is None:
                 self._sleep(0.5)

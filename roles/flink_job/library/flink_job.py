@@ -25,19 +25,11 @@ options:
 """
 
 import os
-import re
 import time
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
-
-def _seconds(text):
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)?\s*", str(text))
-    if not m:
-        return None
-    factor = {"ms": 0.001, None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
-    return float(m.group(1)) * factor
 
 
 def main():
@@ -62,12 +54,17 @@ def main():
     p = module.params
     try:
         from khaos_controller import deployment
+        from khaos_controller.errors import KhaosError
         from khaos_controller.flink import FlinkClient, FlinkError
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run the playbook from the khaos venv "
                              "(ansible_python_interpreter of localhost must be that venv's python)")
     ci = p["checkpoint_interval"]
-    if ci is not None and (_seconds(ci) is None or _seconds(ci) <= 0):
+    try:
+        ci_s = deployment.seconds(ci) if ci is not None else None
+    except KhaosError:
+        ci_s = None
+    if ci is not None and not ci_s:
         module.fail_json(msg=f"checkpoint_interval {ci!r} is not a positive duration like 10s, 500ms or 2min")
     if p["state"] == "running" and not os.path.isfile(p["jar"]):
         module.fail_json(msg=f"jar {p['jar']} does not exist on the controller (build the sample job with `make job`)")
@@ -83,7 +80,7 @@ def main():
         if running:
             job_id = running[0]["jid"]
             interval_ms = client.checkpoint_interval_ms(job_id)
-            want_ms = _seconds(ci) * 1000 if ci else interval_ms
+            want_ms = ci_s * 1000 if ci else interval_ms
             if abs(interval_ms - want_ms) > 1:
                 module.fail_json(msg=f"job {p['name']} ({job_id}) already runs with checkpoint interval "
                                      f"{interval_ms / 1000:g}s, not {ci}: use playbooks/reconfigure.yml to change it",
@@ -103,7 +100,7 @@ def main():
             deployment.save(Path(p["record"]), {
                 "name": p["name"], "rest_url": p["rest_url"], "jar": p["jar"], "jar_id": jar_id,
                 "entry_class": p["entry_class"], "args": p["args"], "parallelism": p["parallelism"],
-                "config": p["config"], "job_id": job_id, "checkpoint_interval_s": _seconds(ci) if ci else None,
+                "config": p["config"], "job_id": job_id, "checkpoint_interval_s": ci_s,
                 "savepoint": p["savepoint"], "pending": None,
                 "history": [{"ts": round(time.time(), 3), "action": "deployed", "job_id": job_id}]})
         module.exit_json(changed=True, job_id=job_id, jar_id=jar_id, running_after_s=round(waited, 2),
