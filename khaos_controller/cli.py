@@ -158,6 +158,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         else:
             sub.add_parser(name, help=text, add_help=False)
 
+    from . import bastion
+    bastion.add_cli(sub)
+
     lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
     lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)
     for verb, text in (("up", "create the hosts and write inventories/local/NAME.yml"),

@@ -712,6 +712,7 @@ class Daemon:
         self.last_change_ts: float | None = None
         self.iteration = 0
         self._lock_fh = None
+        self._model_mtime = self._mtime(cfg.model_path)
 
     # ---- signals ------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -875,6 +876,35 @@ class Daemon:
             return "checkpointing is disabled on the job (no interval in force)"
         return None
 
+    @staticmethod
+    def _mtime(path: Path) -> int | None:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def reload_model(self) -> None:
+        """Take a model file that changed since it was read (`khaos promote` swaps it atomically);
+        a file that does not load or lacks the mode is reported and the current model kept."""
+        mtime = self._mtime(self.cfg.model_path)
+        if mtime is None or mtime == self._model_mtime:
+            return
+        self._model_mtime = mtime
+        try:
+            model = models.load_model(self.cfg.model_path)
+            seen = model.get("ranges", {}).get("modes") or [models.REFERENCE_MODE]
+            if self.cfg.mode not in seen:
+                raise KhaosError(f"mode {self.cfg.mode!r} was not profiled; the model knows {', '.join(seen)}")
+        except KhaosError as e:
+            _log(logging.ERROR, "model_reload_failed", path=str(self.cfg.model_path), error=str(e),
+                 detail="the current model stays in use")
+            self.journal.write({"event": "model_reload_failed", "job": self.cfg.job, "error": str(e)})
+            return
+        self.cfg.model = model
+        _log(logging.INFO, "model_reloaded", path=str(self.cfg.model_path), data_hash=model.get("data_hash"))
+        self.journal.write({"event": "model_reloaded", "job": self.cfg.job, "model": str(self.cfg.model_path),
+                            "model_data_hash": model.get("data_hash")})
+
     def plan_rate(self, obs: Observation) -> tuple[float, float]:
         """(forecast, rate to plan for). The plan is max(window mean, forecast): a rising rate is met
         before it arrives, a falling one only once it has fallen (never lengthen the interval early)."""
@@ -894,6 +924,7 @@ class Daemon:
         cfg, m = self.cfg, self.metrics
         self.iteration += 1
         now = self.clock()
+        self.reload_model()
         obs = self.collector.snapshot(cfg.window_s)
         m.set("khaos_up", 1 if (obs.job_id and obs.all_running and not obs.error) else 0)
         m.set("khaos_checkpoint_interval_seconds", obs.ci_s)
@@ -1017,8 +1048,12 @@ class Daemon:
             _log(logging.INFO, "stopped", job=self.cfg.job, iterations=self.iteration)
 
 
-def run(config: str | Path, advisor: bool = False, once: bool = False) -> int:
+def run(config: str | Path, advisor: bool = False, once: bool = False, check: bool = False) -> int:
     cfg = load_config(config)
+    if check:
+        print(f"{cfg.path}: ok: job {cfg.job!r} on {cfg.rest_url}, limits {cfg.l_max_ms:g} ms / {cfg.r_max_s:g} s, "
+              f"CI {cfg.ci_min:g}-{cfg.ci_max:g} s, model {cfg.model_path} ({cfg.model.get('data_hash', '?')[:19]})")
+        return 0
     setup_logging(cfg.log_level, cfg.log_format)
     d = Daemon(cfg, advisor=advisor)
     d.install_signals()
@@ -1028,7 +1063,7 @@ def run(config: str | Path, advisor: bool = False, once: bool = False) -> int:
 # ============================================================================================ CLI
 
 def _cli_run(args) -> None:
-    rc = run(args.config, advisor=args.advisor, once=args.once)
+    rc = run(args.config, advisor=args.advisor, once=args.once, check=args.check)
     if rc:
         sys.exit(rc)
 
@@ -1040,6 +1075,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("config", help="daemon config (YAML), e.g. examples/controller.yml")
     p.add_argument("--advisor", action="store_true", help="recommend only: journal, log and export, never change the job")
     p.add_argument("--once", action="store_true", help="one iteration (collect one window, decide, act), then exit")
+    p.add_argument("--check", action="store_true", help="check the config and the model, print one line and exit")
     p.set_defaults(func=_cli_run)
 
 
@@ -1050,7 +1086,7 @@ def main(argv: list[str] | None = None) -> int:
     add_cli(sub)
     args = parser.parse_args(["run", *(sys.argv[1:] if argv is None else argv)])
     try:
-        return run(args.config, advisor=args.advisor, once=args.once)
+        return run(args.config, advisor=args.advisor, once=args.once, check=args.check)
     except KhaosError as e:
         print(f"khaos: error: {e}", file=sys.stderr)
         return 1

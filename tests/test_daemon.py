@@ -632,3 +632,38 @@ def test_log_formats():
     assert kv.split(" ", 1)[1] == 'level=info event=decision action=keep reason="a b" rate=1234.57 n=None'
     js = json.loads(daemon._Formatter("json").format(rec))
     assert js["event"] == "decision" and js["reason"] == "a b" and js["n"] is None
+
+
+def test_check_prints_one_line_and_starts_nothing(tmp_path, model_file):
+    path = write_config(tmp_path, model_file)
+    proc = subprocess.run([sys.executable, "-m", "khaos_controller.daemon", "--check", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stdout.strip().splitlines()
+    assert line.startswith(f"{path}: ok: job 'tj' on http://127.0.0.1:1, limits 1000 ms / 25 s, CI 2-20 s"), line
+    assert not (tmp_path / "journal.jsonl").exists()  # nothing started, nothing journaled
+
+
+def test_a_promoted_model_is_used_at_the_next_decision(tmp_path, model_file):
+    import shutil
+    own = tmp_path / "model.json"
+    shutil.copy(model_file, own)
+    d = make_daemon(tmp_path, own, collector=FakeCollector(rate=1500, ci_s=20), advisor=True)
+    assert d.step()["decision"]["ci_s"] == 11.0
+    # a model whose backlog term is 4x steeper: the same rate needs a shorter interval
+    steeper = models.load_model(own)
+    spec = steeper["recovery"]["physics"]
+    spec["coef"][spec["features"].index("L0*rate")] = 4 * BACKLOG_COEF
+    steeper["data_hash"] = "sha256:steeper"
+    models.save_model(steeper, own)
+    os.utime(own, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a new mtime even on a coarse clock
+    e = d.step()
+    assert e["decision"]["ci_s"] < 11.0
+    # a broken file is reported and the last good model stays in use
+    own.write_text("{not json")
+    os.utime(own, ns=(time.time_ns(), time.time_ns() + 2_000_000))
+    assert d.step()["decision"]["ci_s"] == e["decision"]["ci_s"]
+    events = [x["event"] for x in journal(d)]
+    assert events.count("model_reloaded") == 1 and events.count("model_reload_failed") == 1
+    reloaded = next(x for x in journal(d) if x["event"] == "model_reloaded")
+    assert reloaded["model_data_hash"] == "sha256:steeper"

@@ -1,0 +1,117 @@
+"""What the bastion role needs from the package: a wheelhouse and a safe model swap.
+
+`khaos wheelhouse --out DIR`: every wheel of requirements.txt plus the khaos wheel itself, so that
+roles/khaos_controller installs on a bastion with no internet (`pip install --no-index`). The wheels
+are downloaded once and cached; a stamp with the requirements' hash makes a second call a no-op.
+
+`khaos promote NEW --to CURRENT`: replace the model the daemon uses with NEW only if NEW's
+cross-validated recovery error is not worse (models.compare). The old file is kept as CURRENT.prev;
+the swap is atomic, and the daemon picks the new file up at its next decision.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import REPO_ROOT, __version__
+from .errors import KhaosError
+
+
+def _pip(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()] or ["(no output)"]
+        why = next((ln for ln in lines if ln.lower().startswith("error")), lines[-1])
+        raise KhaosError(f"pip {args[0]} failed: {why}")
+
+
+def wheelhouse(out: str | Path, requirements: str | Path | None = None) -> Path:
+    """Fill `out` with the wheels of requirements.txt and khaos; return it. Idempotent."""
+    out = Path(out)
+    req = Path(requirements or REPO_ROOT / "requirements.txt")
+    if not req.is_file():
+        raise KhaosError(f"{req} does not exist")
+    stamp = out / ".khaos-wheelhouse.json"
+    want = {"requirements_sha256": hashlib.sha256(req.read_bytes()).hexdigest(), "khaos": __version__,
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    src_mtime = max(p.stat().st_mtime for p in (REPO_ROOT / "khaos_controller").glob("*.py"))
+    own = sorted(out.glob("khaos_controller-*.whl"))
+    if stamp.is_file() and json.loads(stamp.read_text()) == want and own and own[-1].stat().st_mtime >= src_mtime:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    _pip("download", "--only-binary=:all:", "-d", str(out), "-r", str(req))
+    for old in own:
+        old.unlink()
+    _pip("wheel", "--no-deps", "-w", str(out), str(REPO_ROOT))
+    stamp.write_text(json.dumps(want))
+    return out
+
+
+def promote(new: str | Path, current: str | Path) -> tuple[bool, str]:
+    """Swap `new` in as `current` if its CV recovery MAPE is not worse. Returns (replaced, why)."""
+    from . import models
+    new, current = Path(new), Path(current)
+    fresh = models.load_model(new)
+    old = models.load_model(current) if current.exists() else None
+    if not models.compare(old, fresh):
+        return False, f"kept {current}: the new model's CV recovery MAPE {_mape(fresh)} is worse than {_mape(old)}"
+    if old is not None:
+        shutil.copy2(current, current.with_name(current.name + ".prev"))
+    models.save_model(fresh, current)  # atomic: write beside, then rename
+    why = "no model before" if old is None else f"CV recovery MAPE {_mape(fresh)} <= {_mape(old)}"
+    return True, f"replaced {current} with {new} ({why}; previous kept as {current.name}.prev)"
+
+
+def _mape(model: dict | None) -> str:
+    v = ((((model or {}).get("cv") or {}).get("recovery") or {}).get("physics") or {}).get("mape")
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _cli_wheelhouse(args) -> None:
+    print(wheelhouse(args.out, args.requirements))
+
+
+def _cli_promote(args) -> None:
+    replaced, why = promote(args.new, args.to)
+    print(why)
+    if args.strict and not replaced:
+        sys.exit(3)
+
+
+def add_cli(subparsers) -> None:
+    w = subparsers.add_parser("wheelhouse", help="download every wheel khaos needs (for an offline bastion)")
+    w.add_argument("--out", required=True, help="directory to fill (cached: a second call does nothing)")
+    w.add_argument("--requirements", help="requirements file (default: the project's requirements.txt)")
+    w.set_defaults(func=_cli_wheelhouse)
+    p = subparsers.add_parser("promote", help="replace the daemon's model only if the new one's CV error is not worse")
+    p.add_argument("new", help="model file just written by khaos fit")
+    p.add_argument("--to", required=True, help="the model file the daemon reads (its config's `model`)")
+    p.add_argument("--strict", action="store_true", help="exit 3 when the new model is not taken")
+    p.set_defaults(func=_cli_promote)
+
+
+def lab_inventory(lab, bastion: str | None = None) -> Path:
+    """An inventory of a lab in which one host (default: the last) is the bastion: it leaves the
+    TaskManager group for group khaos_controller. A directory inside the lab (removed with it) whose
+    group_vars are the lab's, so inventories/local/group_vars/khaos_controller.yml applies."""
+    import yaml
+    from .lab import INVENTORY_DIR
+    inv = yaml.safe_load(lab.inventory.read_text())
+    flink = inv["all"]["children"]["flink"]["children"]
+    tms = flink["flink_taskmanager"]["hosts"]
+    name = bastion or list(tms)[-1]
+    if name not in tms or len(tms) < 2:
+        raise KhaosError(f"lab {lab.name}: {name} is not one of at least 2 TaskManager hosts ({', '.join(tms)})")
+    inv["all"]["children"]["khaos_controller"] = {"hosts": {name: tms.pop(name)}}
+    out = lab.dir / "inventory-bastion"
+    out.mkdir(exist_ok=True)
+    (out / "hosts.yml").write_text(yaml.safe_dump(inv, sort_keys=False))
+    link = out / "group_vars"
+    if not link.is_symlink():
+        link.symlink_to(INVENTORY_DIR / "group_vars")
+    return out

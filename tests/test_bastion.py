@@ -1,0 +1,61 @@
+"""The bastion's helpers: the offline wheelhouse and the model swap of the re-profile schedule."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from khaos_controller import bastion, models
+from khaos_controller.errors import KhaosError
+
+from test_daemon import rate_model
+
+
+def _with_mape(model: dict, mape: float, tag: str) -> dict:
+    m = json.loads(json.dumps(model))
+    m["cv"]["recovery"]["physics"]["mape"] = mape
+    m["data_hash"] = f"sha256:{tag}"
+    return m
+
+
+@pytest.fixture(scope="module")
+def base():
+    return rate_model()
+
+
+def test_promote_takes_a_model_that_is_not_worse(tmp_path, base):
+    current = models.save_model(_with_mape(base, 0.20, "old"), tmp_path / "model.json")
+    new = models.save_model(_with_mape(base, 0.15, "new"), tmp_path / "new.json")
+    replaced, why = bastion.promote(new, current)
+    assert replaced and "15.0% <= 20.0%" in why, why
+    assert models.load_model(current)["data_hash"] == "sha256:new"
+    assert models.load_model(tmp_path / "model.json.prev")["data_hash"] == "sha256:old"
+
+
+def test_promote_keeps_the_current_model_when_the_new_one_is_worse(tmp_path, base):
+    current = models.save_model(_with_mape(base, 0.10, "old"), tmp_path / "model.json")
+    new = models.save_model(_with_mape(base, 0.30, "new"), tmp_path / "new.json")
+    proc = subprocess.run([sys.executable, "-m", "khaos_controller.cli", "promote", str(new), "--to", str(current),
+                           "--strict"], capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.strip() == f"kept {current}: the new model's CV recovery MAPE 30.0% is worse than 10.0%"
+    assert models.load_model(current)["data_hash"] == "sha256:old"
+    assert not (tmp_path / "model.json.prev").exists()
+
+
+def test_promote_into_an_empty_place_and_a_bad_new_model(tmp_path, base):
+    new = models.save_model(_with_mape(base, 0.3, "new"), tmp_path / "new.json")
+    replaced, why = bastion.promote(new, tmp_path / "models" / "job.json")
+    assert replaced and "no model before" in why
+    (tmp_path / "broken.json").write_text("[]")
+    with pytest.raises(KhaosError) as e:
+        bastion.promote(tmp_path / "broken.json", tmp_path / "models" / "job.json")
+    assert "\n" not in str(e.value)
+
+
+def test_wheelhouse_missing_requirements_is_one_line(tmp_path):
+    with pytest.raises(KhaosError) as e:
+        bastion.wheelhouse(tmp_path / "wh", requirements=tmp_path / "nope.txt")
+    assert str(e.value) == f"{tmp_path / 'nope.txt'} does not exist"
