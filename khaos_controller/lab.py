@@ -127,22 +127,7 @@ class Lab:
         if self.state_file.exists():
             raise KhaosError(f"lab {self.name!r} is already up (`khaos lab down --name {self.name}` first)")
         try:
-            self.octet = self._free_octet()
-            self.hosts = {}
-            for i in range(1, hosts + 1):
-                h = Host(name=f"{self.name}-{i}", index=i, ip=f"{SUBNET_PREFIX}.{self.octet}.{10 + i}",
-                         mac=f"02:6b:68:{self.octet:02x}:00:{i:02x}")
-                self.hosts[h.name] = h
-            self.save()
-            for sub in ("ssh", "hosts", "shared/checkpoints", "shared/savepoints", "shared/jobs"):
-                (self.dir / sub).mkdir(parents=True, exist_ok=True)
-            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"khaos-lab-{self.name}", "-f", str(self.key_file))
-            (self.dir / "ssh" / "authorized_keys").write_text(Path(f"{self.key_file}.pub").read_text())
-            (self.dir / "etc_hosts").write_text(
-                "127.0.0.1 localhost\n" + "".join(f"{h.ip} {h.name}\n" for h in self.hosts.values()))
-            _run("ip", "link", "add", self.bridge, "type", "bridge")
-            _run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
-            _run("ip", "link", "set", self.bridge, "up")
+            self._network_up([f"{self.name}-{i}" for i in range(1, hosts + 1)])
             for h in self.hosts.values():
                 self._boot(h)
             for h in self.hosts.values():
@@ -152,6 +137,70 @@ class Lab:
         except BaseException:
             self.down(quiet=True)
             raise
+
+    def _network_up(self, names: list[str]) -> None:
+        """State, key pair, shared dirs and the bridge; hosts `names` are planned, not booted."""
+        self.octet = self._free_octet()
+        self.hosts = {}
+        for name in names:
+            self._plan_host(name)
+        self.save()
+        for sub in ("ssh", "hosts", "shared/checkpoints", "shared/savepoints", "shared/jobs"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"khaos-lab-{self.name}", "-f", str(self.key_file))
+        (self.dir / "ssh" / "authorized_keys").write_text(Path(f"{self.key_file}.pub").read_text())
+        self._write_etc_hosts()
+        _run("ip", "link", "add", self.bridge, "type", "bridge")
+        _run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        _run("ip", "link", "set", self.bridge, "up")
+
+    def _plan_host(self, name: str) -> Host:
+        i = max((h.index for h in self.hosts.values()), default=0) + 1
+        h = Host(name=name, index=i, ip=f"{SUBNET_PREFIX}.{self.octet}.{10 + i}",
+                 mac=f"02:6b:68:{self.octet:02x}:00:{i:02x}")
+        self.hosts[name] = h
+        return h
+
+    def _write_etc_hosts(self) -> None:
+        # rewritten in place: running hosts see it through their bind mount
+        (self.dir / "etc_hosts").write_text(
+            "127.0.0.1 localhost\n" + "".join(f"{h.ip} {h.name}\n" for h in self.hosts.values()))
+
+    # ---- one host at a time (the OpenStack simulator boots servers as lab hosts) ------
+    def create(self) -> None:
+        """The lab's network, key pair and shared dirs without any host; undone if it fails."""
+        require_root()
+        if self.state_file.exists():
+            raise KhaosError(f"lab {self.name!r} is already up (`khaos lab down --name {self.name}` first)")
+        try:
+            self._network_up([])
+        except BaseException:
+            self.down(quiet=True)
+            raise
+
+    def add_host(self, name: str, ready_timeout: float = 15.0) -> Host:
+        """Boot one more host at the next free address."""
+        require_root()
+        if name in self.hosts:
+            raise KhaosError(f"lab host {name!r} exists already in lab {self.name!r}")
+        h = self._plan_host(name)
+        self._write_etc_hosts()
+        self._boot(h)
+        self._wait_ssh(h, ready_timeout)
+        self._write_known_hosts()
+        return h
+
+    def remove_host(self, name: str) -> None:
+        """The host and its disk are gone; its address stays unused."""
+        require_root()
+        h = self.host(name)
+        _kill_netns(self.netns(h))
+        _run("ip", "netns", "delete", self.netns(h), check=False)
+        _run("ip", "link", "delete", self.veth(h), check=False)
+        shutil.rmtree(self.host_dir(h), ignore_errors=True)
+        del self.hosts[name]
+        self.save()
+        self._write_known_hosts()
 
     def down(self, quiet: bool = False) -> None:
         """Remove every trace of the lab: processes, namespaces, links, dirs, inventory."""

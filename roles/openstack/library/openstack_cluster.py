@@ -1,0 +1,67 @@
+#!/usr/bin/python
+"""Ansible module: create (present) or remove (absent) a Khaos cluster on OpenStack.
+
+Runs on the controller with the khaos venv's Python and uses khaos_controller.openstack
+(openstacksdk): one implementation of provision and teardown for playbooks and tests.
+"""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: openstack_cluster
+short_description: Keypair, security group, server group and Flink servers of one cluster
+options:
+  cloud: {type: str, description: Entry of clouds.yaml (default OS_CLOUD).}
+  clouds_yaml: {type: path, description: "clouds.yaml to read (default OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, /etc/openstack)."}
+  cluster: {type: str, required: true, description: Cluster name; every resource is named khaos-<cluster>.}
+  state: {type: str, default: present, choices: [present, absent], description: absent removes what the cluster owns.}
+  image: {type: str, description: Image name or id (state=present).}
+  flavor: {type: str, description: Flavor name or id (state=present).}
+  network: {type: str, description: Network name or id (state=present).}
+  public_key: {type: str, description: SSH public key of the keypair (state=present).}
+  taskmanagers: {type: int, default: 2, description: TaskManager servers (one JobManager server always).}
+  ssh_cidr: {type: str, default: 0.0.0.0/0, description: Where SSH and Flink REST may come from (the bastion).}
+  rest_port: {type: int, default: 8081, description: Flink REST port opened to ssh_cidr.}
+  server_group_policy: {type: str, default: anti-affinity, description: Nova server group policy.}
+  timeout: {type: int, default: 600, description: Seconds to wait for servers to boot or go.}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        cloud=dict(type="str"),
+        clouds_yaml=dict(type="path"),
+        cluster=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        image=dict(type="str"),
+        flavor=dict(type="str"),
+        network=dict(type="str"),
+        public_key=dict(type="str", no_log=False),
+        taskmanagers=dict(type="int", default=2),
+        ssh_cidr=dict(type="str", default="0.0.0.0/0"),
+        rest_port=dict(type="int", default=8081),
+        server_group_policy=dict(type="str", default="anti-affinity"),
+        timeout=dict(type="int", default=600),
+    ), required_if=[("state", "present", ["image", "flavor", "network", "public_key"])])
+    p = module.params
+    try:
+        from khaos_controller import openstack as kos
+        from khaos_controller.errors import KhaosError
+    except ImportError:
+        module.fail_json(msg="khaos_controller is not importable: run from the khaos venv")
+    try:
+        conn = kos.connect(p["cloud"], p["clouds_yaml"])
+        if p["state"] == "absent":
+            module.exit_json(**kos.teardown(conn, p["cluster"], wait=p["timeout"]))
+        spec = kos.ClusterSpec(name=p["cluster"], image=p["image"], flavor=p["flavor"], network=p["network"],
+                               public_key=p["public_key"], taskmanagers=p["taskmanagers"], ssh_cidr=p["ssh_cidr"],
+                               rest_port=p["rest_port"], server_group_policy=p["server_group_policy"],
+                               boot_timeout=p["timeout"])
+        module.exit_json(**kos.provision(conn, spec))
+    except KhaosError as e:
+        module.fail_json(msg=str(e))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Provision and teardown through the real openstacksdk against the local OpenStack simulator.
+
+Servers are real lab hosts (no Flink here): the playbooks reach them over SSH with the keypair
+they created. The end-to-end run with Flink is in test_openstack_e2e.py.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import one_line
+from khaos_controller import REPO_ROOT, ansible, openstack as kos
+from khaos_controller.errors import KhaosError
+from os_sim import Simulator
+
+pytestmark = pytest.mark.lab
+
+
+def sim_inventory(sim: Simulator, d, cluster: str, taskmanagers: int = 1, extra: dict | None = None):
+    """clouds.yaml, a key pair and an inventory of the khaos_openstack plugin in d; returns the inventory."""
+    (d / "group_vars").mkdir(parents=True, exist_ok=True)
+    sim.clouds_yaml(d / "clouds.yaml")
+    if not (d / "id_ed25519").exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "id_ed25519")], check=True)
+    inv = d / f"{cluster}.openstack.yml"
+    inv.write_text(yaml.safe_dump({"plugin": "khaos_openstack", "cloud": "sim", "clouds_yaml": "clouds.yaml",
+                                   "cluster": cluster, "known_hosts": str(d / "known_hosts")}))
+    lab = sim.cloud.lab
+    gv = yaml.safe_load((REPO_ROOT / "inventories" / "local" / "group_vars" / "all.yml").read_text())
+    gv |= {"openstack_image": "debian-12", "openstack_flavor": "m1.small", "openstack_network": "private",
+           "openstack_taskmanagers": taskmanagers, "openstack_ssh_cidr": f"{lab.gateway}/32",
+           "openstack_public_key_file": str(d / "id_ed25519.pub"), "openstack_timeout": 60,
+           "ansible_user": "root", "ansible_ssh_private_key_file": str(d / "id_ed25519"),
+           "ansible_python_interpreter": "/usr/bin/python3", "ansible_remote_tmp": "/tmp/.ansible/tmp",
+           "khaos_shared_dir": str(lab.shared_dir), "khaos_state_dir": str(d / "state"),
+           "flink_checkpoint_dir": f"file://{lab.shared_dir}/checkpoints",
+           "flink_savepoint_dir": f"file://{lab.shared_dir}/savepoints"} | (extra or {})
+    (d / "group_vars" / "all.yml").write_text(yaml.safe_dump(gv))
+    return inv
+
+
+def no_leftovers(sim: Simulator) -> None:
+    assert sim.cloud.leftovers() == {k: [] for k in sim.cloud.leftovers()}, sim.cloud.leftovers()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = Simulator("tos")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_provision_twice_ping_inventory_teardown(sim, tmp_path):
+    inv = sim_inventory(sim, tmp_path, "c1", taskmanagers=2)
+    first = ansible.run_playbook("provision", inv, base_dir=tmp_path)
+    assert first.data["openstack_created"] == ["keypair khaos-c1", "security group khaos-c1", "server group khaos-c1",
+                                               "server khaos-c1-jm-1", "server khaos-c1-tm-1", "server khaos-c1-tm-2"]
+    assert len(sim.cloud.lab.hosts) == 3
+    [group] = sim.cloud.server_groups.values()
+    assert group["policy"] == "anti-affinity" and len(group["members"]) == 3
+    [sg] = [g for g in sim.cloud.security_groups.values()]
+    ingress = {(r["port_range_min"], r["port_range_max"], r["remote_ip_prefix"], r["remote_group_id"])
+               for r in sg["security_group_rules"] if r["direction"] == "ingress"}
+    bastion = f"{sim.cloud.lab.gateway}/32"
+    assert ingress == {(22, 22, bastion, None), (8081, 8081, bastion, None), (1, 65535, None, sg["id"])}
+    assert {s["metadata"]["khaos_role"] for s in sim.cloud.servers.values()} == {"jobmanager", "taskmanager"}
+    n = len(sim.cloud.log)
+
+    again = ansible.run_playbook("provision", inv, base_dir=tmp_path)
+    assert again.data["openstack_created"] == [] and again.changed() == 0
+    assert writes(sim, n) == []  # a second run only reads
+
+    graph = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "ansible-inventory"), "-i", str(inv), "--list"],
+                           capture_output=True, text=True, cwd=REPO_ROOT, check=True).stdout
+    listed = json.loads(graph)
+    assert listed["flink_jobmanager"]["hosts"] == ["khaos-c1-jm-1"]
+    assert sorted(listed["flink_taskmanager"]["hosts"]) == ["khaos-c1-tm-1", "khaos-c1-tm-2"]
+    assert ansible.ping(inv, "flink", base_dir=tmp_path) == {"khaos-c1-jm-1": True, "khaos-c1-tm-1": True,
+                                                             "khaos-c1-tm-2": True}
+
+    gone = ansible.run_playbook("teardown", inv, base_dir=tmp_path)
+    assert len(gone.data["openstack_deleted"]) == 6
+    no_leftovers(sim)
+    assert all("openstacksdk/" in r["agent"] for r in sim.cloud.log)
+
+
+def writes(sim: Simulator, since: int) -> list[str]:
+    return [f"{r['method']} {r['path']}" for r in sim.cloud.log[since:]
+            if r["method"] in ("POST", "PUT", "DELETE") and not r["path"].endswith("/auth/tokens")]
+
+
+def test_half_failed_provision_is_torn_down(sim, tmp_path):
+    inv = sim_inventory(sim, tmp_path, "c2", taskmanagers=3)
+    sim.cloud.quota_instances = 2
+    try:
+        with pytest.raises(KhaosError) as e:
+            ansible.run_playbook("provision", inv, base_dir=tmp_path)
+    finally:
+        sim.cloud.quota_instances = 10
+    assert "Quota exceeded for instances: Requested 1, but already used 2 of 2 instances" in one_line(e.value)
+    assert len(sim.cloud.servers) == 2 and sim.cloud.keypairs and sim.cloud.ports
+    ansible.run_playbook("teardown", inv, base_dir=tmp_path)
+    no_leftovers(sim)
+
+
+@pytest.fixture
+def spec(tmp_path):
+    return kos.ClusterSpec(name="bad", image="debian-12", flavor="m1.small", network="private",
+                           public_key="ssh-ed25519 AAAA test", ssh_cidr="10.0.0.1/32")
+
+
+@pytest.mark.parametrize("field, value", [("image", "ubuntu-99"), ("flavor", "m9.huge"), ("network", "nowhere")])
+def test_unknown_image_flavor_network(sim, tmp_path, spec, field, value):
+    sim.clouds_yaml(tmp_path / "clouds.yaml")
+    conn = kos.connect("sim", str(tmp_path / "clouds.yaml"))
+    n = len(sim.cloud.log)
+    setattr(spec, field, value)
+    with pytest.raises(KhaosError) as e:
+        kos.provision(conn, spec)
+    assert one_line(e.value) == f"openstack: unknown {field} {value!r}"
+    assert writes(sim, n) == []  # checked before anything is created
+
+
+def test_missing_clouds_yaml_and_unknown_cloud(sim, tmp_path, monkeypatch):
+    with pytest.raises(KhaosError) as e:
+        kos.connect("sim", str(tmp_path / "nope.yaml"))
+    assert one_line(e.value) == f"openstack: no clouds.yaml (looked for {tmp_path / 'nope.yaml'})"
+    sim.clouds_yaml(tmp_path / "clouds.yaml")
+    with pytest.raises(KhaosError) as e:
+        kos.connect("elsewhere", str(tmp_path / "clouds.yaml"))
+    assert "openstack: clouds.yaml: " in one_line(e.value) and "elsewhere" in str(e.value)
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    with pytest.raises(KhaosError, match="set OS_CLOUD"):
+        kos.connect(None, str(tmp_path / "clouds.yaml"))
+
+
+def test_playbook_error_is_one_line(sim, tmp_path):
+    """What a user sees from the playbooks: missing clouds.yaml, an unknown flavor."""
+    inv = sim_inventory(sim, tmp_path, "c3", extra={"openstack_flavor": "m9.huge"})
+    with pytest.raises(KhaosError) as e:
+        ansible.run_playbook("provision", inv, base_dir=tmp_path)
+    assert one_line(e.value).endswith("openstack: unknown flavor 'm9.huge'")
+    (tmp_path / "clouds.yaml").unlink()
+    proc = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inv),
+                           str(REPO_ROOT / "playbooks" / "provision.yml")],
+                          capture_output=True, text=True, cwd=REPO_ROOT)
+    assert proc.returncode != 0
+    assert "khaos_openstack: openstack: no clouds.yaml (looked for" in proc.stdout + proc.stderr
+    no_leftovers(sim)
