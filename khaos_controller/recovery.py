@@ -11,9 +11,10 @@ Definitions (docs/recovery.md has the timeline and the reasons for each default)
                  too quick to see it False, at/after detection)                           (or t_running)
     recovery_s = START of the first run of samples, beginning at/after t_running, in which every
                  used signal (lag_ms, throughput, latency_ms; whichever exist) stays inside its
-                 steady-state band (after a 3-sample rolling median) for consecutive_s seconds,
-                 tasks running, no hole > max_gap_s; NaN and recovered=False if that run
-                 does not start within timeout_s or the series ends first.
+                 steady-state band (after a 3-sample rolling median; the first sample must be in
+                 band without it) for consecutive_s seconds, tasks running, no hole > max_gap_s;
+                 NaN and recovered=False if that run does not start within timeout_s or the
+                 series ends first.
 
 Bands are learned per signal from the baseline window [t_fail - baseline_s, t_fail):
 ``center +- max(k_sigma * sigma, floor)``, widened to cover the baseline's [q01, q99], with
@@ -26,11 +27,14 @@ restart the source is behind by ``L0 = time since that checkpoint + downtime`` s
 (``backlog = L0 * rate`` records). It drains at ``capacity - rate`` records/s, i.e. catch-up takes
 ``L0 * rate / (capacity - rate)`` s. :func:`expected_peak_lag_s` and :func:`expected_catchup_s` give
 these numbers; ``peak_lag_ms`` and ``caught_up_records`` are their measured counterparts.
+
+:func:`remeasure` measures a stored profile again from its ``series/`` (after a change of this module).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,25 +201,55 @@ def _first(t: np.ndarray, mask: np.ndarray) -> float:
     return float(t[idx[0]]) if len(idx) else _NAN
 
 
+def _distinct_median(sig: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per column, a centered rolling median of ``k`` over the distinct values only: a sample that
+    repeats its predecessor's value (the REST metric cache serving the same second again) gets the
+    smoothed value of the sample it repeats. NaN stays NaN."""
+    out = {}
+    for col in sig.columns:
+        x = sig[col]
+        new = x.notna() & x.ne(x.ffill().shift())
+        group = new.cumsum()
+        smoothed = x[new].rolling(k, center=True, min_periods=1).median()
+        out[col] = group.map(pd.Series(smoothed.to_numpy(), index=group[new].to_numpy())).where(x.notna())
+    return pd.DataFrame(out, index=sig.index)
+
+
 def _normal_run_start(rows: pd.DataFrame, band: dict, used: list[str], p: RecoveryParams,
                       period: float, latest_start: float) -> tuple[float, float]:
     """(start, end) of the first in-band run lasting consecutive_s, or (NaN, NaN).
 
     Signals are first smoothed by a centered rolling median of ``smooth_samples`` (so one stray sample,
     e.g. a GC pause or a checkpoint-alignment spike, cannot break a run; a monotone return to normal
-    is not shifted). A run is broken by an out-of-band sample, by all_running False, or by a hole >
-    max_gap_s between usable samples; samples where a used signal is NaN are skipped (holes). A run of
-    samples t_first..t_last lasts ``t_last - t_first + period`` s (each sample stands for the second
-    before it); a quarter period of jitter is tolerated.
+    is not shifted). A run starts only at a sample whose raw values are all in band: the median may
+    keep a run going, but never makes a sample that still shows the catch-up its start. A run is broken
+    by an out-of-band sample, by all_running False, or by a hole > max_gap_s between usable samples;
+    samples where a used signal is NaN are skipped (holes). Once a run has seen two distinct in-band
+    values, one stray second that the REST cache served to two or three samples does not break it
+    either (see :func:`_distinct_median`). A run of samples t_first..t_last lasts
+    ``t_last - t_first + period`` s (each sample stands for the second before it); a quarter period of
+    jitter is tolerated.
     """
     t = rows["t"].to_numpy()
-    missing = rows[used].isna().to_numpy().any(axis=1)
-    vals = rows[used].rolling(max(1, p.smooth_samples), center=True, min_periods=1).median().to_numpy(dtype=float)
+    sig = rows[used]
+    missing = sig.isna().to_numpy().any(axis=1)
+    k = max(1, p.smooth_samples)
     lo = np.array([band[s][0] for s in used])
     hi = np.array([band[s][1] for s in used])
-    ar = rows["all_running"].to_numpy()
+    vals = sig.rolling(k, center=True, min_periods=1).median().to_numpy(dtype=float)
     inside = ((vals >= lo) & (vals <= hi)).all(axis=1)
-    start, last = _NAN, _NAN
+    raw = sig.to_numpy(dtype=float)
+    raw_inside = ((raw >= lo) & (raw <= hi)).all(axis=1)
+    # The REST cache serves one per-second value to 2-3 consecutive samples, so a single stray second
+    # can fill two of the three samples of the median above. Smoothed over distinct values instead, it
+    # is one stray: once a run has seen two distinct in-band seconds, such an excursion does not break
+    # it. The catch-up itself (before a run starts) and frozen metrics (one repeated value) are judged
+    # per sample, as before.
+    dvals = _distinct_median(sig, k).to_numpy(dtype=float)
+    inside_distinct = ((dvals >= lo) & (dvals <= hi)).all(axis=1)
+    fresh = (sig.ne(sig.shift()) & sig.notna()).to_numpy().any(axis=1)
+    ar = rows["all_running"].to_numpy()
+    start, last, seen = _NAN, _NAN, 0
     for i in range(len(t)):
         if ar[i] == 0.0:
             start, last = _NAN, t[i]
@@ -225,13 +259,16 @@ def _normal_run_start(rows: pd.DataFrame, band: dict, used: list[str], p: Recove
         if not math.isnan(last) and t[i] - last > p.max_gap_s:
             start = _NAN
         last = t[i]
-        if not inside[i]:
+        if not inside[i] and not (inside_distinct[i] and not math.isnan(start) and seen >= 2):
             start = _NAN
             continue
         if math.isnan(start):
+            if not raw_inside[i]:
+                continue  # smoothing keeps a run going; it never starts one on an anomalous sample
             if t[i] > latest_start:
                 return _NAN, _NAN
-            start = t[i]
+            start, seen = t[i], 0
+        seen += bool(fresh[i]) and bool(inside[i])
         if t[i] - start + period >= p.consecutive_s - 0.25 * period:
             return float(start), float(t[i])
     return _NAN, _NAN
@@ -366,3 +403,49 @@ def measure_all(series: pd.DataFrame, failures: list[dict], params: RecoveryPara
             clean_since = t_fail + m.recovery_s if m.recovered else t_next
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def remeasure(results: pd.DataFrame, series_dir: str | Path, params: RecoveryParams | None = None) -> pd.DataFrame:
+    """Measure a stored profile again from its raw series, e.g. after a change of this module.
+
+    ``results`` is the profile's ``results.csv`` (one row per failure: ``trial``, ``cluster``, ``mode``,
+    ``rep``, ``t_fail``, ``detect_s``); ``series_dir`` holds its ``<cluster>-<unit>.csv`` sample series.
+    Each failure is measured as the profiler did: :func:`measure` on its unit's series cut at the unit's
+    next failure, with the baseline ``[t_fail - baseline_s, t_fail)`` and Flink's detection time
+    ``t_fail + detect_s``. ``params`` must be the profile's: ``baseline_s = max(10, warmup_s - 5)``,
+    ``consecutive_s`` and ``timeout_s = recovery_timeout_s`` of its experiment. Returns a copy of
+    ``results`` with the measured columns replaced; a series that is missing or unmeasurable raises
+    KhaosError naming the trial.
+    """
+    p = params or RecoveryParams()
+    out = results.copy().reset_index(drop=True)
+    need = [c for c in ("trial", "cluster", "mode", "rep", "t_fail", "detect_s") if c not in out.columns]
+    if need:
+        raise KhaosError(f"results lack column(s) {', '.join(need)}: not a khaos profile results.csv")
+    units = [str(r.trial)[: -len(f"-{r.mode}{r.rep}")] if str(r.trial).endswith(f"-{r.mode}{r.rep}") else None
+             for r in out.itertuples()]
+    series: dict[str, pd.DataFrame] = {}
+    for i, r in enumerate(out.itertuples()):
+        if units[i] is None:
+            raise KhaosError(f"trial {r.trial!r} does not end in -<mode><rep>; cannot find its unit's series")
+        path = Path(series_dir) / f"{r.cluster}-{units[i]}.csv"
+        if str(path) not in series:
+            if not path.is_file():
+                raise KhaosError(f"no series {path} for trial {r.trial}")
+            series[str(path)] = _prepare(pd.read_csv(path))
+        df = series[str(path)]
+        t_fail = float(r.t_fail)
+        later = [float(o.t_fail) for j, o in enumerate(out.itertuples())
+                 if units[j] == units[i] and o.cluster == r.cluster and float(o.t_fail) > t_fail]
+        if later:
+            df = df[df["t"] < min(later)]
+        t_detect = t_fail + float(r.detect_s) if pd.notna(r.detect_s) else None
+        try:
+            m = measure(df, t_fail, p, t_detect=t_detect)
+        except KhaosError as e:
+            raise KhaosError(f"trial {r.trial}: {e}") from None
+        for col, v in (("detect_s", m.detect_s), ("running_s", m.running_s), ("recovery_s", m.recovery_s),
+                       ("recovered", m.recovered), ("catchup_s", m.catchup_s), ("pre_rate", m.pre_rate),
+                       ("latency_p99_ms", m.pre_latency_p99_ms), ("peak_lag_ms", m.peak_lag_ms)):
+            out.loc[i, col] = v
+    return out

@@ -8,10 +8,13 @@ import pandas as pd
 import pytest
 
 from khaos_controller.errors import KhaosError
+from pathlib import Path
+
 from khaos_controller.recovery import (RecoveryParams, expected_catchup_s, expected_peak_lag_s, measure,
-                                       measure_all, steady_band)
+                                       measure_all, remeasure, steady_band)
 
 T0 = 1_700_000_000.0
+LAB_U01 = Path(__file__).parent / "data" / "lab-u01"  # one real unit: a process and a host kill
 
 
 def synth(failures=({"at": 300.3},), n=600, rate=1000.0, cap=2000.0, noise=0.03, seed=0, jitter=0.0,
@@ -286,3 +289,66 @@ def test_single_stray_sample_is_smoothed_but_a_long_hole_breaks_the_run():
     holey = df.drop(index=after[2:10])  # 8 s without samples: normality there is unknown
     assert measure(holey, x["t_fail"]).recovery_s > truth_s(x) + 8
     assert abs(measure(df.drop(index=after[2:5]), x["t_fail"]).recovery_s - truth_s(x)) <= 1.5  # 4 s hole
+
+
+def test_one_stray_second_served_twice_by_the_rest_cache_does_not_break_a_run():
+    df, [x] = synth()
+    after = df.index[df["t"] > x["t_rec"] + 1]
+    cached = df.copy()
+    cached.loc[after[3:5], "throughput"] = 1500.0  # one odd second (checkpoint), served to two samples
+    assert abs(measure(cached, x["t_fail"]).recovery_s - truth_s(x)) <= 1.5
+    twice = df.copy()
+    twice.loc[after[3], "throughput"] = 1500.0  # two different odd seconds are a real excursion
+    twice.loc[after[4], "throughput"] = 1600.0
+    assert measure(twice, x["t_fail"]).recovery_s > truth_s(x) + 3
+
+
+def test_catch_up_and_frozen_metrics_are_still_judged_per_sample():
+    df, [x] = synth(cap=20000.0)  # the synthetic catch-up is over within the first running second
+    run = df.index[df["t"] >= x["t_run"]]
+    frozen = df.copy()
+    # the first running samples show the frozen pre-failure values, then one catch-up second served twice
+    frozen.loc[run[0:3], ["throughput", "lag_ms", "latency_ms", "backlog"]] = [1000.0, 0.0, 80.0, 0.0]
+    frozen.loc[run[3:5], ["throughput", "lag_ms", "latency_ms", "backlog"]] = [3000.0, 4000.0, 4000.0, 4000.0]
+    m = measure(frozen, x["t_fail"])
+    assert m.recovery_s >= frozen.loc[run[4], "t"] - x["t_fail"]  # not at the frozen samples
+    assert measure(df, x["t_fail"]).recovery_s < frozen.loc[run[2], "t"] - x["t_fail"]  # they made the difference
+
+
+def test_remeasure_reproduces_a_real_profile_and_drops_a_cache_artifact():
+    results = pd.read_csv(LAB_U01 / "results.csv")
+    params = RecoveryParams(baseline_s=20.0, consecutive_s=8.0, timeout_s=120.0)  # examples/experiment-lab.yml
+    out = remeasure(results, LAB_U01 / "series", params)
+    assert list(out["trial"]) == list(results["trial"]) and out["recovered"].all()
+    proc = out["mode"] == "process"
+    # the process kill is measured exactly as the profiler did
+    assert out.loc[proc, "recovery_s"].item() == pytest.approx(results.loc[proc, "recovery_s"].item(), abs=1e-6)
+    assert out.loc[proc, "running_s"].item() == pytest.approx(results.loc[proc, "running_s"].item(), abs=1e-6)
+    # the host kill: caught up (latency and throughput normal) 9.8 s after the failure; the profiler's
+    # 17.8 s came from one checkpoint second (sink count 1128 vs a 904-1104 band) served to two samples
+    host = out.loc[~proc].iloc[0]
+    assert results.loc[~proc, "recovery_s"].item() > 17
+    assert host["recovery_s"] == pytest.approx(9.77, abs=0.05) and host["running_s"] < host["recovery_s"]
+    assert host["detect_s"] == pytest.approx(results.loc[~proc, "detect_s"].item())
+
+
+def test_remeasure_errors_name_the_trial(tmp_path):
+    results = pd.read_csv(LAB_U01 / "results.csv")
+    with pytest.raises(KhaosError, match="no series .* for trial u01-ci12-r1000-host0"):
+        remeasure(results, tmp_path)
+    with pytest.raises(KhaosError, match="lack column"):
+        remeasure(results.drop(columns=["detect_s"]), LAB_U01 / "series")
+    with pytest.raises(KhaosError, match="trial u01-ci12-r1000-host0: only 0 samples in the baseline"):
+        remeasure(results.assign(t_fail=results["t_fail"] + 1e6), LAB_U01 / "series")
+
+
+def test_a_run_never_starts_on_a_sample_that_shows_the_catch_up():
+    df, [x] = synth(cap=20000.0)  # the synthetic catch-up is over within the first running second
+    run = df.index[df["t"] >= x["t_run"]]
+    seen = df.copy()
+    # as in the real profiles: the first running sample has no records at the sink yet (count 0,
+    # latency 0), the next one reports the catch-up second; the rolling median alone would call it normal
+    seen.loc[run[0], ["throughput", "latency_ms", "lag_ms", "backlog"]] = [0.0, 0.0, 0.0, 0.0]
+    seen.loc[run[1], ["throughput", "latency_ms", "lag_ms", "backlog"]] = [15000.0, 10000.0, 0.0, 0.0]
+    m = measure(seen, x["t_fail"])
+    assert m.recovery_s == pytest.approx(seen.loc[run[2], "t"] - x["t_fail"])
