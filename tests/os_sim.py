@@ -249,7 +249,8 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"version": v3}
         if path == "/identity/v3/auth/tokens" and method == "POST":
             return self._token(body)
-        if not path.startswith("/identity") and self.headers.get("X-Auth-Token") not in _TOKENS:
+        discovery = method == "GET" and path in ("/compute", "/compute/v2.1", "/image", "/network")
+        if not path.startswith("/identity") and not discovery and self.headers.get("X-Auth-Token") not in _TOKENS:
             raise ApiError(401, "unauthorized", "The request you have made requires authentication.")
         # Nova
         compute = {"id": "v2.1", "status": "CURRENT", "version": COMPUTE_VERSION, "min_version": "2.1",
