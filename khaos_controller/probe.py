@@ -1,8 +1,10 @@
 """Read a running job's health over REST: checkpoints, input rate, lag, backlog, latency.
 
 Works for any job from standard Flink metrics (numRecordsOut counters of the sources) and
-uses the sample job's own gauges where present (backlog, eventTimeLagMs, e2eLatencyMs).
-Rates come from counter deltas between two samples, never from the 60 s *PerSecond averages.
+uses the sample job's own gauges where present (backlog, eventTimeLagMs, the per-second latency
+gauges and ``latencySecond``, the epoch second those describe). Rates come from counter deltas
+between two samples, never from the 60 s *PerSecond averages. ``running_since`` is Flink's own
+timestamp of the moment the last task of the current attempts became RUNNING (subtasktimes).
 """
 from __future__ import annotations
 
@@ -13,15 +15,18 @@ from dataclasses import asdict, dataclass
 from .flink import FlinkClient, FlinkError
 
 RATE_WINDOW_S = 3.0
-# metric suffix -> (field, aggregation over subtasks)
-_GAUGES = {
-    ".emitted": ("emitted", "sum"),
-    ".backlog": ("backlog", "sum"),
-    ".eventTimeLagMs": ("lag_ms", "max"),
-    "latencyP99Ms": ("latency_p99_ms", "max"),  # last complete second (sample job)
-    "latencyMaxMs": ("latency_ms", "max"),
-    "latencyCount": ("sink_last_second", "sum"),  # records the sink saw in the last complete second
-}
+# (metric suffix, field, aggregation over subtasks)
+_GAUGES = (
+    (".emitted", "emitted", "sum"),
+    (".backlog", "backlog", "sum"),
+    (".eventTimeLagMs", "lag_ms", "max"),
+    ("latencyP99Ms", "latency_p99_ms", "max"),  # last complete second (sample job)
+    ("latencyMaxMs", "latency_ms", "max"),
+    ("latencyCount", "sink_last_second", "sum"),  # records the sink saw in the last complete second
+    # the epoch second the three gauges above describe; min == max: every subtask reports the same one
+    ("latencySecond", "_second_min", "min"),
+    ("latencySecond", "_second_max", "max"),
+)
 
 
 @dataclass
@@ -41,6 +46,10 @@ class Sample:
     lag_ms: float | None = None
     latency_ms: float | None = None
     latency_p99_ms: float | None = None
+    # epoch second that sink_last_second / latency_ms / latency_p99_ms describe (None: not known, or the
+    # subtasks report different seconds, so the sum / max mix two seconds)
+    sink_second: float | None = None
+    running_since: float | None = None  # epoch s: every task of the current attempts RUNNING (Flink's clock)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +61,7 @@ class JobProbe:
         self._metric_ids: dict[str, list[tuple[str, str, str]]] = {}  # vertex -> [(metric, field, agg)]
         self._discoveries = 0
         self._history: deque[Sample] = deque()
+        self._running_since: tuple[tuple, float | None] = ((), None)  # (attempts' start times, RUNNING time)
 
     def _complete(self) -> bool:
         """All of the sample job's gauges found (a generic job never completes: we retry a while)."""
@@ -64,7 +74,7 @@ class JobProbe:
         sinks = [v for v in vertices if "sink" in v["name"].lower()] or vertices[-1:]
         for v in vertices:
             names = self.client.vertex_metric_names(self.job_id, v["id"])
-            for suffix, (field, agg) in _GAUGES.items():
+            for suffix, field, agg in _GAUGES:
                 hits = [n for n in names if n.endswith(suffix)]
                 if hits:
                     found.setdefault(v["id"], []).append((hits[0], field, agg))
@@ -93,15 +103,21 @@ class JobProbe:
                     if found != self._metric_ids:
                         self._metric_ids = found
                         self._history.clear()
+                got: dict[str, float] = {}
                 for vid, metrics in self._metric_ids.items():
                     for agg in {a for _, _, a in metrics}:
                         names = [m for m, _, a in metrics if a == agg]
                         values = self.client.vertex_metrics(self.job_id, vid, names, agg=agg)
-                        for m, field, a in metrics:
-                            if a == agg and m in values:
-                                setattr(s, field, values[m])
+                        got.update({field: values[m] for m, field, a in metrics if a == agg and m in values})
+                for field, v in got.items():
+                    if not field.startswith("_"):
+                        setattr(s, field, v)
+                lo, hi = got.get("_second_min"), got.get("_second_max")
+                if lo is not None and lo == hi and lo > 0:  # 0: no second published yet (fresh attempt)
+                    s.sink_second = lo
             except FlinkError:
                 pass  # metrics lag behind task state for a moment after a restart
+            s.running_since = self._running_time(job)
         # REST serves metrics cached for metrics.fetcher.update-interval (1 s): a 1 Hz sampler sees
         # 0, 2x, 0, ... Rates are therefore taken over the last >= RATE_WINDOW_S seconds.
         self._history.append(s)
@@ -116,3 +132,23 @@ class JobProbe:
         if s.sink_last_second is not None:
             s.throughput = s.sink_last_second
         return s
+
+    def _running_time(self, job: dict) -> float | None:
+        """When the last task of the current attempts became RUNNING, from Flink's own state timestamps
+        (``/jobs/:jid/vertices/:vid/subtasktimes``: per subtask ``timestamps.RUNNING`` in ms). Asked
+        only when the attempts changed (a vertex's ``start-time``, its first DEPLOYING, moved)."""
+        key = tuple((v["id"], v.get("start-time")) for v in job["vertices"])
+        if key == self._running_since[0]:
+            return self._running_since[1]
+        try:
+            latest = 0
+            for v in job["vertices"]:
+                times = self.client.get(f"/jobs/{self.job_id}/vertices/{v['id']}/subtasktimes")
+                running = [st.get("timestamps", {}).get("RUNNING", 0) for st in times.get("subtasks", [])]
+                if not running or min(running) <= 0:
+                    return None  # a subtask has not reached RUNNING in this attempt
+                latest = max(latest, max(running))
+        except (FlinkError, KeyError, TypeError, AttributeError):
+            return None
+        self._running_since = (key, latest / 1000)
+        return latest / 1000

@@ -2,19 +2,24 @@
 
 Input: the sampler's series, one row per REST sample (~1 s apart, gaps and jitter allowed), columns
 ``t`` (epoch s, required) and any of ``all_running``, ``restarts``, ``rate_in``, ``throughput``,
-``lag_ms``, ``backlog``, ``latency_ms``, ``checkpoints_completed`` (missing columns / NaN cells are fine).
+``lag_ms``, ``backlog``, ``latency_ms``, ``checkpoints_completed``, ``sink_second`` (the epoch second the
+sink's per-second throughput / latency_ms describe), ``running_since`` (Flink's RUNNING time of the
+current attempts) (missing columns / NaN cells are fine).
 
 Definitions (docs/recovery.md has the timeline and the reasons for each default)::
 
     detect_s   = first sample after t_fail with all_running False or restarts increased  (or t_detect)
-    running_s  = first sample with all_running True after it was seen False (or, if the restart was
-                 too quick to see it False, at/after detection)                           (or t_running)
+    running_s  = Flink's running_since of the first attempt RUNNING after t_fail, where the series has it;
+                 else the first sample with all_running True after it was seen False (or, if the
+                 restart was too quick to see it False, at/after detection)               (or t_running)
     recovery_s = START of the first run of samples, beginning at/after t_running, in which every
                  used signal (lag_ms, throughput, latency_ms; whichever exist) stays inside its
                  steady-state band (after a 3-sample rolling median; the first sample must be in
                  band without it) for consecutive_s seconds, tasks running, no hole > max_gap_s;
                  NaN and recovered=False if that run does not start within timeout_s or the
-                 series ends first.
+                 series ends first. Where the series has sink_second, the run is searched over
+                 the seconds the sink's values describe (one row per second, at its start), so
+                 recovery_s is the start of the first normal second, not a sample time.
 
 Bands are learned per signal from the baseline window [t_fail - baseline_s, t_fail):
 ``center +- max(k_sigma * sigma, floor)``, widened to cover the baseline's [q01, q99], with
@@ -41,7 +46,11 @@ import pandas as pd
 
 from .errors import KhaosError
 
-_NUMERIC = ("restarts", "rate_in", "throughput", "lag_ms", "backlog", "latency_ms", "checkpoints_completed")
+_NUMERIC = ("restarts", "rate_in", "throughput", "lag_ms", "backlog", "latency_ms", "checkpoints_completed",
+            "sink_second", "running_since")
+# A sink second reported more than this long after it ended is stale: REST served old values, or no record
+# reached the sink since (the sample job's gauges keep the last second that had records).
+SINK_SECOND_MAX_AGE_S = 6.0
 _BAND_SIGNALS = ("lag_ms", "throughput", "latency_ms", "rate_in")
 _ONE_SIDED = {"lag_ms", "latency_ms"}
 _NAN = float("nan")
@@ -215,6 +224,25 @@ def _distinct_median(sig: pd.DataFrame, k: int) -> pd.DataFrame:
     return pd.DataFrame(out, index=sig.index)
 
 
+def _per_second(rows: pd.DataFrame) -> pd.DataFrame:
+    """The sink's per-second values placed on the second they describe.
+
+    ``sink_second`` is the epoch second [S, S+1) the sample's ``throughput`` (sink count) and
+    ``latency_ms`` (sink p99) describe. One row per distinct S, at ``t = S``, from the first sample that
+    reported it; the row also carries that sample's ``lag_ms`` / ``backlog`` / ``rate_in``, which were
+    read right after second S (the fetch that saw S finished happened during S+1). A second reported
+    more than SINK_SECOND_MAX_AGE_S after its end is stale and dropped. Samples that saw the tasks not
+    running are kept at their own time, with ``all_running`` 0 and no values, so they break a run.
+    """
+    s = rows["sink_second"]
+    ok = s.notna() & (rows["t"] >= s + 1 - 0.5) & (rows["t"] - (s + 1) <= SINK_SECOND_MAX_AGE_S)
+    sec = rows[ok].drop_duplicates("sink_second", keep="first").copy()
+    sec["t"] = sec["sink_second"]
+    down = rows[rows["all_running"] == 0.0].copy()
+    down.loc[:, [c for c in _NUMERIC if c in down.columns]] = _NAN
+    return pd.concat([sec, down]).sort_values("t", kind="stable").reset_index(drop=True)
+
+
 def _normal_run_start(rows: pd.DataFrame, band: dict, used: list[str], p: RecoveryParams,
                       period: float, latest_start: float) -> tuple[float, float]:
     """(start, end) of the first in-band run lasting consecutive_s, or (NaN, NaN).
@@ -308,8 +336,13 @@ def measure(series: pd.DataFrame, t_fail: float, params: RecoveryParams | None =
     else:
         t_det = float(t_detect)
     has_ar = bool(np.isfinite(ar).any())
+    # Flink's own RUNNING timestamp of the first attempt started after the failure (the probe's
+    # running_since), where the series has it: exact, not rounded up to a sample.
+    exact = after.loc[(after["all_running"] == 1.0) & (after["running_since"] > t_fail), "running_since"]
     if t_running is not None:
         t_run = float(t_running)
+    elif len(exact):
+        t_run = float(exact.iloc[0])
     elif not math.isnan(t_det) and has_ar:  # running again after having been seen not running
         t_down = _first(t, ar == 0.0)
         t_run = _first(t, (t >= (t_det if math.isnan(t_down) else max(t_det, t_down))) & (ar == 1.0))
@@ -324,19 +357,34 @@ def measure(series: pd.DataFrame, t_fail: float, params: RecoveryParams | None =
         search = t_fail
     else:
         search = _NAN if has_ar else t_det
+    # Where the series says which second the sink's values describe (the sample job's latencySecond),
+    # the run is searched over those seconds, not over the sample times (which are 1-3 s later and
+    # jitter with the REST metric cache). A run then starts at the start of its first normal second.
+    timeline, step = after, period
+    if after["sink_second"].notna().any():
+        timeline, step = _per_second(after), 1.0
     rec_start = rec_end = _NAN
     if not math.isnan(search):
-        rec_start, rec_end = _normal_run_start(after[after["t"] >= search], band, used, p, period,
+        rec_start, rec_end = _normal_run_start(timeline[timeline["t"] >= search], band, used, p, step,
                                                t_fail + p.timeout_s)
     recovered = not math.isnan(rec_start)
 
     seen = after[after["t"] <= rec_end] if recovered else after
     upto = after[after["t"] <= rec_start] if recovered else after
+    if timeline is not after:  # samples up to the one that reported the recovery second
+        first = after.loc[after["sink_second"] >= rec_start, "t"]
+        upto = after[after["t"] <= first.iloc[0]] if recovered and len(first) else upto
+        last = after.loc[after["sink_second"] >= rec_end, "t"]
+        seen = after[after["t"] <= last.iloc[0]] if recovered and len(last) else seen
     caught = _NAN
     if recovered and not math.isnan(t_run) and not math.isnan(pre_rate):
-        dt = df["t"].diff()
-        win = (df["t"] > t_run) & (df["t"] <= rec_start) & df["throughput"].notna()
-        caught = float(((df.loc[win, "throughput"] - pre_rate) * dt[win]).sum())
+        if timeline is after:
+            dt = df["t"].diff()
+            win = (df["t"] > t_run) & (df["t"] <= rec_start) & df["throughput"].notna()
+            caught = float(((df.loc[win, "throughput"] - pre_rate) * dt[win]).sum())
+        else:  # whole seconds of sink counts
+            win = (timeline["t"] >= t_run) & (timeline["t"] < rec_start) & timeline["throughput"].notna()
+            caught = float((timeline.loc[win, "throughput"] - pre_rate).sum())
 
     def peak(col: str) -> float:
         v = upto[col].dropna()

@@ -352,3 +352,71 @@ def test_a_run_never_starts_on_a_sample_that_shows_the_catch_up():
     seen.loc[run[1], ["throughput", "latency_ms", "lag_ms", "backlog"]] = [15000.0, 10000.0, 0.0, 0.0]
     m = measure(seen, x["t_fail"])
     assert m.recovery_s == pytest.approx(seen.loc[run[2], "t"] - x["t_fail"])
+
+
+def rest_sampled(df, x, hz=2.0, phase=0.0, seed=0, cache_s=1.0):
+    """``df`` (synth without jitter: row i is the second [T0+i, T0+i+1)) as a REST sampler sees it.
+
+    Samples every 1/hz s from T0 + phase. REST serves values fetched up to ``cache_s`` earlier, at f;
+    the sink's per-second gauges then describe the second before f (``sink_second`` = floor(f) - 1),
+    the source's lag is the one at f. Seconds without tasks running publish nothing (sink_second NaN).
+    ``running_since`` is Flink's exact RUNNING time of the current attempts."""
+    rng = np.random.default_rng(seed)
+    by_sec = df.set_index(np.floor(df["t"]).astype(int))
+    rows = []
+    for u in np.arange(T0 + 5 + phase, df["t"].iloc[-1] - 2, 1 / hz):
+        f = u - rng.uniform(0, cache_s)
+        now, at_f, sec = by_sec.loc[int(u)], by_sec.loc[int(f)], int(f) - 1
+        row = dict(t=u, all_running=now["all_running"], restarts=now["restarts"],
+                   running_since=(x["t_run"] if u >= x["t_run"] else T0 - 50) if now["all_running"] else np.nan,
+                   rate_in=at_f["rate_in"], lag_ms=at_f["lag_ms"], backlog=at_f["backlog"],
+                   sink_second=np.nan, throughput=np.nan, latency_ms=np.nan)
+        if now["all_running"] and by_sec.loc[sec, "all_running"] and not (x["t_fail"] <= sec + 1 and sec < x["t_run"]):
+            row.update(sink_second=float(sec), throughput=by_sec.loc[sec, "throughput"],
+                       latency_ms=by_sec.loc[sec, "latency_ms"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_sink_values_are_placed_on_the_second_they_describe():
+    """With sink_second the end of recovery is the start of the first normal second: within 1 s of
+    the truth whatever the sampling phase and cache age; on sample times it was 1-3 s late and jittered."""
+    base, [x] = synth(noise=0.01)
+    first_normal = math.ceil(x["t_rec"]) - x["t_fail"]  # the first whole second after the catch-up
+    on_seconds, on_samples = [], []
+    for seed in range(8):
+        df = rest_sampled(base, x, phase=seed / 8, seed=seed)
+        m = measure(df, x["t_fail"], RecoveryParams(consecutive_s=6))
+        assert m.recovered and m.running_s == pytest.approx(x["t_run"] - x["t_fail"])  # Flink's own time
+        on_seconds.append(m.recovery_s)
+        old = measure(df.drop(columns=["sink_second", "running_since"]), x["t_fail"], RecoveryParams(consecutive_s=6))
+        on_samples.append(old.recovery_s)
+    assert all(r == pytest.approx(first_normal) for r in on_seconds), (on_seconds, first_normal)
+    assert min(on_samples) > first_normal + 1 and max(on_samples) - min(on_samples) >= 0.5, on_samples
+
+
+def test_stale_and_pre_restart_sink_seconds_are_not_evidence_of_recovery():
+    base, [x] = synth(noise=0.01)
+    df = rest_sampled(base, x, seed=1)
+    truth = measure(df, x["t_fail"], RecoveryParams(consecutive_s=6)).recovery_s
+    # right after the restart REST still serves the last pre-failure second (frozen, in band) ...
+    run = df.index[df["t"] >= x["t_run"]]
+    frozen = df.copy()
+    frozen.loc[run[:6], ["sink_second", "throughput", "latency_ms", "lag_ms"]] = [math.floor(x["t_fail"]) - 1, 1000.0, 80.0, 0.0]
+    assert measure(frozen, x["t_fail"], RecoveryParams(consecutive_s=6)).recovery_s == pytest.approx(truth)
+    # ... and a sink second reported long after it ended (no records reached the sink since) is dropped
+    stale = df.copy()
+    later = df.index[df["t"] > x["t_fail"] + truth + 2][:16]  # 8 s: longer than max_gap_s
+    stale.loc[later, "sink_second"] = stale.loc[later, "t"].map(math.floor) - 10
+    assert measure(stale, x["t_fail"], RecoveryParams(consecutive_s=6)).recovery_s > truth + 3
+
+
+def test_tasks_seen_down_break_a_run_of_seconds():
+    base, [x] = synth(noise=0.01)
+    df = rest_sampled(base, x, seed=2)
+    p = RecoveryParams(consecutive_s=6)
+    truth = measure(df, x["t_fail"], p).recovery_s
+    blip = df.copy()
+    i = df.index[df["t"] > x["t_fail"] + truth + 2][0]
+    blip.loc[i, ["all_running", "sink_second"]] = [False, np.nan]  # a task restarted within the run
+    assert measure(blip, x["t_fail"], p).recovery_s > truth + 2
