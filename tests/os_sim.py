@@ -323,12 +323,7 @@ class Handler(BaseHTTPRequestHandler):
                                       "fingerprint": uuid.uuid4().hex, "user_id": USER, "created_at": _now(), "id": 1}
             return 200, {"keypair": c.keypairs[kp["name"]]}
         if (r := m(r"/os-keypairs/([^/]+)")):
-            if r[1] not in c.keypairs:
-                raise ApiError(404, "itemNotFound", f"Keypair {r[1]} not found for user {USER}")
-            if method == "DELETE":
-                del c.keypairs[r[1]]
-                return 202, None
-            return 200, {"keypair": c.keypairs[r[1]]}
+            return _show_or_delete(method, c.keypairs, r[1], "keypair", 202, f"Keypair {r[1]} not found for user {USER}")
         if path == "/os-server-groups" and method == "GET":
             return 200, {"server_groups": [_public(g) for g in c.server_groups.values()]}
         if path == "/os-server-groups" and method == "POST":
@@ -340,12 +335,8 @@ class Handler(BaseHTTPRequestHandler):
                                     "members": [], "project_id": c.project_id, "user_id": USER}
             return 200, {"server_group": c.server_groups[gid]}
         if (r := m(r"/os-server-groups/([^/]+)")):
-            if r[1] not in c.server_groups:
-                raise ApiError(404, "itemNotFound", f"Server group {r[1]} could not be found.")
-            if method == "DELETE":
-                del c.server_groups[r[1]]
-                return 204, None
-            return 200, {"server_group": c.server_groups[r[1]]}
+            return _show_or_delete(method, c.server_groups, r[1], "server_group", 204,
+                                   f"Server group {r[1]} could not be found.")
         if path in ("/servers", "/servers/detail") and method == "GET":
             name = q.pop("name", None)
             servers = [s for s in c.servers.values() if not name or re.search(name, s["name"])]
@@ -406,6 +397,15 @@ class Handler(BaseHTTPRequestHandler):
                 "port_range_min": rule.get("port_range_min"), "port_range_max": rule.get("port_range_max"),
                 "remote_ip_prefix": rule.get("remote_ip_prefix"), "remote_group_id": rule.get("remote_group_id"),
                 "description": rule.get("description", ""), "project_id": self.cloud.project_id}
+
+
+def _show_or_delete(method: str, table: dict, key: str, kind: str, deleted: int, missing: str) -> tuple:
+    if key not in table:
+        raise ApiError(404, "itemNotFound", missing)
+    if method == "DELETE":
+        del table[key]
+        return deleted, None
+    return 200, {kind: table[key]}
 
 
 _TOKENS: set[str] = set()

@@ -153,3 +153,52 @@ def test_playbook_error_is_one_line(sim, tmp_path):
     assert proc.returncode != 0
     assert "khaos_openstack: openstack: no clouds.yaml (looked for" in proc.stdout + proc.stderr
     no_leftovers(sim)
+
+
+def test_server_actions_keep_the_address(sim, tmp_path):
+    """stop -> start, hard reboot and replace: the host is a fresh lab host at the same address each time."""
+    sim.clouds_yaml(tmp_path / "clouds.yaml")
+    conn = kos.connect("sim", str(tmp_path / "clouds.yaml"))
+    spec = kos.ClusterSpec(name="c4", image="debian-12", flavor="m1.small", network="private",
+                           public_key="ssh-ed25519 AAAA test", ssh_cidr="10.0.0.1/32", taskmanagers=1)
+    try:
+        [jm, tm] = kos.provision(conn, spec)["servers"]
+        assert kos.server_action(conn, "c4", tm["name"], "stop")["status"] == "SHUTOFF"
+        assert sim.cloud.lab.status()[1]["state"] == "down"
+        assert kos.server_action(conn, "c4", tm["name"], "start")["status"] == "ACTIVE"
+        assert kos.server_action(conn, "c4", tm["name"], "reboot_hard")["address"] == tm["address"]
+        new = kos.server_action(conn, "c4", tm["name"], "replace")
+        assert new["id"] != tm["id"] and new["address"] == tm["address"] and new["status"] == "ACTIVE"
+        assert [r["state"] for r in sim.cloud.lab.status()] == ["up", "up"]
+        with pytest.raises(KhaosError, match="has no server 'khaos-c4-tm-9'"):
+            kos.server_action(conn, "c4", "khaos-c4-tm-9", "stop")
+    finally:
+        kos.teardown(conn, "c4")
+    no_leftovers(sim)
+
+
+def test_cluster_reached_through_a_bastion(sim, tmp_path):
+    """The plugin's bastion setting: Ansible reaches the cluster's servers through another server (ssh -W)."""
+    inv = sim_inventory(sim, tmp_path, "c5")
+    conn = kos.connect("sim", str(tmp_path / "clouds.yaml"))
+    bastion = kos.ClusterSpec(name="b5", image="debian-12", flavor="m1.small", network="private",
+                              public_key=(tmp_path / "id_ed25519.pub").read_text(), ssh_cidr="0.0.0.0/0",
+                              taskmanagers=0)
+    try:
+        [jump] = kos.provision(conn, bastion)["servers"]
+        config = yaml.safe_load(inv.read_text()) | {"bastion": f"root@{jump['address']}",
+                                                    "bastion_key": str(tmp_path / "id_ed25519")}
+        inv.write_text(yaml.safe_dump(config))
+        ansible.run_playbook("provision", inv, base_dir=tmp_path)
+        n_before = len((tmp_path / "known_hosts").read_text().splitlines()) if (tmp_path / "known_hosts").exists() else 0
+        assert ansible.ping(inv, "flink", base_dir=tmp_path) == {"khaos-c5-jm-1": True, "khaos-c5-tm-1": True}
+        found = subprocess.run(["ssh-keygen", "-F", jump["address"], "-f", str(tmp_path / "known_hosts")], capture_output=True)
+        assert found.returncode == 0 and n_before == 0  # the jump host was used (and its key learnt)
+        sim.cloud.lab.kill(sim.cloud.servers[jump["id"]]["_lab_host"])  # no bastion: no way in
+        assert ansible.ping(inv, "flink", base_dir=tmp_path) == {"khaos-c5-jm-1": False, "khaos-c5-tm-1": False}
+        gone = ansible.run_playbook("teardown", inv, base_dir=tmp_path)  # unreachable hosts do not stop it
+        assert "server khaos-c5-jm-1" in gone.data["openstack_deleted"]
+    finally:
+        kos.teardown(conn, "c5")
+        kos.teardown(conn, "b5")
+    no_leftovers(sim)

@@ -16,7 +16,8 @@ options:
   cloud: {description: Entry of clouds.yaml (default OS_CLOUD), type: str, env: [{name: OS_CLOUD}]}
   clouds_yaml: {description: clouds.yaml to read (default the standard places), type: str, default: ""}
   cluster: {description: Cluster name (servers khaos-<cluster>-*), type: str, default: khaos}
-  bastion: {description: "user@host of the bastion: private servers are reached with ProxyJump through it", type: str, default: ""}
+  bastion: {description: "user@host of the bastion: private servers are reached through it (ssh -W, i.e. ProxyJump)", type: str, default: ""}
+  bastion_key: {description: Private key for the bastion (empty - ssh's default keys), type: str, default: ""}
   known_hosts: {description: known_hosts file of the cluster (new host keys are accepted once), type: str, default: ""}
 """
 
@@ -53,8 +54,11 @@ class InventoryModule(BaseInventoryPlugin):
         os.makedirs(os.path.dirname(known_hosts), exist_ok=True)
         ssh_args = (f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new "
                     "-o ServerAliveInterval=1 -o ServerAliveCountMax=3 -o ConnectTimeout=5")
-        if self.get_option("bastion"):
-            ssh_args += f" -o ProxyJump={self.get_option('bastion')}"
+        if self.get_option("bastion"):  # ProxyJump, spelled out so the jump uses the same host keys and key
+            key = self.get_option("bastion_key")
+            jump = (f"ssh -W %h:%p -o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new "
+                    f"-o ConnectTimeout=5 {'-i ' + os.path.expanduser(key) + ' ' if key else ''}{self.get_option('bastion')}")
+            ssh_args += f' -o ProxyCommand="{jump}"'
         inventory.add_group("flink")
         for group in ("flink_jobmanager", "flink_taskmanager"):
             inventory.add_group(group)
