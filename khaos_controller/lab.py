@@ -190,6 +190,11 @@ class Lab:
         self._write_known_hosts()
         return h
 
+    def add_address(self, h: Host, ip: str) -> None:
+        """One more address on the host's eth0 (the simulator's floating IPs)."""
+        _run("ip", "-n", self.netns(h), "addr", "replace", f"{ip}/24", "dev", "eth0")
+        _run("ip", "neigh", "flush", "to", ip, check=False)
+
     def remove_host(self, name: str) -> None:
         """The host and its disk are gone; its address stays unused."""
         require_root()
@@ -277,7 +282,7 @@ class Lab:
         os.chmod(hd / "root" / "var/tmp", 0o1777)
         key = hd / "ssh_host_ed25519_key"
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", h.name, "-f", str(key))
-        (hd / "sshd_config").write_text(_SSHD_CONFIG.format(ip=h.ip, key=key, auth=self.dir / "ssh" / "authorized_keys"))
+        (hd / "sshd_config").write_text(_SSHD_CONFIG.format(key=key, auth=self.dir / "ssh" / "authorized_keys"))
         binds = "".join(f"mount --bind {hd / 'root' / sub} /{sub}\n" for sub in _PRIVATE_DIRS)
         (hd / "boot.sh").write_text(_BOOT.format(binds=binds, hosts=self.dir / "etc_hosts", name=h.name,
                                                  config=hd / "sshd_config"))
@@ -390,7 +395,7 @@ def _links(prefix: str) -> list[str]:
 
 
 _SSHD_CONFIG = """\
-ListenAddress {ip}
+ListenAddress 0.0.0.0
 HostKey {key}
 AuthorizedKeysFile {auth}
 PidFile none

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .errors import KhaosError
 
-ROLES = {"jobmanager": "jm", "taskmanager": "tm"}
-GROUPS = {"jobmanager": "flink_jobmanager", "taskmanager": "flink_taskmanager"}
+ROLES = {"jobmanager": "jm", "taskmanager": "tm"}  # server names; the bastion is khaos-<cluster>-bastion
+GROUPS = {"jobmanager": "flink_jobmanager", "taskmanager": "flink_taskmanager", "bastion": "bastion"}
 
 
 @dataclass
@@ -29,6 +29,9 @@ class ClusterSpec:
     rest_port: int = 8081
     server_group_policy: str = "anti-affinity"
     boot_timeout: int = 600
+    bastion: bool = False  # also a bastion server with a floating IP (the only one) on floating_network
+    floating_network: str = ""
+    admin_cidr: str = ""  # where SSH to that bastion may come from
 
 
 def one_line(e: Exception) -> str:
@@ -97,49 +100,76 @@ def _find(what: str, finder, name: str):
 
 def provision(conn, spec: ClusterSpec) -> dict:
     """Create what is missing; returns {'changed', 'created': [...], 'servers': [...]}."""
-    for field in ("image", "flavor", "network", "public_key", "ssh_cidr"):
+    needed = ["image", "flavor", "network", "public_key"] + (["floating_network", "admin_cidr"] if spec.bastion
+                                                             else ["ssh_cidr"])
+    for field in needed:
         if not str(getattr(spec, field)).strip():
             raise KhaosError(f"openstack: no {field} given")
     image = _find("image", conn.image.find_image, spec.image)
     flavor = _find("flavor", conn.compute.find_flavor, spec.flavor)
     network = _find("network", conn.network.find_network, spec.network)
+    public = _find("network", conn.network.find_network, spec.floating_network) if spec.bastion else None
     prefix, created = f"khaos-{spec.name}", []
     if not _lookup("keypair", conn.compute.find_keypair, prefix):
         _api("creating the keypair", conn.compute.create_keypair, name=prefix, public_key=spec.public_key)
         created.append(f"keypair {prefix}")
-    sg = _lookup("security group", conn.network.find_security_group, prefix)
-    if sg is None:
-        sg = _api("creating the security group", conn.network.create_security_group, name=prefix,
-                  description=f"khaos_cluster={spec.name}")
-        rules = [dict(port_range_min=22, port_range_max=22, remote_ip_prefix=spec.ssh_cidr),
-                 dict(port_range_min=spec.rest_port, port_range_max=spec.rest_port, remote_ip_prefix=spec.ssh_cidr),
-                 dict(port_range_min=1, port_range_max=65535, remote_group_id=sg.id)]  # Flink RPC/data: group only
-        for rule in rules:
-            _api("adding a security group rule", conn.network.create_security_group_rule, security_group_id=sg.id,
-                 direction="ingress", ethertype="IPv4", protocol="tcp", **rule)
-        created.append(f"security group {prefix}")
+    if spec.bastion:  # SSH to the bastion from admin_cidr; to the cluster from the bastion only
+        bastion_sg = _security_group(conn, f"{prefix}-bastion", spec.name, created,
+                                     lambda g: [(22, 22, {"remote_ip_prefix": spec.admin_cidr})])
+        source = {"remote_group_id": bastion_sg.id}
+    else:
+        source = {"remote_ip_prefix": spec.ssh_cidr}
+    _security_group(conn, prefix, spec.name, created, lambda g: [
+        (22, 22, source), (spec.rest_port, spec.rest_port, source),
+        (1, 65535, {"remote_group_id": g.id})])  # Flink RPC, blob and data ports: inside the group only
     group = next((g for g in _api("listing server groups", lambda: list(conn.compute.server_groups()))
                   if g.name == prefix), None)
     if group is None:
         group = _api("creating the server group", conn.compute.create_server_group, name=prefix,
                      policy=spec.server_group_policy)
         created.append(f"server group {prefix}")
+    wanted = [(server_name(spec.name, role, i), role, prefix, {"group": group.id})
+              for role, count in (("jobmanager", 1), ("taskmanager", spec.taskmanagers)) for i in range(1, count + 1)]
+    if spec.bastion:
+        wanted.append((f"{prefix}-bastion", "bastion", f"{prefix}-bastion", {}))
     have = {s.name for s in cluster_servers(conn, spec.name)}
     booting = []
-    for role, count in (("jobmanager", 1), ("taskmanager", spec.taskmanagers)):
-        for i in range(1, count + 1):
-            name = server_name(spec.name, role, i)
-            if name in have:
-                continue
-            booting.append(_api(f"creating server {name}", conn.compute.create_server, name=name,
-                                image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}],
-                                key_name=prefix, security_groups=[{"name": prefix}],
-                                metadata={"khaos_cluster": spec.name, "khaos_role": role},
-                                scheduler_hints={"group": group.id}))
-            created.append(f"server {name}")
+    for name, role, sg_name, hints in wanted:
+        if name in have:
+            continue
+        booting.append(_api(f"creating server {name}", conn.compute.create_server, name=name,
+                            image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}],
+                            key_name=prefix, security_groups=[{"name": sg_name}],
+                            metadata={"khaos_cluster": spec.name, "khaos_role": role}, scheduler_hints=hints))
+        created.append(f"server {name}")
     for s in booting:
         _api(f"waiting for server {s.name}", conn.compute.wait_for_server, s, wait=spec.boot_timeout)
+    if spec.bastion and not _floating_ips(conn, spec.name):
+        [bastion] = [s for s in cluster_servers(conn, spec.name) if s.name == f"{prefix}-bastion"]
+        [port] = _api("listing the bastion's port", lambda: list(conn.network.ports(device_id=bastion.id)))
+        ip = _api("creating the bastion's floating IP", conn.network.create_ip, floating_network_id=public.id,
+                  port_id=port.id, description=f"khaos_cluster={spec.name}")
+        created.append(f"floating IP {ip.floating_ip_address}")
     return {"changed": bool(created), "created": created, "servers": inventory(conn, spec.name)}
+
+
+def _security_group(conn, name: str, cluster: str, created: list, rules):
+    """The group `name`, created with ingress TCP rules(group) = [(from, to, {remote}), ...] if missing."""
+    sg = _lookup("security group", conn.network.find_security_group, name)
+    if sg is None:
+        sg = _api("creating the security group", conn.network.create_security_group, name=name,
+                  description=f"khaos_cluster={cluster}")
+        for low, high, remote in rules(sg):
+            _api("adding a security group rule", conn.network.create_security_group_rule, security_group_id=sg.id,
+                 direction="ingress", ethertype="IPv4", protocol="tcp", port_range_min=low, port_range_max=high,
+                 **remote)
+        created.append(f"security group {name}")
+    return sg
+
+
+def _floating_ips(conn, cluster: str) -> list:
+    return [ip for ip in _api("listing floating IPs", lambda: list(conn.network.ips()))
+            if ip.description == f"khaos_cluster={cluster}"]
 
 
 def teardown(conn, cluster: str, wait: int = 600) -> dict:
@@ -155,6 +185,9 @@ def teardown(conn, cluster: str, wait: int = 600) -> dict:
         if port.device_id in {s.id for s in servers} or port.name.startswith(prefix):
             _api(f"deleting port {port.id}", conn.network.delete_port, port, ignore_missing=True)
             deleted.append(f"port {port.id}")
+    for ip in _floating_ips(conn, cluster):
+        _api(f"deleting floating IP {ip.floating_ip_address}", conn.network.delete_ip, ip)
+        deleted.append(f"floating IP {ip.floating_ip_address}")
     for g in _api("listing server groups", lambda: list(conn.compute.server_groups())):
         if g.name == prefix:
             _api("deleting the server group", conn.compute.delete_server_group, g)
@@ -214,12 +247,14 @@ def _group_hint(conn, cluster: str) -> dict:
 
 
 def inventory(conn, cluster: str) -> list[dict]:
-    """One row per server: name, role, group, address (first fixed IPv4), status."""
+    """One row per server: name, role, group, address (first fixed IPv4), public (floating IPv4), status."""
     rows = []
     for s in cluster_servers(conn, cluster):
-        addrs = [a["addr"] for net in (s.addresses or {}).values() for a in net
-                 if a.get("version") == 4 and a.get("OS-EXT-IPS:type", "fixed") == "fixed"]
+        addrs = {kind: [a["addr"] for net in (s.addresses or {}).values() for a in net
+                        if a.get("version") == 4 and a.get("OS-EXT-IPS:type", "fixed") == kind]
+                 for kind in ("fixed", "floating")}
         role = s.metadata.get("khaos_role", "")
         rows.append({"name": s.name, "id": s.id, "role": role, "group": GROUPS.get(role, ""),
-                     "address": addrs[0] if addrs else None, "status": s.status})
+                     "address": (addrs["fixed"] or [None])[0], "public": (addrs["floating"] or [None])[0],
+                     "status": s.status})
     return rows

@@ -63,6 +63,13 @@ class Cloud:
                                "admin_state_up": True, "shared": False, "project_id": self.project_id}}
         self.subnets = {sub: {"id": sub, "name": "private-subnet", "network_id": net, "cidr": cidr,
                               "ip_version": 4, "gateway_ip": self.lab.gateway, "project_id": self.project_id}}
+        ext, ext_sub = _id(), _id()  # floating IPs: .200-.249 of the lab subnet, added to the server's eth0
+        self.networks[ext] = {"id": ext, "name": "public", "status": "ACTIVE", "subnets": [ext_sub],
+                              "admin_state_up": True, "shared": True, "router:external": True,
+                              "project_id": self.project_id}
+        self.subnets[ext_sub] = {"id": ext_sub, "name": "public-subnet", "network_id": ext, "cidr": cidr,
+                                 "ip_version": 4, "gateway_ip": self.lab.gateway, "project_id": self.project_id}
+        self.floatingips: dict[str, dict] = {}
         self.servers: dict[str, dict] = {}
         self.keypairs: dict[str, dict] = {}
         self.server_groups: dict[str, dict] = {}
@@ -79,6 +86,7 @@ class Cloud:
                 "keypairs": list(self.keypairs),
                 "server_groups": [g["name"] for g in self.server_groups.values()],
                 "security_groups": [g["name"] for g in self.security_groups.values() if g["name"] != "default"],
+                "floating_ips": [f["floating_ip_address"] for f in self.floatingips.values()],
                 "lab_hosts": list(self.lab.hosts)}
 
     # ---- servers ------------------------------------------------------------------------
@@ -143,6 +151,35 @@ class Cloud:
         self.ports[pid] = port
         return port
 
+    def create_floatingip(self, body: dict) -> dict:
+        f = body.get("floatingip", {})
+        net = self.networks.get(f.get("floating_network_id"))
+        if not net or not net.get("router:external"):
+            raise ApiError(404, "ExternalNetworkNotFound", f"External network {f.get('floating_network_id')} not found")
+        used = {x["floating_ip_address"] for x in self.floatingips.values()}
+        prefix = self.lab.gateway.rsplit(".", 1)[0]
+        address = next(f"{prefix}.{i}" for i in range(200, 250) if f"{prefix}.{i}" not in used)
+        port = self.ports.get(f.get("port_id"))
+        fid = _id()
+        self.floatingips[fid] = {"id": fid, "floating_ip_address": address, "floating_network_id": net["id"],
+                                 "port_id": port and port["id"], "fixed_ip_address": port and port["fixed_ips"][0]["ip_address"],
+                                 "description": f.get("description", ""), "status": "ACTIVE",
+                                 "project_id": self.project_id, "tenant_id": self.project_id, "router_id": None}
+        if port:
+            self._attach_floating(self.servers[port["device_id"]])
+        return self.floatingips[fid]
+
+    def _attach_floating(self, server: dict) -> None:
+        """The server's floating IPs: on its eth0 (sshd listens on every address) and in its addresses."""
+        fips = [f for f in self.floatingips.values() if f["port_id"] == server["_port"]]
+        net = next(iter(server["addresses"]))
+        server["addresses"][net] = [a for a in server["addresses"][net] if a["OS-EXT-IPS:type"] == "fixed"]
+        host = self.lab.host(server["_lab_host"])
+        for f in fips:
+            self.lab.add_address(host, f["floating_ip_address"])
+            server["addresses"][net].append({"addr": f["floating_ip_address"], "version": 4,
+                                             "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": host.mac})
+
     def server(self, sid: str) -> dict:
         if sid not in self.servers:
             raise ApiError(404, "itemNotFound", f"Instance {sid} could not be found.")
@@ -152,6 +189,9 @@ class Cloud:
         s = self.server(sid)
         self.lab.remove_host(s["_lab_host"])
         self.ports.pop(s["_port"], None)
+        for f in self.floatingips.values():  # Neutron disassociates, the floating IP itself stays
+            if f["port_id"] == s["_port"]:
+                f.update(port_id=None, fixed_ip_address=None)
         if s["_group"] in self.server_groups:
             self.server_groups[s["_group"]]["members"].remove(sid)
         del self.servers[sid]
@@ -167,10 +207,12 @@ class Cloud:
             if s["status"] != "SHUTOFF":
                 raise ApiError(409, "conflictingRequest", f"Cannot 'start' instance {sid} while it is in vm_state active")
             self.lab.restore(s["_lab_host"])
+            self._attach_floating(s)
             s.update({"status": "ACTIVE", "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:power_state": 1})
         elif "reboot" in body and (body["reboot"] or {}).get("type") == "HARD":
             self.lab.kill(s["_lab_host"])
             self.lab.restore(s["_lab_host"])
+            self._attach_floating(s)
             s.update({"status": "ACTIVE", "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:power_state": 1})
         else:
             raise ApiError(400, "badRequest", f"unsupported action {sorted(body)}")
@@ -359,7 +401,7 @@ class Handler(BaseHTTPRequestHandler):
         c = self.cloud
         m = lambda pattern: re.fullmatch(pattern, path)  # noqa: E731
         tables = {"networks": (c.networks, "network"), "subnets": (c.subnets, "subnet"), "ports": (c.ports, "port"),
-                  "security-groups": (c.security_groups, "security_group")}
+                  "security-groups": (c.security_groups, "security_group"), "floatingips": (c.floatingips, "floatingip")}
         if path == "/security-groups" and method == "POST":
             g = body.get("security_group", {})
             gid = _id()
@@ -368,6 +410,8 @@ class Handler(BaseHTTPRequestHandler):
                                       "security_group_rules": egress, "project_id": c.project_id,
                                       "tenant_id": c.project_id, "tags": [], "stateful": True}
             return 201, {"security_group": c.security_groups[gid]}
+        if path == "/floatingips" and method == "POST":
+            return 201, {"floatingip": c.create_floatingip(body)}
         if path == "/security-group-rules" and method == "POST":
             rule = body.get("security_group_rule", {})
             g = c.security_groups.get(rule.get("security_group_id"))
@@ -376,10 +420,10 @@ class Handler(BaseHTTPRequestHandler):
             new = self._rule(g["id"], rule)
             g["security_group_rules"].append(new)
             return 201, {"security_group_rule": new}
-        if (r := m(r"/(networks|subnets|ports|security-groups)")) and method == "GET":
+        if (r := m(r"/(networks|subnets|ports|security-groups|floatingips)")) and method == "GET":
             table, kind = tables[r[1]]
             return 200, {kind + "s": _filter(table.values(), q)}
-        if (r := m(r"/(networks|subnets|ports|security-groups)/([^/]+)")):
+        if (r := m(r"/(networks|subnets|ports|security-groups|floatingips)/([^/]+)")):
             table, kind = tables[r[1]]
             if r[2] not in table:
                 raise ApiError(404, f"{kind.title().replace('_', '')}NotFound", f"{kind} {r[2]} could not be found.")

@@ -177,28 +177,30 @@ def test_server_actions_keep_the_address(sim, tmp_path):
     no_leftovers(sim)
 
 
-def test_cluster_reached_through_a_bastion(sim, tmp_path):
-    """The plugin's bastion setting: Ansible reaches the cluster's servers through another server (ssh -W)."""
-    inv = sim_inventory(sim, tmp_path, "c5")
-    conn = kos.connect("sim", str(tmp_path / "clouds.yaml"))
-    bastion = kos.ClusterSpec(name="b5", image="debian-12", flavor="m1.small", network="private",
-                              public_key=(tmp_path / "id_ed25519.pub").read_text(), ssh_cidr="0.0.0.0/0",
-                              taskmanagers=0)
-    try:
-        [jump] = kos.provision(conn, bastion)["servers"]
-        config = yaml.safe_load(inv.read_text()) | {"bastion": f"root@{jump['address']}",
-                                                    "bastion_key": str(tmp_path / "id_ed25519")}
-        inv.write_text(yaml.safe_dump(config))
-        ansible.run_playbook("provision", inv, base_dir=tmp_path)
-        n_before = len((tmp_path / "known_hosts").read_text().splitlines()) if (tmp_path / "known_hosts").exists() else 0
-        assert ansible.ping(inv, "flink", base_dir=tmp_path) == {"khaos-c5-jm-1": True, "khaos-c5-tm-1": True}
-        found = subprocess.run(["ssh-keygen", "-F", jump["address"], "-f", str(tmp_path / "known_hosts")], capture_output=True)
-        assert found.returncode == 0 and n_before == 0  # the jump host was used (and its key learnt)
-        sim.cloud.lab.kill(sim.cloud.servers[jump["id"]]["_lab_host"])  # no bastion: no way in
-        assert ansible.ping(inv, "flink", base_dir=tmp_path) == {"khaos-c5-jm-1": False, "khaos-c5-tm-1": False}
-        gone = ansible.run_playbook("teardown", inv, base_dir=tmp_path)  # unreachable hosts do not stop it
-        assert "server khaos-c5-jm-1" in gone.data["openstack_deleted"]
-    finally:
-        kos.teardown(conn, "c5")
-        kos.teardown(conn, "b5")
+def test_provision_with_its_own_bastion(sim, tmp_path):
+    """openstack_bastion: a bastion server with the only floating IP; Ansible reaches the cluster through it."""
+    inv = sim_inventory(sim, tmp_path, "c6", extra={
+        "openstack_bastion": True, "openstack_floating_network": "public", "openstack_ssh_cidr": "",
+        "openstack_admin_cidr": f"{sim.cloud.lab.gateway}/32"})
+    inv.write_text(yaml.safe_dump(yaml.safe_load(inv.read_text()) | {"bastion_user": "root",
+                                                                    "bastion_key": str(tmp_path / "id_ed25519")}))
+    first = ansible.run_playbook("provision", inv, base_dir=tmp_path)
+    [fip] = [f for f in sim.cloud.floatingips.values()]
+    assert first.data["openstack_created"][-1] == f"floating IP {fip['floating_ip_address']}"
+    bastion = next(s for s in sim.cloud.servers.values() if s["name"] == "khaos-c6-bastion")
+    assert fip["port_id"] == bastion["_port"] and bastion["_group"] is None  # not in the anti-affinity group
+    rules = {g["name"]: {(r["port_range_min"], r["remote_ip_prefix"], r["remote_group_id"])
+                         for r in g["security_group_rules"] if r["direction"] == "ingress"}
+             for g in sim.cloud.security_groups.values()}
+    bastion_sg = next(g["id"] for g in sim.cloud.security_groups.values() if g["name"] == "khaos-c6-bastion")
+    assert rules["khaos-c6-bastion"] == {(22, f"{sim.cloud.lab.gateway}/32", None)}
+    assert (22, None, bastion_sg) in rules["khaos-c6"] and (8081, None, bastion_sg) in rules["khaos-c6"]
+    again = ansible.run_playbook("provision", inv, base_dir=tmp_path)
+    assert again.data["openstack_created"] == []
+    assert ansible.ping(inv, "all", base_dir=tmp_path) == {"khaos-c6-bastion": True, "khaos-c6-jm-1": True,
+                                                           "khaos-c6-tm-1": True}
+    sim.cloud.lab.kill(bastion["_lab_host"])  # the cluster is reachable through the bastion only
+    assert ansible.ping(inv, "flink", base_dir=tmp_path) == {"khaos-c6-jm-1": False, "khaos-c6-tm-1": False}
+    gone = ansible.run_playbook("teardown", inv, base_dir=tmp_path)
+    assert f"floating IP {fip['floating_ip_address']}" in gone.data["openstack_deleted"]
     no_leftovers(sim)

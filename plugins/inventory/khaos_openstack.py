@@ -1,8 +1,9 @@
 """Ansible inventory plugin: the servers of one Khaos cluster on OpenStack, grouped by metadata.
 
 Servers with metadata khaos_cluster=<cluster> land in flink_jobmanager / flink_taskmanager
-(by khaos_role) under flink: the groups the lab inventory uses. Each host's ansible_host is
-its first fixed IPv4 address, reached through the bastion (ProxyJump) when one is set.
+(by khaos_role) under flink: the groups the lab inventory uses; a bastion server provision.yml
+created lands in bastion. Each host's ansible_host is its first fixed IPv4 address (the bastion's:
+its floating IP), reached through the bastion (ProxyJump) when there is one.
 Uses khaos_controller.openstack (openstacksdk); the openstack.cloud collection is not needed.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ options:
   cluster: {description: Cluster name (servers khaos-<cluster>-*), type: str, default: khaos}
   bastion: {description: "user@host of the bastion: private servers are reached through it (ssh -W, i.e. ProxyJump)", type: str, default: ""}
   bastion_key: {description: Private key for the bastion (empty - ssh's default keys), type: str, default: ""}
+  bastion_user: {description: User on the bastion server provision.yml created (used when bastion is empty), type: str, default: debian}
   known_hosts: {description: known_hosts file of the cluster (new host keys are accepted once), type: str, default: ""}
 """
 
@@ -54,15 +56,19 @@ class InventoryModule(BaseInventoryPlugin):
         os.makedirs(os.path.dirname(known_hosts), exist_ok=True)
         ssh_args = (f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new "
                     "-o ServerAliveInterval=1 -o ServerAliveCountMax=3 -o ConnectTimeout=5")
-        if self.get_option("bastion"):  # ProxyJump, spelled out so the jump uses the same host keys and key
+        direct = ssh_args
+        own = [r["public"] for r in rows if r["role"] == "bastion" and r["public"]]
+        bastion = self.get_option("bastion") or (f"{self.get_option('bastion_user')}@{own[0]}" if own else "")
+        if bastion:  # ProxyJump, spelled out so the jump uses the same host keys and key
             key = self.get_option("bastion_key")
             jump = (f"ssh -W %h:%p -o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new "
-                    f"-o ConnectTimeout=5 {'-i ' + os.path.expanduser(key) + ' ' if key else ''}{self.get_option('bastion')}")
+                    f"-o ConnectTimeout=5 {'-i ' + os.path.expanduser(key) + ' ' if key else ''}{bastion}")
             ssh_args += f' -o ProxyCommand="{jump}"'
         inventory.add_group("flink")
         for group in ("flink_jobmanager", "flink_taskmanager"):
             inventory.add_group(group)
             inventory.add_child("flink", group)
+        inventory.add_group("bastion")
         for var, value in (("khaos_openstack_cluster", cluster), ("openstack_cluster", cluster),
                            ("openstack_cloud", cloud or ""), ("openstack_clouds_yaml", clouds_yaml or ""),
                            ("khaos_known_hosts", known_hosts), ("ansible_ssh_common_args", ssh_args)):
@@ -72,5 +78,8 @@ class InventoryModule(BaseInventoryPlugin):
                 continue
             inventory.add_host(row["name"], group=row["group"])
             inventory.set_variable(row["name"], "ansible_host", row["address"])
+            if row["role"] == "bastion" and row["public"]:  # reached directly, at its floating IP
+                inventory.set_variable(row["name"], "ansible_host", row["public"])
+                inventory.set_variable(row["name"], "ansible_ssh_common_args", direct)
             inventory.set_variable(row["name"], "openstack_id", row["id"])
             inventory.set_variable(row["name"], "openstack_status", row["status"])

@@ -19,7 +19,10 @@ options:
   network: {type: str, description: Network name or id (state=present).}
   public_key: {type: str, description: SSH public key of the keypair (state=present).}
   taskmanagers: {type: int, default: 2, description: TaskManager servers (one JobManager server always).}
-  ssh_cidr: {type: str, default: 0.0.0.0/0, description: Where SSH and Flink REST may come from (the bastion).}
+  ssh_cidr: {type: str, default: "", description: Where SSH and Flink REST may come from (the bastion; not with bastion=true).}
+  bastion: {type: bool, default: false, description: Also a bastion server with the only floating IP; the cluster admits SSH and REST from it.}
+  floating_network: {type: str, default: "", description: External network of the bastion's floating IP (bastion=true).}
+  admin_cidr: {type: str, default: "", description: Where SSH to the bastion may come from (bastion=true).}
   rest_port: {type: int, default: 8081, description: Flink REST port opened to ssh_cidr.}
   server_group_policy: {type: str, default: anti-affinity, description: Nova server group policy.}
   timeout: {type: int, default: 600, description: Seconds to wait for servers to boot or go.}
@@ -39,7 +42,10 @@ def main():
         network=dict(type="str"),
         public_key=dict(type="str", no_log=False),
         taskmanagers=dict(type="int", default=2),
-        ssh_cidr=dict(type="str", default="0.0.0.0/0"),
+        ssh_cidr=dict(type="str", default=""),
+        bastion=dict(type="bool", default=False),
+        floating_network=dict(type="str", default=""),
+        admin_cidr=dict(type="str", default=""),
         rest_port=dict(type="int", default=8081),
         server_group_policy=dict(type="str", default="anti-affinity"),
         timeout=dict(type="int", default=600),
@@ -57,7 +63,8 @@ def main():
         spec = kos.ClusterSpec(name=p["cluster"], image=p["image"], flavor=p["flavor"], network=p["network"],
                                public_key=p["public_key"], taskmanagers=p["taskmanagers"], ssh_cidr=p["ssh_cidr"],
                                rest_port=p["rest_port"], server_group_policy=p["server_group_policy"],
-                               boot_timeout=p["timeout"])
+                               boot_timeout=p["timeout"], bastion=p["bastion"],
+                               floating_network=p["floating_network"], admin_cidr=p["admin_cidr"])
         module.exit_json(**kos.provision(conn, spec))
     except KhaosError as e:
         module.fail_json(msg=str(e))
