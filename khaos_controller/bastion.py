@@ -1,8 +1,10 @@
-"""What the bastion role needs from the package: a wheelhouse and a safe model swap.
+"""What the bastion role needs from the package: an offline bundle and a safe model swap.
 
-`khaos wheelhouse --out DIR`: every wheel of requirements.txt plus the khaos wheel itself, so that
-roles/khaos_controller installs on a bastion with no internet (`pip install --no-index`). The wheels
-are downloaded once and cached; a stamp with the requirements' hash makes a second call a no-op.
+`khaos bundle --out FILE.tar`: one tar with every wheel of requirements.txt plus the khaos wheel
+(wheels/) and the project files the daemon runs (playbooks/, roles/, ansible.cfg, docs/), so that
+roles/khaos_controller installs on a bastion with no internet (`pip install --no-index`) by copying
+ONE file. The wheels are downloaded once and cached (`khaos wheelhouse`); the tar is byte-identical
+when nothing changed, so a second playbook run copies and installs nothing.
 
 `khaos promote NEW --to CURRENT`: replace the model the daemon uses with NEW only if NEW's
 cross-validated recovery error is not worse (models.compare). The old file is kept as CURRENT.prev;
@@ -11,10 +13,12 @@ the swap is atomic, and the daemon picks the new file up at its next decision.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from . import REPO_ROOT, __version__
@@ -52,6 +56,39 @@ def wheelhouse(out: str | Path, requirements: str | Path | None = None) -> Path:
     return out
 
 
+DEFAULT_WHEELHOUSE = Path.home() / ".cache" / "khaos" / "wheelhouse"
+BUNDLE_FILES = ("ansible.cfg", "requirements.txt", "playbooks", "roles", "docs")
+
+
+def bundle(out: str | Path, wheel_dir: str | Path | None = None) -> Path:
+    """Write the bastion bundle `out` (plain tar: wheels are compressed already); unchanged bytes when
+    nothing changed (sorted entries, mtime 0, root-owned)."""
+    out = Path(out)
+    wh = wheelhouse(wheel_dir or DEFAULT_WHEELHOUSE)
+    entries = [(f"wheels/{p.name}", p) for p in wh.glob("*.whl")]
+    for name in BUNDLE_FILES:
+        top = REPO_ROOT / name
+        if not top.exists():
+            raise KhaosError(f"{top} does not exist: run khaos bundle from a khaos source tree")
+        files = [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]
+        entries += [(str(p.relative_to(REPO_ROOT)), p) for p in files
+                    if "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for arc, path in sorted(entries):
+            info = tar.gettarinfo(str(path), arcname=arc)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            with path.open("rb") as fh:
+                tar.addfile(info, fh)
+    data = buf.getvalue()
+    if not (out.is_file() and out.stat().st_size == len(data) and out.read_bytes() == data):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    return out
+
+
 def promote(new: str | Path, current: str | Path) -> tuple[bool, str]:
     """Swap `new` in as `current` if its CV recovery MAPE is not worse. Returns (replaced, why)."""
     from . import models
@@ -76,6 +113,10 @@ def _cli_wheelhouse(args) -> None:
     print(wheelhouse(args.out, args.requirements))
 
 
+def _cli_bundle(args) -> None:
+    print(bundle(args.out, args.wheelhouse))
+
+
 def _cli_promote(args) -> None:
     replaced, why = promote(args.new, args.to)
     print(why)
@@ -88,6 +129,10 @@ def add_cli(subparsers) -> None:
     w.add_argument("--out", required=True, help="directory to fill (cached: a second call does nothing)")
     w.add_argument("--requirements", help="requirements file (default: the project's requirements.txt)")
     w.set_defaults(func=_cli_wheelhouse)
+    b = subparsers.add_parser("bundle", help="one tar with the wheels and playbooks a bastion installs offline")
+    b.add_argument("--out", required=True, help="tar file to write (unchanged bytes when nothing changed)")
+    b.add_argument("--wheelhouse", help=f"wheel cache (default {DEFAULT_WHEELHOUSE})")
+    b.set_defaults(func=_cli_bundle)
     p = subparsers.add_parser("promote", help="replace the daemon's model only if the new one's CV error is not worse")
     p.add_argument("new", help="model file just written by khaos fit")
     p.add_argument("--to", required=True, help="the model file the daemon reads (its config's `model`)")

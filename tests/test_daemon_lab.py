@@ -1,10 +1,14 @@
-"""The runtime daemon against a real Flink cluster on the lab "tdmn" (needs root; about 6 minutes).
+"""The runtime daemon against a real Flink cluster on the lab "tdmn" (needs root; about 9 minutes).
+The lab has 4 hosts: JobManager, 2 TaskManagers and a bastion (group khaos_controller).
 
 1. A rate step (a --trace that goes from 200 to 1500 events/s) makes the daemon shorten the interval
    of a job running on 20 s, through reconfigure.yml, exactly once; exactly-once output survives.
 2. The daemon is SIGKILLed while a reconfiguration is in flight (after the savepoint is recorded):
    alone (its playbook goes on as an orphan) or with the whole controller (the playbook dies too).
    Started again with --once, it leaves exactly one job of that name, on the target interval.
+3. playbooks/controller.yml installs the daemon on the bastion (no systemd there): the systemd units it
+   would use are rendered and checked, the daemon runs under the role's launcher, shortens the interval
+   of a job at a high rate from the bastion, is restarted after a SIGKILL, and a second run changes nothing.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from khaos_controller import REPO_ROOT, ansible, audit, daemon, models, workload
+from khaos_controller import REPO_ROOT, ansible, audit, bastion, daemon, models, workload
 from khaos_controller.flink import FlinkClient
 
 from conftest import fresh_lab
@@ -41,14 +45,15 @@ PERIOD, WINDOW, MIN_UP = 15, 10, 20  # MIN_UP: keep the start-up catch-up out of
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    lab = fresh_lab(LAB)
+    lab = fresh_lab(LAB, hosts=4)
     try:
         tmp = tmp_path_factory.mktemp("daemon-lab")
         base = tmp / "ansible"
-        ansible.run_playbook("flink_cluster", lab.inventory, base_dir=base)
+        inventory = bastion.lab_inventory(lab)  # tdmn-4 is the bastion, not a TaskManager
+        ansible.run_playbook("flink_cluster", inventory, base_dir=base)
         model = models.save_model(rate_model(), tmp / "model.json")
         client = FlinkClient(f"http://{lab.host(f'{LAB}-1').ip}:8081")
-        yield SimpleNamespace(lab=lab, base=base, tmp=tmp, model=model, client=client)
+        yield SimpleNamespace(lab=lab, base=base, tmp=tmp, model=model, client=client, inventory=inventory)
     finally:
         lab.down(quiet=True)
 
@@ -85,8 +90,7 @@ def log_tail(env, job: str, n: int = 15) -> str:
 
 
 def journal(env, job: str) -> list[dict]:
-    p = env.tmp / f"{job}.journal.jsonl"
-    return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+    return read_journal(env.tmp / f"{job}.journal.jsonl")
 
 
 def wait_for(pred, timeout: float, what: str, env=None, job=None, proc=None, poll: float = 0.5):
@@ -107,11 +111,7 @@ def running(client: FlinkClient, name: str) -> list[dict]:
 
 
 def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
-    assert m, f"{name} not exposed"
-    return float(m.group(1))
+    return metric_at("127.0.0.1", name, port)
 
 
 def module_pids(name: str) -> list[int]:
@@ -294,3 +294,125 @@ def test_killed_mid_reconfiguration_leaves_exactly_one_job(env, crash):
         assert result.records > 0 and result.lost == 0 and result.duplicated == 0, result
     finally:
         cleanup(env, name, proc, proc2)
+
+
+# ------------------------------------------------------------------------------------------ the bastion
+
+BASTION = f"{LAB}-4"
+
+
+def on_bastion(env, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a shell command on the bastion over real SSH (the lab's key and pinned host key)."""
+    ssh = env.lab.dir / "ssh"
+    proc = subprocess.run(["ssh", "-i", str(env.lab.key_file), "-o", f"UserKnownHostsFile={ssh / 'known_hosts'}",
+                           "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+                           f"root@{env.lab.host(BASTION).ip}", command], capture_output=True, text=True, timeout=120)
+    assert not check or proc.returncode == 0, proc.stderr
+    return proc
+
+
+def bastion_file(env, path: str) -> Path:
+    """A file of the bastion's private /opt, read from the machine."""
+    return env.lab.host_dir(env.lab.host(BASTION)) / "root" / path.lstrip("/")
+
+
+def controller_playbook(env, name: str, **over):
+    ev = {"khaos_controller_model": str(env.model), "khaos_controller_job": name,
+          "khaos_controller_reprofile_experiment": str(REPO_ROOT / "examples" / "experiment-lab.yml"),
+          "khaos_controller_config": {
+              "limits": {"latency_ms": 1000, "recovery_s": 25},
+              "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600},
+              "loop": {"period_s": PERIOD, "window_s": WINDOW, "min_uptime_s": MIN_UP, "forecast_step_s": 2},
+              "metrics": {"host": "0.0.0.0", "port": 9790}}, **over}
+    return ansible.run_playbook("controller", env.inventory, base_dir=env.base, extravars=ev)
+
+
+def test_controller_role_runs_the_daemon_on_the_bastion(env):
+    name = "dmb1"
+    ctl = f"/opt/khaos/bin/khaos-{name}-ctl"
+    journal_file = bastion_file(env, f"/opt/khaos/log/{name}.journal.jsonl")
+    bastion_ip = env.lab.host(BASTION).ip
+    deploy(env, name, int(time.time() * 1000), rate=HIGH)
+    try:
+        # 1. systemd flavour, not started: the units are rendered (a lab host has no systemd to run them)
+        t0 = time.monotonic()
+        first = controller_playbook(env, name, khaos_controller_supervisor="systemd", khaos_controller_start=False)
+        install_s = time.monotonic() - t0
+        unit = bastion_file(env, f"/opt/khaos/systemd/khaos-{name}.service").read_text()
+        assert f"ExecStart=/opt/khaos/venv/bin/khaos run /opt/khaos/etc/{name}.yml\n" in unit
+        for line in ("Restart=on-failure", "KillMode=mixed", "TimeoutStopSec=420", "Environment=KHAOS_HOME=/opt/khaos/app"):
+            assert f"\n{line}\n" in unit, line
+        timer = bastion_file(env, f"/opt/khaos/systemd/khaos-{name}-reprofile.timer").read_text()
+        assert "OnCalendar=Sun *-*-* 03:00:00" in timer and "Persistent=true" in timer
+        svc = bastion_file(env, f"/opt/khaos/systemd/khaos-{name}-reprofile.service").read_text()
+        assert f"ExecStart=/opt/khaos/bin/khaos-{name}-reprofile" in svc and "Type=oneshot" in svc
+        script = bastion_file(env, f"/opt/khaos/bin/khaos-{name}-reprofile").read_text()
+        assert f"khaos\" promote \"$out/model.json\" --to {env.lab.dir}/state/models/{name}.json" in script
+        assert not journal_file.exists(), "start=false started the daemon"
+        # the venv's own khaos checks the rendered config
+        check = on_bastion(env, f"KHAOS_HOME=/opt/khaos/app /opt/khaos/venv/bin/khaos run --check /opt/khaos/etc/{name}.yml")
+        assert f"/opt/khaos/etc/{name}.yml: ok: job '{name}'" in check.stdout
+
+        # 2. no systemd: the launcher runs the daemon; the role waits for /metrics
+        controller_playbook(env, name)
+        cron = bastion_file(env, f"/opt/khaos/cron.d/khaos-{name}-reprofile").read_text()
+        assert f"0 3 * * 0 root /opt/khaos/bin/khaos-{name}-reprofile" in cron
+        assert on_bastion(env, f"{ctl} status").stdout.strip() == "running"
+        assert metric_at(bastion_ip, "khaos_reconfigurations_total") == 0
+
+        # 3. from the bastion the daemon moves the job at HIGH off 20 s
+        def realized():
+            return [e for e in read_journal(journal_file) if e["event"] == "decision" and "realize" in e]
+        done = wait_for(realized, 180, "a change realized from the bastion")[0]
+        assert done["realize"]["status"] == "ok", done["realize"]
+        [job] = running(env.client, name)
+        assert job["jid"] == done["realize"]["job_id"]
+        assert env.client.checkpoint_interval_ms(job["jid"]) == round(done["decision"]["ci_s"] * 1000) < 20000
+        assert metric_at(bastion_ip, "khaos_reconfigurations_total") == 1
+
+        # 4. Restart=on-failure: a SIGKILLed daemon is started again by the launcher
+        old_pid = on_bastion(env, f"cat /opt/khaos/run/{name}.pid").stdout.strip()
+        on_bastion(env, f"kill -KILL {old_pid}")
+        wait_for(lambda: on_bastion(env, f"cat /opt/khaos/run/{name}.pid", check=False).stdout.strip() not in ("", old_pid),
+                 30, "a new daemon pid")
+        wait_for(lambda: _served(bastion_ip), 60, "/metrics of the restarted daemon")
+        starts = [e for e in read_journal(journal_file) if e["event"] == "start"]
+        assert len(starts) == 2
+
+        # 5. a second run changes nothing and leaves the daemon alone
+        again = controller_playbook(env, name)
+        assert again.changed() == 0, again.stats
+        assert len([e for e in read_journal(journal_file) if e["event"] == "start"]) == 2
+
+        # 6. stop: SIGTERM to the daemon only, clean exit, the launcher does not restart it
+        assert on_bastion(env, f"{ctl} stop").stdout.strip() == "stopped"
+        assert read_journal(journal_file)[-1]["event"] == "stop"
+        assert on_bastion(env, f"{ctl} status", check=False).returncode == 3
+        print(f"\ncontroller.yml first install {install_s:.0f}s ({first.changed()} changes); change from the bastion "
+              f"{done['decision']['current_ci_s']:g}s -> {done['decision']['ci_s']:g}s "
+              f"(reconfigure.yml {done['realize']['seconds']:.1f}s); restarted after SIGKILL; second run changed=0")
+
+        result = stop_and_audit(env, name)
+        assert result.records > 0 and result.lost == 0 and result.duplicated == 0, result
+    finally:
+        on_bastion(env, f"test -x {ctl} && {ctl} stop", check=False)
+        cleanup(env, name)
+
+
+def read_journal(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _served(ip: str) -> bool:
+    try:
+        return metric_at(ip, "khaos_up") in (0, 1)
+    except OSError:
+        return False
+
+
+def metric_at(host: str, name: str, port: int = 9790) -> float:
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
+    assert m, f"{name} not exposed"
+    return float(m.group(1))
