@@ -1,9 +1,10 @@
 """Flink clusters on OpenStack through openstacksdk: provision, tear down, server actions, inventory.
 
 Everything a cluster owns carries its name: the keypair, security group and server group are
-`khaos-<cluster>` (the security group's description says `khaos_cluster=<cluster>`), servers are
-`khaos-<cluster>-jm-<i>` / `-tm-<i>` with metadata khaos_cluster and khaos_role. Teardown finds
-them by those marks, so it also cleans up after a provision that failed half-way.
+`khaos-<cluster>` (security groups and floating IPs are described `khaos_cluster=<cluster>`),
+servers are `khaos-<cluster>-jm-<i>` / `-tm-<i>` with metadata khaos_cluster and khaos_role and the
+tags `khaos`, `khaos_cluster=<cluster>` (Nova microversion 2.52+). Teardown finds them by those
+marks, so it also cleans up after a provision that failed half-way.
 """
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ def provision(conn, spec: ClusterSpec) -> dict:
         booting.append(_api(f"creating server {name}", conn.compute.create_server, name=name,
                             image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}],
                             key_name=prefix, security_groups=[{"name": sg_name}],
-                            metadata={"khaos_cluster": spec.name, "khaos_role": role}, scheduler_hints=hints))
+                            metadata={"khaos_cluster": spec.name, "khaos_role": role},
+                            tags=["khaos", f"khaos_cluster={spec.name}"], scheduler_hints=hints))
         created.append(f"server {name}")
     for s in booting:
         _api(f"waiting for server {s.name}", conn.compute.wait_for_server, s, wait=spec.boot_timeout)
@@ -221,7 +223,8 @@ def server_action(conn, cluster: str, name: str, action: str, wait: int = 600) -
         fresh = dict(name=name, image_id=server.image.id, flavor_id=_flavor_id(conn, server),
                      networks=[{"uuid": _network_id(conn, server)}], key_name=server.key_name,
                      security_groups=[{"name": g["name"]} for g in server.security_groups or []],
-                     metadata=dict(server.metadata), scheduler_hints=group or _group_hint(conn, cluster))
+                     metadata=dict(server.metadata), tags=list(server.tags or []),
+                     scheduler_hints=group or _group_hint(conn, cluster))
         _api(f"deleting {name}", conn.compute.delete_server, server)
         _api(f"waiting for {name} to go", conn.compute.wait_for_delete, server, wait=wait)
         new = _api(f"creating {name} again", conn.compute.create_server, **fresh)

@@ -70,6 +70,7 @@ def test_provision_twice_ping_inventory_teardown(sim, tmp_path):
     bastion = f"{sim.cloud.lab.gateway}/32"
     assert ingress == {(22, 22, bastion, None), (8081, 8081, bastion, None), (1, 65535, None, sg["id"])}
     assert {s["metadata"]["khaos_role"] for s in sim.cloud.servers.values()} == {"jobmanager", "taskmanager"}
+    assert all(s["tags"] == ["khaos", "khaos_cluster=c1"] for s in sim.cloud.servers.values())
     n = len(sim.cloud.log)
 
     again = ansible.run_playbook("provision", inv, base_dir=tmp_path)
@@ -169,6 +170,7 @@ def test_server_actions_keep_the_address(sim, tmp_path):
         assert kos.server_action(conn, "c4", tm["name"], "reboot_hard")["address"] == tm["address"]
         new = kos.server_action(conn, "c4", tm["name"], "replace")
         assert new["id"] != tm["id"] and new["address"] == tm["address"] and new["status"] == "ACTIVE"
+        assert sim.cloud.servers[new["id"]]["tags"] == ["khaos", "khaos_cluster=c4"]  # same marks as the old one
         assert [r["state"] for r in sim.cloud.lab.status()] == ["up", "up"]
         with pytest.raises(KhaosError, match="has no server 'khaos-c4-tm-9'"):
             kos.server_action(conn, "c4", "khaos-c4-tm-9", "stop")
