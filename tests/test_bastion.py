@@ -59,3 +59,31 @@ def test_wheelhouse_missing_requirements_is_one_line(tmp_path):
     with pytest.raises(KhaosError) as e:
         bastion.wheelhouse(tmp_path / "wh", requirements=tmp_path / "nope.txt")
     assert str(e.value) == f"{tmp_path / 'nope.txt'} does not exist"
+
+
+def test_bundle_is_byte_stable_and_holds_what_the_daemon_runs(tmp_path):
+    import tarfile
+    from khaos_controller import REPO_ROOT, __version__
+    # a wheel cache that is current: khaos wheelhouse returns it without pip
+    wh = tmp_path / "wheels"
+    wh.mkdir()
+    (wh / "dep-1.0-py3-none-any.whl").write_bytes(b"dep")
+    (wh / "khaos_controller-0.1.0-py3-none-any.whl").write_bytes(b"khaos")
+    req = REPO_ROOT / "requirements.txt"
+    import hashlib
+    (wh / ".khaos-wheelhouse.json").write_text(json.dumps(
+        {"requirements_sha256": hashlib.sha256(req.read_bytes()).hexdigest(), "khaos": __version__,
+         "python": f"{sys.version_info.major}.{sys.version_info.minor}"}))
+    one = bastion.bundle(tmp_path / "a.tar", wh)
+    two = bastion.bundle(tmp_path / "b.tar", wh)
+    assert one.read_bytes() == two.read_bytes()
+    with tarfile.open(one) as tar:
+        names = tar.getnames()
+        assert {m.mtime for m in tar.getmembers()} == {0}
+    for must in ("playbooks/reconfigure.yml", "roles/flink_job/library/flink_reconfigure.py", "ansible.cfg",
+                 "requirements.txt", "wheels/dep-1.0-py3-none-any.whl", "wheels/khaos_controller-0.1.0-py3-none-any.whl"):
+        assert must in names, must
+    assert names == sorted(names) and not [n for n in names if "__pycache__" in n]
+    mtime = one.stat().st_mtime_ns
+    bastion.bundle(one, wh)  # unchanged content: the file is not rewritten
+    assert one.stat().st_mtime_ns == mtime
