@@ -1,5 +1,5 @@
 # Khaos: two commands do all the set-up on a fresh Debian machine, as root:
-#   make demo   - the main job end to end on the embedded local lab
+#   make demo   - the whole loop on the embedded local lab: profile, fit, the daemon changing a live job
 #   make test   - install what is needed and run the whole suite
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -11,11 +11,11 @@ DIST := $(HOME)/.cache/khaos/dist/flink-$(FLINK_VERSION)-bin-scala_2.12.tgz
 FLINK_LIB := build/flink-$(FLINK_VERSION)/lib
 JOB_JAR := build/jobs/iot-vehicles.jar
 JOB_SRC := $(shell find jobs/iot-vehicles/src -name '*.java' 2>/dev/null)
-DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless procps python3 util-linux
+DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless procps python3 python3-venv util-linux
 
 .PHONY: help deps venv debs dist job lint test test-unit demo bench clean
 help:
-	@echo "make demo   run the sample job end to end on the local lab (root)"
+	@echo "make demo   the whole loop on the local lab: profile, fit, daemon changing a live job (root)"
 	@echo "make test   install everything needed and run lint + the whole test suite (root)"
 	@echo "make bench  run the benchmarks under bench/"
 
@@ -56,6 +56,7 @@ demo: deps dist job
 
 bench: deps dist job
 	$(PY) bench/lab_startup.py
+	$(PY) bench/controller.py
 
 clean:
 	rm -rf build
