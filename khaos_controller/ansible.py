@@ -127,6 +127,19 @@ def result_of(runner, raise_on_failure: bool = True) -> PlaybookResult:
     return check(result) if raise_on_failure else result
 
 
+def inventory_list(inventory: str | Path) -> dict:
+    """`ansible-inventory --list` of any inventory (static or a plugin's): groups and every host's vars."""
+    import json
+    import subprocess
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--list"],
+                          capture_output=True, text=True, cwd=REPO_ROOT, env=os.environ | _env())
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        raise KhaosError(f"inventory {inventory}: {lines[-1].strip() if lines else 'ansible-inventory failed'}")
+    # values an inventory plugin set come out tagged unsafe: {"__ansible_unsafe": value}
+    return json.loads(proc.stdout, object_hook=lambda d: d["__ansible_unsafe"] if set(d) == {"__ansible_unsafe"} else d)
+
+
 def ping(inventory: str | Path, pattern: str = "all", base_dir: Path | None = None) -> dict[str, bool]:
     """Ansible ping over the inventory's real SSH settings: {host: reachable}."""
     pdd = (base_dir or Path(tempfile.gettempdir()) / "khaos-ansible") / f"ping-{uuid.uuid4().hex[:8]}"

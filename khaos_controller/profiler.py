@@ -199,14 +199,15 @@ class Profiler:
 
     def _setup_clusters(self) -> None:
         exp = self.exp
-        if exp.inventories:
-            import yaml
+        if exp.inventories:  # static files or inventory plugins (OpenStack): read as Ansible sees them
             for i, inv in enumerate(exp.inventories, 1):
-                data = yaml.safe_load(inv.read_text())
-                jm = data["all"]["children"]["flink"]["children"]["flink_jobmanager"]["hosts"]
-                name, hv = next(iter(jm.items()))
-                shared = data["all"].get("vars", {}).get("khaos_shared_dir")
-                self.clusters.append(Cluster(f"c{i}", inv, f"http://{(hv or {}).get('ansible_host', name)}:8081",
+                data = ansible.inventory_list(inv)
+                name = (data.get("flink_jobmanager", {}).get("hosts") or [None])[0]
+                if name is None:
+                    raise KhaosError(f"inventory {inv}: no host in group flink_jobmanager")
+                hv = data["_meta"]["hostvars"].get(name, {})
+                shared = hv.get("khaos_shared_dir")
+                self.clusters.append(Cluster(f"c{i}", inv, f"http://{hv.get('ansible_host', name)}:8081",
                                              shared_dir=Path(shared) if shared else None))
         else:
             for i in range(1, exp.clusters + 1):
