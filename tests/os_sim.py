@@ -6,13 +6,14 @@ discovery documents, microversions, error bodies). Booting a server boots a REAL
 a hard reboot boot a fresh one at the same address, delete removes it. Security group rules
 are stored, not enforced. Every request is logged (method, path, microversion, user agent).
 
-    python tests/os_sim.py --lab tsim --port 5000   # prints a clouds.yaml entry, Ctrl-C removes everything
+    python tests/os_sim.py --lab sim --port 5000   # writes ./clouds.yaml; Ctrl-C / SIGTERM removes everything
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import signal
 import threading
 import time
 import uuid
@@ -499,9 +500,11 @@ if __name__ == "__main__":
     sim = Simulator(args.lab, args.port, args.quota)
     from pathlib import Path
     sim.clouds_yaml(Path("clouds.yaml"))
-    print(f"OpenStack simulator on {sim.url}, servers boot in lab {args.lab}; ./clouds.yaml written (cloud 'sim')")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        sim.close()
+    print(f"OpenStack simulator on {sim.url}, servers boot in lab {args.lab}; ./clouds.yaml written (cloud 'sim')",
+          flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    sim.close()
+    print(f"lab {args.lab} removed with every server")
