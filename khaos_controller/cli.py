@@ -50,8 +50,8 @@ def _dist(args):
 
 def _demo(args):
     from . import demo
-    demo.run(lab_name=args.name, hosts=args.hosts, rate=args.rate, interval=args.interval, seconds=args.seconds,
-             keep=args.keep, profile=None if args.no_profile else args.profile)
+    demo.run(lab_name=args.name, low=args.low, high=args.high, low_s=args.low_seconds, start_ci=args.interval,
+             watch_s=args.seconds, keep=args.keep, profile=args.profile, results=args.results, out=args.out)
 
 
 def _profile(args):
@@ -110,16 +110,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="rebuild even if cached")
     d.set_defaults(func=_dist)
 
-    dm = sub.add_parser("demo", help="run the sample job end to end on a fresh local lab, then clean up (root)")
+    dm = sub.add_parser("demo", help="the whole loop on a fresh local lab: profile, fit, daemon on a bastion "
+                                     "changing a live job's interval, audit; then clean up (root)")
     dm.add_argument("--name", default="demo", help="lab name (default demo)")
-    dm.add_argument("--hosts", type=int, default=3, help="lab hosts (default 3)")
-    dm.add_argument("--rate", type=int, default=2000, help="events per second (default 2000)")
-    dm.add_argument("--interval", default="5s", help="checkpoint interval (default 5s)")
-    dm.add_argument("--seconds", type=int, default=60, help="how long to watch the job (default 60)")
-    dm.add_argument("--keep", action="store_true", help="leave the lab and cluster running afterwards")
+    dm.add_argument("--low", type=int, default=800, help="events/s before the rate step (default 800)")
+    dm.add_argument("--high", type=int, default=2800, help="events/s after it (default 2800)")
+    dm.add_argument("--low-seconds", type=int, default=60, help="seconds at the low rate (default 60)")
+    dm.add_argument("--interval", type=int, default=20, help="checkpoint interval to start with, s (default 20)")
+    dm.add_argument("--seconds", type=int, default=300, help="longest time to watch the daemon (default 300)")
+    dm.add_argument("--keep", action="store_true", help="leave the lab, cluster and daemon running afterwards")
     dm.add_argument("--profile", default="examples/experiment-lab.yml",
-                    help="experiment of the short profile that ends the demo (default examples/experiment-lab.yml)")
-    dm.add_argument("--no-profile", action="store_true", help="skip the short profile")
+                    help="experiment of the short profile (default examples/experiment-lab.yml)")
+    dm.add_argument("--results", help="fit these profile results instead of profiling (skips step 1)")
+    dm.add_argument("--out", default="out/demo", help="where the model, plots and journal go (default out/demo)")
     dm.set_defaults(func=_demo)
 
     pf = sub.add_parser("profile", help="inject failures into parallel copies of a job and measure recovery (root)")

@@ -1,68 +1,206 @@
-"""`khaos demo`: the sample job end to end on the local lab, then everything is cleaned up.
+"""`khaos demo`: the whole Khaos loop on the local lab, then everything is cleaned up.
 
-lab up -> playbooks/flink_cluster.yml -> playbooks/deploy_job.yml -> watch checkpoints, rate,
-lag and latency -> stop with savepoint -> audit the exactly-once sink -> lab down.
+1. short profile: 2 clusters in parallel, real TaskManager and host kills at the worst moment
+2. fit: recovery and latency models from those failures (khaos fit)
+3. lab up (JobManager, 2 TaskManagers, a bastion) -> playbooks/flink_cluster.yml
+4. playbooks/controller.yml installs the daemon on the bastion
+5. the sample job runs with a rate that steps up (a --trace); the daemon, started by controller.yml,
+   sees the rate, predicts the recovery and moves the checkpoint interval with reconfigure.yml
+6. stop the daemon, stop the job with a savepoint, audit the exactly-once sink
+7. summary: decisions, a timeline plot (rate, interval, latency, decisions) and the files
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
-from . import ansible, audit
+import pandas as pd
+
+from . import REPO_ROOT, ansible, audit, bastion, models, workload
 from .chaos import running_job
 from .errors import KhaosError
-from .flink import FlinkClient
+from .flink import FlinkClient, FlinkError
 from .lab import Lab
 from .probe import JobProbe
+
+JOB = "iot-vehicles"
+BASTION_HOME = "/opt/khaos"  # the role's khaos_controller_home (lab group_vars put the log there too)
 
 
 def _step(t0: float, text: str) -> None:
     print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
 
 
-def run(lab_name: str = "demo", hosts: int = 3, rate: int = 2000, interval: str = "5s", seconds: int = 60,
-        keep: bool = False, profile: str | None = "examples/experiment-lab.yml") -> None:
+def run(lab_name: str = "demo", low: int = 800, high: int = 2800, low_s: int = 60, start_ci: int = 20,
+        watch_s: int = 300, keep: bool = False, profile: str | None = "examples/experiment-lab.yml",
+        results: str | None = None, out: str = "out/demo") -> None:
     t0 = time.monotonic()
+    out_dir = REPO_ROOT / out
+    out_dir.mkdir(parents=True, exist_ok=True)
     lab = Lab(lab_name)
     if lab.hosts:
         raise KhaosError(f"lab {lab_name!r} is already up: `khaos lab down --name {lab_name}` first")
+
+    # 1-2. profile and fit
+    results_path = Path(results) if results else short_profile(t0, profile or "examples/experiment-lab.yml")
+    model = models.fit(models.load_results([results_path]), sources=[str(results_path)])
+    model_path = models.save_model(model, out_dir / "model.json")
+    models.plot(model, out_dir / "fit.png")
+    print(models.format_report(model), flush=True)
+    r_max, why = choose_r_max(model, low, high, start_ci)
+    _step(t0, f"model {model_path}; limits: p99 latency 1000 ms, recovery {r_max:g} s ({why})")
+
     try:
-        _step(t0, f"lab up: {hosts} hosts (1 JobManager, {hosts - 1} TaskManagers)")
-        lab.up(hosts=hosts)
-        _step(t0, f"playbooks/flink_cluster.yml on {lab.inventory.name}")
-        ansible.run_playbook("flink_cluster", lab.inventory, ident=f"demo-cluster-{int(time.time())}")
-        _step(t0, f"playbooks/deploy_job.yml: sample job at {rate} events/s, checkpoint interval {interval}")
-        ansible.run_playbook("deploy_job", lab.inventory, extravars={"checkpoint_interval": interval,
-                                                                      "flink_job_rate": rate})
-        jm = next(iter(lab.hosts.values()))
+        # 3. lab and cluster
+        _step(t0, "lab up: 4 hosts (JobManager, 2 TaskManagers, bastion)")
+        lab.up(hosts=4)
+        inventory = bastion.lab_inventory(lab)
+        _step(t0, "playbooks/flink_cluster.yml")
+        ansible.run_playbook("flink_cluster", inventory, ident=f"demo-cluster-{int(time.time())}")
+        jm, bastion_host = lab.host(f"{lab_name}-1"), lab.host(f"{lab_name}-4")
         client = FlinkClient(f"http://{jm.ip}:8081")
-        job_id = running_job(client, "iot-vehicles")
-        _step(t0, f"job {job_id} RUNNING; interval in force: {client.checkpoint_interval_ms(job_id) / 1000:g}s")
-        probe = JobProbe(client, job_id)
-        print(f"{'time':>8} {'checkpoints':>11} {'rate/s':>8} {'backlog':>8} {'lag ms':>7} {'p99 latency ms':>15}")
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            s = probe.sample()
-            print(f"{time.monotonic() - t0:7.1f}s {s.checkpoints_completed:>11} {_fmt(s.rate):>8} {_fmt(s.backlog):>8} "
-                  f"{_fmt(s.lag_ms):>7} {_fmt(s.latency_p99_ms):>15}", flush=True)
-            time.sleep(min(5, max(0, end - time.monotonic())))
+
+        # 4. the daemon on the bastion, installed but not started (it needs a running job)
+        ctl = {"khaos_controller_model": str(model_path), "khaos_controller_job": JOB,
+               "khaos_controller_config": {
+                   "limits": {"latency_ms": 1000, "recovery_s": r_max},
+                   "ci": {"min": 2, "max": 30, "step": 1, "dead_band_s": 3, "cooldown_s": 120},
+                   "loop": {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5},
+                   "metrics": {"host": "0.0.0.0", "port": 9790}}}
+        _step(t0, f"playbooks/controller.yml: khaos in a venv on the bastion {bastion_host.name} ({bastion_host.ip})")
+        ansible.run_playbook("controller", inventory, extravars={**ctl, "khaos_controller_start": False})
+
+        # 5. the job, with a rate step, and the daemon
+        trace = lab.shared_dir / "traces" / "demo.txt"
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        workload.write_trace(pd.Series([float(low)] * low_s + [float(high)] * 7200), trace)
+        start_ms = int(time.time() * 1000)
+        sink = lab.shared_dir / "jobs" / JOB / "out"
+        _step(t0, f"playbooks/deploy_job.yml: {low} events/s for {low_s} s, then {high}/s; interval {start_ci} s")
+        ansible.run_playbook("deploy_job", inventory, extravars={
+            "checkpoint_interval": f"{start_ci}s", "flink_job_start_ms": start_ms,
+            "flink_job_args": ["--trace", str(trace), "--output", str(sink), "--start", str(start_ms)]})
+        ansible.run_playbook("controller", inventory, extravars=ctl)
+        _step(t0, f"daemon running on {bastion_host.name}: metrics http://{bastion_host.ip}:9790/metrics")
+        journal = lab.host_dir(bastion_host) / "root" / BASTION_HOME.lstrip("/") / "log" / f"{JOB}.journal.jsonl"
+        samples = watch(t0, client, journal, step_at=start_ms / 1000 + low_s, watch_s=watch_s)
+
+        # 6. stop the daemon, then the job (with a savepoint), audit
+        ansible.run_playbook("controller", inventory, extravars={**ctl, "khaos_controller_start": False})
+        job_id = running_job(client, JOB)
         location = client.stop_with_savepoint(job_id)
-        _step(t0, f"stopped with savepoint {location}")
-        result = audit.audit(lab.shared_dir / "jobs" / "iot-vehicles" / "out")
+        _step(t0, f"daemon stopped; job stopped with savepoint {location}")
+        result = audit.audit(sink)
         _step(t0, f"sink audit: {result.records} records, ids {result.min_id}..{result.max_id}, "
                   f"lost {result.lost}, duplicated {result.duplicated}")
+
+        # 7. summary
+        entries = [json.loads(line) for line in journal.read_text().splitlines()]
+        (out_dir / "journal.jsonl").write_text(journal.read_text())
+        pd.DataFrame(samples).to_csv(out_dir / "timeline.csv", index=False)
+        png = plot_timeline(samples, entries, start_ms / 1000 + low_s, r_max, out_dir / "timeline.png")
+        changes = summarise(entries)
+        _step(t0, f"{changes} reconfiguration(s); files: {out_dir / 'model.json'}, {out_dir / 'fit.png'}, "
+                  f"{png}, {out_dir / 'timeline.csv'}, {out_dir / 'journal.jsonl'}")
         if result.lost or result.duplicated:
             raise KhaosError(f"sink audit failed: {result.lost} lost, {result.duplicated} duplicated")
+        if not changes:
+            raise KhaosError("the daemon made no reconfiguration; see the journal above")
     finally:
         if not keep:
             lab.down(quiet=True)
             _step(t0, f"lab {lab_name} down: hosts, JVMs and files removed")
-    if profile:
-        short_profile(t0, profile)
 
 
-def short_profile(t0: float, path: str) -> None:
-    """Part 2: parallel clusters, real failures at the worst moment, recovery measured."""
-    from . import REPO_ROOT, experiment
+def choose_r_max(model: dict, low: float, high: float, ci: float) -> tuple[float, str]:
+    """A recovery limit the current interval meets at the low rate and breaks at the high one."""
+    r_low = models.predict(model, low, ci, "process")[1]
+    r_high = models.predict(model, high, ci, "process")[1]
+    if r_high - r_low >= 1.0:
+        return round((r_low + r_high) / 2, 1), (f"between the predicted {r_low:.1f} s at {low:g}/s and "
+                                                f"{r_high:.1f} s at {high:g}/s for a {ci:g} s interval")
+    half = models.predict(model, high, ci / 2, "process")[1]
+    return round(half, 1), (f"the model predicts about the same recovery at both rates ({r_low:.1f} / {r_high:.1f} s "
+                            f"at {ci:g} s), so the limit is what a {ci / 2:g} s interval gives: the daemon must move")
+
+
+def watch(t0: float, client: FlinkClient, journal: Path, step_at: float, watch_s: float) -> list[dict]:
+    """Sample the job every second (following it across reconfigurations) and print the daemon's
+    decisions as they are journaled; stop 45 s after the first realized change after the rate step."""
+    samples: list[dict] = []
+    probe, ci, seen, done_at = None, None, 0, None
+    print(f"{'time':>8} {'job':>8} {'CI s':>5} {'rate/s':>7} {'lag ms':>7} {'p99 ms':>7}", flush=True)
+    end = time.monotonic() + watch_s
+    while time.monotonic() < end and (done_at is None or time.time() < done_at + 45):
+        try:
+            job_id = running_job(client, JOB)
+            if probe is None or probe.job_id != job_id:
+                probe, ci = JobProbe(client, job_id), client.checkpoint_interval_ms(job_id) / 1000
+            s = probe.sample()
+            samples.append({"t": s.t, "job_id": job_id, "ci_s": ci, "rate": s.rate, "lag_ms": s.lag_ms,
+                            "latency_p99_ms": s.latency_p99_ms, "all_running": s.all_running})
+            if len(samples) % 5 == 0:
+                print(f"{time.monotonic() - t0:7.1f}s {job_id[:8]:>8} {ci:>5g} {_fmt(s.rate):>7} {_fmt(s.lag_ms):>7} "
+                      f"{_fmt(s.latency_p99_ms):>7}", flush=True)
+        except (FlinkError, KhaosError) as e:  # between the old and the new job of a reconfiguration
+            samples.append({"t": time.time(), "job_id": None, "ci_s": None, "rate": None, "lag_ms": None,
+                            "latency_p99_ms": None, "all_running": False, "note": str(e)[:80]})
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        for line in lines[seen:]:
+            e = json.loads(line)
+            if e["event"] == "decision":
+                d = e["decision"]
+                print(f"  daemon: {d['action']} {d.get('current_ci_s')} -> {d.get('ci_s')} s at "
+                      f"{e['inputs'].get('demand_rate') or 0:.0f}/s: {d['reason']}", flush=True)
+                if e.get("realize", {}).get("status") == "ok" and e["ts"] > step_at and done_at is None:
+                    done_at = time.time()
+        seen = len(lines)
+        time.sleep(1)
+    return samples
+
+
+def summarise(entries: list[dict]) -> int:
+    changes = [e for e in entries if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok"]
+    for e in changes:
+        d = e["decision"]
+        print(f"  change at {e['time']}: {d['current_ci_s']:g} s -> {d['ci_s']:g} s "
+              f"(reconfigure.yml {e['realize']['seconds']:.1f} s, savepoint {e['realize'].get('savepoint')})")
+        print(f"    {e.get('explain', '')}")
+    return len(changes)
+
+
+def plot_timeline(samples: list[dict], entries: list[dict], step_at: float, r_max: float, png: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    df = pd.DataFrame(samples)
+    t_start = df["t"].min()
+    x = df["t"] - t_start
+    fig, ax = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+    ax[0].plot(x, df["rate"], lw=1)
+    ax[0].set_ylabel("input rate (events/s)")
+    ax[1].step(x, df["ci_s"], where="post", color="tab:green")
+    ax[1].set_ylabel("checkpoint interval (s)")
+    ax[2].plot(x, df["latency_p99_ms"], lw=1, color="tab:red")
+    ax[2].set_ylabel("p99 latency (ms)")
+    ax[2].set_xlabel("seconds")
+    for a in ax:
+        a.axvline(step_at - t_start, color="grey", ls=":", lw=1)
+    for e in entries:
+        if e["event"] == "decision" and e["ts"] >= t_start:
+            realized = e.get("realize", {}).get("status") == "ok"
+            ax[1].axvline(e["ts"] - t_start, color="tab:orange" if realized else "lightgrey", lw=2 if realized else 0.8)
+    ax[0].set_title(f"khaos demo: rate step at the dotted line; decisions (orange: a change); R_max {r_max:g} s")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
+def short_profile(t0: float, path: str) -> Path:
+    """Parallel clusters, real failures at the worst moment, recovery measured; returns results.csv."""
+    from . import experiment
     from .profiler import Profiler
     exp = experiment.load(REPO_ROOT / path)
     prof = Profiler(exp, out=REPO_ROOT / exp.output)
@@ -73,6 +211,9 @@ def short_profile(t0: float, path: str) -> None:
     print(df[cols].round(1).to_string(index=False))
     _step(t0, f"profile done: {len(df)} failures; results {prof.out / 'results.csv'}, "
               f"plot {prof.out / 'recovery_vs_rate.png'}, journal {prof.out / 'journal.jsonl'}")
+    if prof.errors:
+        raise KhaosError(f"{len(prof.errors)} profile units failed (see {prof.out / 'journal.jsonl'})")
+    return prof.out / "results.csv"
 
 
 def _fmt(v: float | None) -> str:

@@ -229,7 +229,7 @@ def explain(rec: Recommendation) -> str:
     """Plain words: what is predicted at which interval, which limit binds, what to do, Young/Daly."""
     rec_txt = (f"recover in {_s(rec.best_recovery_s)} s" if math.isfinite(rec.best_recovery_s)
                else "never recover (the rate is at or above the estimated capacity)")
-    head = (f"At {rec.rate:g} events/s {_a(rec.best_ci_s)} s interval is predicted to {rec_txt} "
+    head = (f"At {rec.rate:.0f} events/s {_a(rec.best_ci_s)} s interval is predicted to {rec_txt} "
             f"(limit {rec.r_max_s:g} s) with p99 latency {_ms(rec.best_latency_ms)} ms (limit {rec.l_max_ms:g} ms)")
     parts = []
     if rec.feasible:
