@@ -104,11 +104,10 @@ class JobProbe:
                         self._metric_ids = found
                         self._history.clear()
                 got: dict[str, float] = {}
-                for vid, metrics in self._metric_ids.items():
-                    for agg in {a for _, _, a in metrics}:
-                        names = [m for m, _, a in metrics if a == agg]
-                        values = self.client.vertex_metrics(self.job_id, vid, names, agg=agg)
-                        got.update({field: values[m] for m, field, a in metrics if a == agg and m in values})
+                for vid, metrics in self._metric_ids.items():  # one request per vertex
+                    values = self.client.vertex_aggregates(self.job_id, vid, sorted({m for m, _, _ in metrics}),
+                                                           sorted({a for _, _, a in metrics}))
+                    got.update({field: values[(m, a)] for m, field, a in metrics if (m, a) in values})
                 for field, v in got.items():
                     if not field.startswith("_"):
                         setattr(s, field, v)

@@ -12,6 +12,7 @@ class FakeClient:
         self.start = 5000  # vertices' start-time (first DEPLOYING of the current attempts), ms
         self.running = [7000, 7400]  # RUNNING timestamps of the sink's subtasks, ms
         self.asked_times = 0
+        self.metric_requests: list[str] = []  # vertex of each metrics request
 
     def job(self, job_id):
         return {"state": "RUNNING", "vertices": [
@@ -32,13 +33,14 @@ class FakeClient:
         return ["Latency.latencyP99Ms", "Latency.latencyMaxMs", "Latency.latencyCount", "Latency.latencySecond",
                 "numRecordsIn"]
 
-    def vertex_metrics(self, job_id, vid, names, agg="sum"):
+    def vertex_aggregates(self, job_id, vid, names, aggs):
+        self.metric_requests.append(vid)
         values = {"Source__Replay.emitted": 10.0, "Source__Replay.backlog": 0.0, "Source__Replay.eventTimeLagMs": 0.0,
                   "Latency.latencyP99Ms": 99.0, "Latency.latencyMaxMs": 120.0, "Latency.latencyCount": 1000.0,
                   "numRecordsIn": 5.0}
-        out = {n: values[n] for n in names if n in values}
+        out = {(n, a): values[n] for n in names if n in values for a in aggs}
         if "Latency.latencySecond" in names:
-            out["Latency.latencySecond"] = self.seconds[0] if agg == "min" else self.seconds[1]
+            out.update({("Latency.latencySecond", "min"): self.seconds[0], ("Latency.latencySecond", "max"): self.seconds[1]})
         return out
 
     def get(self, path):
@@ -58,6 +60,10 @@ def test_sink_second_only_when_every_subtask_describes_the_same_second():
     assert p.sample().sink_second is None
     c.seconds = (0.0, 0.0)  # a fresh attempt that has published no second yet
     assert p.sample().sink_second is None
+    # once the gauges are known: one metrics request per vertex per sample, whatever the aggregations
+    c.metric_requests.clear()
+    p.sample()
+    assert sorted(c.metric_requests) == [SINK, SRC]
 
 
 def test_running_since_is_flinks_time_of_the_last_task_running():
