@@ -58,7 +58,8 @@ def footprint(proc: psutil.Process, seconds: float) -> tuple[float, float]:
     return 100 * (cpu() - c0) / (time.monotonic() - t0), peak
 
 
-def latency_max_ms(client: FlinkClient, job_id: str, stat: str = "max") -> float | None:
+def latency_stat_ms(client: FlinkClient, job_id: str, stat: str = "max") -> float | None:
+    """The Latency operator's e2eLatencyMs_<stat> histogram value, max over subtasks (None: not there yet)."""
     vid = client.vertex_id(job_id, "Latency")
     names = [n for n in client.vertex_metric_names(job_id, vid) if n.endswith(f"e2eLatencyMs_{stat}")]
     if not names:
@@ -128,7 +129,7 @@ def main() -> int:
             new_ci = 5 if i % 2 == 0 else 10
             old = running_job(client, JOB)
             time.sleep(8)  # a steady second or two of the old job after the previous change
-            before = wait_metric(lambda: latency_max_ms(client, old, "median"))
+            before = wait_metric(lambda: latency_stat_ms(client, old, "median"))
             t0 = time.monotonic()
             ansible.run_playbook("reconfigure", lab.inventory, base_dir=tmp / "ansible",
                                  extravars={"checkpoint_interval": f"{new_ci}s", "flink_job_name": JOB})
@@ -140,7 +141,7 @@ def main() -> int:
             started = max(v.get("start-time", 0) for v in client.job(new)["vertices"])
             down = (started - ended) / 1000 if ended and started else float("nan")
             time.sleep(3)  # the first records of the new job have gone through the Latency operator
-            first = wait_metric(lambda: latency_max_ms(client, new))
+            first = wait_metric(lambda: latency_stat_ms(client, new))
             gap = (first - (before or 0)) / 1000 if first is not None else float("nan")
             gaps.append(gap)
             downs.append(down)

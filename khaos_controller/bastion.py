@@ -105,7 +105,8 @@ def promote(new: str | Path, current: str | Path) -> tuple[bool, str]:
 
 
 def _mape(model: dict | None) -> str:
-    v = ((((model or {}).get("cv") or {}).get("recovery") or {}).get("physics") or {}).get("mape")
+    from . import models
+    v = models.recovery_mape(model)
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 

@@ -205,9 +205,9 @@ def load_config(path: str | Path) -> Config:
         model = models.load_model(model_path)
     except KhaosError as e:
         raise _err(path, "model", str(e)) from None
-    seen = model.get("ranges", {}).get("modes") or [models.REFERENCE_MODE]
-    if mode not in seen:
-        raise _err(path, "mode", f"{mode!r} was not profiled; the model knows {', '.join(seen)}")
+    missing = models.unprofiled(model, mode)
+    if missing:
+        raise _err(path, "mode", missing)
 
     state = _str(path, "state_dir", raw.get("state_dir"))
     state_dir = _resolve(base, state) if state else Path(_inventory_state_dir(inventory) or DEFAULT_STATE_DIR)
@@ -892,9 +892,9 @@ class Daemon:
         self._model_mtime = mtime
         try:
             model = models.load_model(self.cfg.model_path)
-            seen = model.get("ranges", {}).get("modes") or [models.REFERENCE_MODE]
-            if self.cfg.mode not in seen:
-                raise KhaosError(f"mode {self.cfg.mode!r} was not profiled; the model knows {', '.join(seen)}")
+            missing = models.unprofiled(model, self.cfg.mode)
+            if missing:
+                raise KhaosError(f"mode {missing}")
         except KhaosError as e:
             _log(logging.ERROR, "model_reload_failed", path=str(self.cfg.model_path), error=str(e),
                  detail="the current model stays in use")

@@ -494,6 +494,18 @@ def check_model(model, where: str = "model") -> dict:
 
 # ------------------------------------------------------------------------------------------ use
 
+def unprofiled(model: dict, mode: str) -> str | None:
+    """None if the model profiled failure mode ``mode``, else "'x' was not profiled; the model knows ..."."""
+    seen = model.get("ranges", {}).get("modes") or [REFERENCE_MODE]
+    return None if mode in seen else f"{mode!r} was not profiled; the model knows {', '.join(seen)}"
+
+
+def recovery_mape(model: dict | None) -> float | None:
+    """Cross-validated recovery MAPE of the model's physics fit (None if it has none)."""
+    v = ((((model or {}).get("cv") or {}).get("recovery") or {}).get("physics") or {}).get("mape")
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
 def predict(model: dict, rate: float, ci: float, mode: str = REFERENCE_MODE,
             which: str = "physics") -> tuple[float, float]:
     """Predicted (p99 latency in ms, recovery time in s) at ``rate`` events/s and a ``ci`` s interval.
@@ -505,9 +517,9 @@ def predict(model: dict, rate: float, ci: float, mode: str = REFERENCE_MODE,
     if which not in ("physics", "baseline"):
         raise KhaosError(f"unknown model family {which!r} (physics or baseline)")
     mode = str(mode).strip().lower()
-    seen = model.get("ranges", {}).get("modes") or [REFERENCE_MODE]
-    if which == "physics" and mode not in seen:
-        raise KhaosError(f"failure mode {mode!r} was not profiled; the model knows {', '.join(seen)}")
+    missing = unprofiled(model, mode)
+    if which == "physics" and missing:
+        raise KhaosError(f"failure mode {missing}")
     scalar = np.ndim(ci) == 0
     if not np.all(np.asarray(ci, float) > 0):
         raise KhaosError("checkpoint interval must be > 0 s")
@@ -549,8 +561,8 @@ def compare(old_model: dict | str | Path | None, new_model: dict | str | Path) -
     old = load_model(old_model) if isinstance(old_model, (str, Path)) else check_model(old_model)
 
     def mape(m):
-        v = (((m.get("cv") or {}).get("recovery") or {}).get("physics") or {}).get("mape")
-        return math.inf if v is None or not math.isfinite(v) else float(v)
+        v = recovery_mape(m)
+        return math.inf if v is None else v
     return mape(new) <= mape(old)
 
 
