@@ -12,8 +12,8 @@ the swap is atomic, and the daemon picks the new file up at its next decision.
 """
 from __future__ import annotations
 
+import filecmp
 import hashlib
-import io
 import json
 import shutil
 import subprocess
@@ -73,18 +73,17 @@ def bundle(out: str | Path, wheel_dir: str | Path | None = None) -> Path:
         files = [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]
         entries += [(str(p.relative_to(REPO_ROOT)), p) for p in files
                     if "__pycache__" not in p.parts and p.suffix != ".pyc"]
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:  # streamed: ~170 MB of wheels
         for arc, path in sorted(entries):
             info = tar.gettarinfo(str(path), arcname=arc)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
             with path.open("rb") as fh:
                 tar.addfile(info, fh)
-    data = buf.getvalue()
-    if not (out.is_file() and out.stat().st_size == len(data) and out.read_bytes() == data):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_bytes(data)
+    if out.is_file() and filecmp.cmp(tmp, out, shallow=False):
+        tmp.unlink()  # same bytes: keep the old file (and its mtime)
+    else:
         tmp.replace(out)
     return out
 
