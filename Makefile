@@ -57,6 +57,7 @@ demo: deps dist job
 bench: deps dist job
 	$(PY) bench/lab_startup.py
 	$(PY) bench/controller.py
+	$(PY) bench/evaluate.py
 
 clean:
 	rm -rf build

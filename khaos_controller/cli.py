@@ -74,6 +74,13 @@ def _profile(args):
         raise KhaosError(f"{len(prof.errors)} of {len(prof.units())} units failed (see {prof.out / 'journal.jsonl'})")
 
 
+def _evaluate(args):
+    from . import evaluate
+    rc = evaluate.run(args.evaluation, dry_run=args.dry_run, keep=args.keep, out=args.out)
+    if rc:
+        raise KhaosError("a copy's sink audit found lost or duplicated records (see the table above)")
+
+
 def _workload(args):
     from . import workload
     if args.wl_cmd == "record":
@@ -151,6 +158,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     win.add_argument("--after", type=int, default=1200, help="seconds after (default 1200)")
     win.add_argument("--out", required=True)
     wl.set_defaults(func=_workload)
+
+    ev = sub.add_parser("evaluate", help="Khaos against static checkpoint intervals: same trace, same failures, "
+                                         "one table and an HTML report (root on the lab)")
+    ev.add_argument("evaluation", help="evaluation file, e.g. examples/evaluate.yml (docs/evaluation.md)")
+    ev.add_argument("--dry-run", action="store_true", help="print the plan (copies, trace, failure schedule) and stop")
+    ev.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    ev.add_argument("--out", help="output directory (default: the file's output)")
+    ev.set_defaults(func=_evaluate)
 
     # pandas/scikit-learn take seconds to import: load those commands only when they are asked
     # for (a `khaos lab kill --at T` must start in milliseconds)

@@ -710,6 +710,7 @@ class Daemon:
         self.server: MetricsServer | None = None
         self.stopping = threading.Event()
         self.last_change_ts: float | None = None
+        self.last_attempt_failed = False  # a failed reconfiguration waits out the cooldown, breach or not
         self.iteration = 0
         self._lock_fh = None
         self._model_mtime = self._mtime(cfg.model_path)
@@ -951,7 +952,8 @@ class Daemon:
                                           r_max_s=cfg.r_max_s, ci_min=cfg.ci_min, ci_max=cfg.ci_max,
                                           step=cfg.ci_step, dead_band=cfg.dead_band_s, mtbf_h=cfg.mtbf_h,
                                           mode=cfg.mode, last_change_ts=self.last_change_ts,
-                                          cooldown_s=cfg.cooldown_s, now=now)
+                                          cooldown_s=cfg.cooldown_s, now=now,
+                                          breach_overrides_cooldown=not self.last_attempt_failed)
             except KhaosError as e:
                 entry["decision"] = {"action": "wait", "ci_s": obs.ci_s, "current_ci_s": obs.ci_s, "alert": True,
                                      "reason": f"cannot evaluate: {e}"}
@@ -1008,11 +1010,11 @@ class Daemon:
         except KhaosError as e:
             # the playbook either left the job untouched (savepoint failed) or rolled it back; the failed
             # attempt starts the cooldown too, so a persistent failure is retried once per cooldown
-            self.last_change_ts = self.clock()
+            self.last_change_ts, self.last_attempt_failed = self.clock(), True
             self.metrics.inc("khaos_reconfiguration_failures_total")
             _log(logging.ERROR, "reconfigure_failed", job=self.cfg.job, to_s=ci_s, error=str(e))
             return {"status": "failed", "target_ci_s": ci_s, "error": str(e), "seconds": round(time.monotonic() - t0, 2)}
-        self.last_change_ts = self.clock()
+        self.last_change_ts, self.last_attempt_failed = self.clock(), False
         self.metrics.inc("khaos_reconfigurations_total")
         self.metrics.set("khaos_checkpoint_interval_seconds", result.get("interval_s") or ci_s)
         _log(logging.INFO, "reconfigured", job=self.cfg.job, to_s=ci_s,

@@ -11,7 +11,10 @@ Rules (docs/models.md, "Optimizer"):
 * Dead band: ``|best - current| < dead_band`` -> action ``keep``, unless the current interval is
   predicted to break a limit while ``best`` keeps both (then the move is made: a dead band must not
   keep a known violation).
-* Cooldown: a change within ``cooldown_s`` of ``last_change_ts`` -> action ``wait``.
+* Cooldown: a change within ``cooldown_s`` of ``last_change_ts`` -> action ``wait``, unless the
+  current interval is predicted to break a limit while ``best`` keeps both and
+  ``breach_overrides_cooldown`` (the daemon passes False after a failed attempt, so a failing
+  reconfiguration is still retried only once per cooldown).
 * ``alert`` is True whenever the interval that will run (``ci_s``) is predicted to break a limit.
 * Young (1974) ``sqrt(2 C M)`` and Daly (2006) ``sqrt(2 C M) - C`` are reported beside the choice,
   with ``C`` = the profiled mean checkpoint duration and ``M`` = the MTBF setting.
@@ -128,7 +131,7 @@ def recommend(model: dict | str | Path, rate: float, current_ci: float, l_max_ms
               r_max_s: float | None, ci_min: float = 1.0, ci_max: float = 120.0, step: float = 1.0,
               dead_band: float = 5.0, mtbf_h: float = 24.0, mode: str = models.REFERENCE_MODE,
               last_change_ts: float | None = None, cooldown_s: float = 600.0,
-              now: float | None = None) -> Recommendation:
+              now: float | None = None, breach_overrides_cooldown: bool = True) -> Recommendation:
     """Pick the interval to run at ``rate`` events/s (see the module docstring for the rules)."""
     _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_band, mtbf_h, cooldown_s)
     if not isinstance(model, dict):
@@ -165,13 +168,16 @@ def recommend(model: dict | str | Path, rate: float, current_ci: float, l_max_ms
     elif abs(best.ci_s - current_ci) < dead_band and (cur_ok or not best.feasible):
         action, reason = "keep", (f"the best interval {best.ci_s:g} s is within the {dead_band:g} s dead band "
                                   f"of the current {current_ci:g} s")
-    elif cooling:
+    elif cooling and (cur_ok or not best.feasible or not breach_overrides_cooldown):
         action, reason = "wait", (f"the last change was {now - last_change_ts:.0f} s ago, inside the "
                                   f"{cooldown_s:g} s cooldown")
     else:
         action, reason = "change", f"move from {current_ci:g} s to {best.ci_s:g} s"
         if abs(best.ci_s - current_ci) < dead_band:
             reason += f" although within the {dead_band:g} s dead band: the current interval breaks the " \
+                      f"{' and '.join(_breaks(cur_lr, cur_rr))} limit"
+        elif cooling:
+            reason += f" inside the {cooldown_s:g} s cooldown: the current interval breaks the " \
                       f"{' and '.join(_breaks(cur_lr, cur_rr))} limit"
     action_reason = reason
     if not best.feasible:

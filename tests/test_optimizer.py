@@ -91,8 +91,13 @@ def test_cooldown_waits():
     assert not r.alert  # 20 s is inside both limits
     r = recommend(make_model(), rate=2000, current_ci=20, last_change_ts=1000.0, cooldown_s=600, now=1700.0, **LIMITS)
     assert r.action == "change" and r.ci_s == 45.0
-    # waiting on an interval that breaks a limit is not silent
+    # a predicted breach that a feasible interval fixes overrides the cooldown ...
     r = recommend(make_model(), rate=2000, current_ci=90, last_change_ts=1000.0, cooldown_s=600, now=1100.0, **LIMITS)
+    assert r.action == "change" and r.ci_s == 45.0 and not r.alert
+    assert "inside the 600 s cooldown: the current interval breaks the recovery limit" in r.reason
+    # ... but not after a failed attempt; and waiting on an interval that breaks a limit is not silent
+    r = recommend(make_model(), rate=2000, current_ci=90, last_change_ts=1000.0, cooldown_s=600, now=1100.0,
+                  breach_overrides_cooldown=False, **LIMITS)
     assert r.action == "wait" and r.alert and "recovery" in optimizer.explain(r)
 
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Benchmark: Khaos against static checkpoint intervals (issue 5), the documented default evaluation.
+
+Runs `khaos evaluate examples/evaluate.yml`: 3 static copies (10, 30, 60 s) and one Khaos-managed
+copy of the sample job on one 3-host lab cluster, the same 25-minute day-shaped trace with bursts
+(seed 7), the same 6 failures (4 TaskManager kills, 2 host kills). About 30 minutes in all.
+Prints the table, where the report is, and LAST the ratio
+(Khaos violation seconds) / (best static copy's violation seconds), and the ratio to the median
+static copy. Targets: <= 0.5 and <= 0.25. docs/evaluation.md explains the figures.
+Run as root: .venv/bin/python bench/evaluate.py [--config FILE] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from khaos_controller import evaluate, evalreport  # noqa: E402
+from khaos_controller.lab import require_root  # noqa: E402
+
+
+def verdict(ratio: float | None, target: float) -> str:
+    if ratio is None:
+        return "n/a (the static copy had no violation second)"
+    return f"{ratio:.2f} (target <= {target:g}: {'PASS' if ratio <= target else 'FAIL'})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="examples/evaluate.yml")
+    ap.add_argument("--out", help="output directory (default: the config's output)")
+    args = ap.parse_args()
+    require_root()
+    ev = evaluate.load(args.config)
+    if args.out:
+        ev.output = Path(args.out).resolve()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    result = evaluate.Runner(ev).run()
+    s, table = result["summary"], result["table"]
+    print(f"\nbench/evaluate.py, {started:%Y-%m-%d %H:%M} UTC, {evaluate.machine()}, "
+          f"{(datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60:.1f} min")
+    print(evalreport.markdown_table(table))
+    print(f"failures: " + "; ".join(f"{f['mode']} at {f['t']:g} s" for f in s["failures"]))
+    print(f"audits: " + ", ".join(f"{c} {a['records']} records, lost {a['lost']}, dup {a['duplicated']}"
+                                   for c, a in s["audits"].items()))
+    print(f"report: {result['paths']['html']}")
+    print(f"Khaos / median static ({s['median_static_violation_s']:g} s): {verdict(s['ratio_median'], 0.25)}")
+    print(f"Khaos violation s / best static ({s['best_static']}, {s['best_static_violation_s']:g} s): "
+          f"{s['khaos_violation_s']:g} s -> ratio {verdict(s['ratio_best'], 0.5)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
