@@ -174,7 +174,7 @@ def load(path: str | Path) -> Evaluation:
     modes = fl.get("modes", ["process", "process", "host"])
     if not isinstance(modes, list) or not modes or any(m not in MODES for m in modes):
         raise _err(path, "failures.modes", f"must be a list of {' / '.join(MODES)} (cycled over the failures)")
-    failures = {"modes": modes, "target": str(fl.get("target", "sink")),
+    failures = {"modes": modes, "target": str(fl.get("target", "shared")),
                 "count": _num(path, "failures.count", fl.get("count", 6), 0, 1000, True),
                 "first_s": float(_num(path, "failures.first_s", fl.get("first_s", 180), 0)),
                 "min_gap_s": float(_num(path, "failures.min_gap_s", fl.get("min_gap_s", 150), 1))}
@@ -516,6 +516,9 @@ class Runner:
         if jm is None:
             raise KhaosError(f"inventory {self.inventory}: no host in group flink_jobmanager")
         hv = data["_meta"]["hostvars"].get(jm, {})
+        # TaskManager endpoints (name or address) -> inventory host names
+        self.host_names = {n: n for n in data["_meta"]["hostvars"]}
+        self.host_names.update({v["ansible_host"]: n for n, v in data["_meta"]["hostvars"].items() if v.get("ansible_host")})
         self.shared = Path(hv.get("khaos_shared_dir") or "/srv/flink")
         self.rest_url = f"http://{hv.get('ansible_host', jm)}:{hv.get('flink_rest_port', 8081)}"
         # every copy fits on one TaskManager; slots spread evenly, so a TaskManager holds a task of every copy
@@ -543,23 +546,38 @@ class Runner:
                 "flink_job_args": [a.format(**fill) for a in ev.args], "flink_job_output_dir": str(out),
                 "flink_job_checkpoint_interval": f"{ci:g}s"})
         self.spread = self._placement()
-        self.say(f"every copy has a task on: {self.spread}")
+        self.say("TaskManager hosts of each copy: " + ", ".join(f"{c} {'+'.join(h)}" for c, h in self.spread.items()))
         if time.time() > start:
             raise KhaosError(f"deploying took longer than measurement.lead_s allows ({ev.lead_s:g} s): raise it")
         return float(start)
 
     def _placement(self) -> dict[str, list[str]]:
-        """TaskManager hosts of each copy's tasks (with load-balance mode `slots`, every TaskManager)."""
+        """Inventory hosts running tasks of each copy (a copy between two jobs has none)."""
         out = {}
         for copy in self.ev.copies:
-            jid = next(j["jid"] for j in self.client.get("/jobs/overview")["jobs"]
-                       if j["name"] == self.ev.job_name(copy) and j["state"] == "RUNNING")
+            jids = [j["jid"] for j in self.client.get("/jobs/overview")["jobs"]
+                    if j["name"] == self.ev.job_name(copy) and j["state"] == "RUNNING"]
             hosts = set()
-            for v in self.client.job(jid)["vertices"]:
-                for tm in self.client.get(f"/jobs/{jid}/vertices/{v['id']}/taskmanagers").get("taskmanagers", []):
-                    hosts.add(tm.get("endpoint", tm.get("host", "?")).split(":")[0])
+            for jid in jids:
+                for v in self.client.job(jid)["vertices"]:
+                    for tm in self.client.get(f"/jobs/{jid}/vertices/{v['id']}/taskmanagers").get("taskmanagers", []):
+                        endpoint = tm.get("endpoint", tm.get("host", "?")).rsplit(":", 1)[0]
+                        hosts.add(self.host_names.get(endpoint, endpoint))
             out[copy] = sorted(hosts)
         return out
+
+    def _shared_target(self) -> tuple[str, dict]:
+        """The TaskManager host running tasks of the most copies (ties: the first by name). Spare
+        slots let restarted tasks gather on one TaskManager; killing a host that some copies do
+        not use would not be the same failure for all of them."""
+        placement = self._placement()
+        counts: dict[str, int] = {}
+        for hosts in placement.values():
+            for h in hosts:
+                counts[h] = counts.get(h, 0) + 1
+        if not counts:
+            raise KhaosError("no copy has a running task: nothing to kill")
+        return min(counts, key=lambda h: (-counts[h], h)), placement
 
     def _start_watch(self, model_path: Path, start: float) -> None:
         ev = self.ev
@@ -595,27 +613,31 @@ class Runner:
             now = time.time()
             if pending and now >= start + pending[0]["t"]:
                 done.append(self._kill(pending.pop(0), start))
-            if now - start >= next_line:
+            if now - start >= next_line:  # a progress line every 30 s (a host kill blocks for a while)
                 self._progress(now - start, duration)
-                next_line += 30
+                next_line = (int((now - start) // 30) + 1) * 30
             time.sleep(0.5)
         return done
 
     def _kill(self, f: dict, start: float) -> dict:
         ev = self.ev
         self.say(f"failure {f['n']}: {f['mode']} kill (target {ev.failures['target']})")
-        last = None
+        last, placement = None, None
         for attempt in range(3):  # the target job may be between two attempts of a reconfiguration
             try:
+                target = ev.failures["target"]
+                if target == "shared":
+                    target, placement = self._shared_target()
                 res = self.playbook("inject_failure", f"eval-fail{f['n']}", {
-                    "chaos_mode": f["mode"], "chaos_target": ev.failures["target"], "chaos_timing": "now",
+                    "chaos_mode": f["mode"], "chaos_target": target, "chaos_timing": "now",
                     "chaos_job": ev.job_name(KHAOS), "chaos_seed": ev.seed * 1000 + f["n"]})
                 kills = res.data.get("chaos_kills", [])
                 if kills and all(k.get("dead") for k in kills):
                     at = min(float(k["killed_at"]) for k in kills)
                     plan = res.data.get("chaos_plan", {})
                     self.say(f"  killed {', '.join(plan.get('targets', []))} at t={at - start:.1f} s")
-                    return {**f, "at": at, "t": round(at - start, 1), "target": ",".join(plan.get("targets", []))}
+                    return {**f, "at": at, "t": round(at - start, 1), "target": ",".join(plan.get("targets", [])),
+                            "placement": placement}
                 last = f"the kill was not verified: {kills}"
             except KhaosError as e:
                 last = str(e)

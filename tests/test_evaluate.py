@@ -146,7 +146,7 @@ def test_dry_run_prints_the_plan(tmp_path, capsys):
 
 SHORT = """name: short
 seed: 3
-workload: {seconds: 150, low: 800, high: 1600, bursts: 0}
+workload: {seconds: 120, low: 800, high: 1600, bursts: 0}
 statics: [4, 20]
 limits: {latency_ms: 1000, recovery_s: 5}
 khaos:
@@ -154,7 +154,7 @@ khaos:
   start_ci_s: 20
   ci: {min: 2, max: 20, cooldown_s: 30}
   loop: {period_s: 10, window_s: 10, min_uptime_s: 15, forecast_step_s: 5}
-failures: {at: [70], modes: [process]}
+failures: {at: [60], modes: [process]}
 cluster: {lab: tev}
 measurement: {lead_s: 45}
 """
@@ -180,18 +180,18 @@ def test_short_evaluation_on_the_lab(tmp_path, jar_built):
         assert table.loc[copy, "audit_records"] > 100_000
         assert table.loc[copy, "audit_lost"] == 0 and table.loc[copy, "audit_duplicated"] == 0
     (failure,) = summary["failures"]
-    assert failure["mode"] == "process" and failure["t"] >= 70
+    assert failure["mode"] == "process" and failure["t"] >= 60
     assert failure["hit"] == {"static-4": True, "static-20": True, "khaos": True}, summary["placement"]
 
     l_max, k = ev.limits["latency_ms"], ev.consecutive_s
     for copy in table.index:
         raw = pd.read_csv(out / "samples" / f"{copy}.csv")
         sec = pd.read_csv(out / "seconds" / f"{copy}.csv", keep_default_na=False, na_values=[""])
-        assert len(sec) == 150 and sec["second"].iloc[0] == int(summary["start"])
+        assert len(sec) == 120 and sec["second"].iloc[0] == int(summary["start"])
         # each measured second is what a sample reported for exactly that sink second
         seen = raw.dropna(subset=["sink_second"]).groupby("sink_second")["latency_p99_ms"].last()
         measured = sec[sec["measured"] == 1]
-        assert len(measured) > 100
+        assert len(measured) > 80
         assert np.allclose(measured["latency_p99_ms"], seen.loc[measured["second"].astype(float)].to_numpy())
         # the violation rule, recomputed second by second
         prev = 0
