@@ -49,7 +49,7 @@ test-unit: venv
 	$(PY) -m pytest -q -m "not lab" tests
 
 test: deps dist job lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=12 tests
 
 demo: deps dist job
 	$(KHAOS) demo

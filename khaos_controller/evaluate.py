@@ -440,6 +440,24 @@ def reconfigurations(journal: Path, start: float) -> list[dict]:
     return out
 
 
+def covering_hosts(placement: dict[str, list[str]]) -> list[str]:
+    """The fewest hosts whose loss takes down every copy (greedy: the host running the most
+    copies not yet covered; ties go to the first name). One host while the copies share one."""
+    left = {c: set(h) for c, h in placement.items() if h}
+    if not left:
+        raise KhaosError("no copy has a running task: nothing to kill")
+    chosen: list[str] = []
+    while left:
+        counts: dict[str, int] = {}
+        for hosts in left.values():
+            for h in hosts:
+                counts[h] = counts.get(h, 0) + 1
+        best = min(counts, key=lambda h: (-counts[h], h))
+        chosen.append(best)
+        left = {c: h for c, h in left.items() if best not in h}
+    return chosen
+
+
 # ------------------------------------------------------------------------------------------ the run
 
 class Runner:
@@ -567,17 +585,10 @@ class Runner:
         return out
 
     def _shared_target(self) -> tuple[str, dict]:
-        """The TaskManager host running tasks of the most copies (ties: the first by name). Spare
-        slots let restarted tasks gather on one TaskManager; killing a host that some copies do
-        not use would not be the same failure for all of them."""
+        """Where to kill so that the failure takes down every copy. Spare slots let restarted and
+        resubmitted jobs land on different TaskManagers, so one host is not always shared by all."""
         placement = self._placement()
-        counts: dict[str, int] = {}
-        for hosts in placement.values():
-            for h in hosts:
-                counts[h] = counts.get(h, 0) + 1
-        if not counts:
-            raise KhaosError("no copy has a running task: nothing to kill")
-        return min(counts, key=lambda h: (-counts[h], h)), placement
+        return ",".join(covering_hosts(placement)), placement
 
     def _start_watch(self, model_path: Path, start: float) -> None:
         ev = self.ev
@@ -630,6 +641,7 @@ class Runner:
                     target, placement = self._shared_target()
                 res = self.playbook("inject_failure", f"eval-fail{f['n']}", {
                     "chaos_mode": f["mode"], "chaos_target": target, "chaos_timing": "now",
+                    "chaos_max_hosts": len(target.split(",")),
                     "chaos_job": ev.job_name(KHAOS), "chaos_seed": ev.seed * 1000 + f["n"]})
                 kills = res.data.get("chaos_kills", [])
                 if kills and all(k.get("dead") for k in kills):

@@ -94,6 +94,15 @@ def test_ratios_best_and_median():
     assert evaluate.ratios(t)["ratio_best"] == 0.0
 
 
+def test_the_shared_target_takes_down_every_copy_with_the_fewest_hosts():
+    assert evaluate.covering_hosts({"static-10": ["h2", "h3"], "khaos": ["h2", "h3"]}) == ["h2"]
+    # after a host kill the restarted statics gathered on h3, the resubmitted Khaos job on h2
+    assert evaluate.covering_hosts({"static-10": ["h3"], "static-30": ["h2", "h3"], "khaos": ["h2"]}) == ["h2", "h3"]
+    assert evaluate.covering_hosts({"static-10": ["h3"], "static-30": ["h3"], "khaos": []}) == ["h3"]
+    with pytest.raises(KhaosError, match="nothing to kill"):
+        evaluate.covering_hosts({"khaos": []})
+
+
 def test_failure_schedule_is_seeded_spaced_and_cycles_modes(tmp_path):
     ev = evaluate.load(write(tmp_path, "failures: {count: 5, modes: [process, host], first_s: 100, min_gap_s: 120}\n"
                                        "workload: {seconds: 1200}\n"))
