@@ -66,13 +66,19 @@ def sink_host(client: FlinkClient, job_id: str, addresses: dict[str, str]) -> st
     detail = client.get(f"/jobs/{job_id}/vertices/{sinks[-1]['id']}")
     sub0 = min(detail["subtasks"], key=lambda s: s.get("subtask", 0))
     endpoint = sub0.get("endpoint") or sub0.get("host") or ""
+    host = inventory_host(endpoint, addresses)
+    if host is None:
+        raise KhaosError(f"the sink's first subtask runs on {endpoint!r}, which is no inventory host")
+    return host
+
+
+def inventory_host(endpoint: str, addresses: dict[str, str]) -> str | None:
+    """The inventory host ({host: address}) behind a TaskManager endpoint ("address:port" or a name)."""
     address = endpoint.rsplit(":", 1)[0] if ":" in endpoint else endpoint
     by_address = {a: h for h, a in addresses.items()}
     if address in by_address:
         return by_address[address]
-    if address in addresses:  # Flink reported the host name itself
-        return address
-    raise KhaosError(f"the sink's first subtask runs on {endpoint!r}, which is no inventory host")
+    return address if address in addresses else None  # Flink reported the host name itself
 
 
 def resolve_targets(target: str, groups: dict[str, list[str]], addresses: dict[str, str], component: str,

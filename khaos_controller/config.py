@@ -27,3 +27,14 @@ def read_mapping(path: str | Path, kind: str) -> tuple[Path, dict]:
     if not isinstance(raw, dict):
         raise field_error(path, "top level", "must be a mapping")
     return path, raw
+
+
+def number(path: Path, where: str, value, lo=None, hi=None, integer: bool = False):
+    """A number (a whole one with integer=True) within [lo, hi], else `FILE: field: what is wrong`."""
+    ok_type = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type):
+        raise field_error(path, where, f"{value!r} is not a {'whole ' if integer else ''}number")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise field_error(path, where, f"{value!r} is out of range {lo:g}..{hi:g}" if hi is not None
+                          else f"{value!r} must be >= {lo:g}")
+    return value

@@ -38,7 +38,7 @@ import yaml
 from . import deployment, models, optimizer
 from .config import field_error as _err, read_mapping
 from .errors import KhaosError
-from .flink import TERMINAL, FlinkClient, FlinkError
+from .flink import FlinkClient, FlinkError
 
 log = logging.getLogger("khaos.daemon")
 
@@ -386,8 +386,7 @@ class FlinkCollector:
             self._stop.wait(max(0.0, t0 + tick * self.sample_s - time.monotonic()))
 
     def _lookup(self) -> list[dict]:
-        return [j for j in self.client.get("/jobs/overview")["jobs"]
-                if j["name"] == self.job and j["state"] not in TERMINAL]
+        return self.client.live_jobs(self.job)
 
     def sample_once(self) -> None:
         from .probe import JobProbe
@@ -682,10 +681,6 @@ def orphan_runs(base_dir: Path) -> list[int]:
 
 # ============================================================================================ daemon
 
-def _running_jobs(client: FlinkClient, name: str) -> list[dict]:
-    return [j for j in client.get("/jobs/overview")["jobs"] if j["name"] == name and j["state"] not in TERMINAL]
-
-
 def _last_change_ts(record: dict) -> float | None:
     """When the record last saw a change attempt (success, failure or reconciliation)."""
     ts = [h.get("ts") for h in record.get("history") or []
@@ -802,7 +797,7 @@ class Daemon:
 
     def _check_job(self) -> None:
         try:
-            jobs = _running_jobs(self.client, self.cfg.job)
+            jobs = self.client.live_jobs(self.cfg.job)
         except FlinkError as e:
             raise KhaosError(f"{self.cfg.path}: flink.rest_url: {e}") from None
         if len(jobs) == 1:

@@ -59,8 +59,7 @@ def _event(record: dict, action: str, **data) -> None:
 
 
 def _running(client: FlinkClient, name: str) -> list[str]:
-    return [j["jid"] for j in client.get("/jobs/overview")["jobs"]
-            if j["name"] == name and j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
+    return [j["jid"] for j in client.live_jobs(name)]
 
 
 def _submit(client: FlinkClient, record: dict, interval_s: float, savepoint: str | None, timeout: float) -> str:

@@ -35,7 +35,8 @@ import pandas as pd
 import yaml
 
 from . import REPO_ROOT, ansible, audit, models, workload
-from .config import field_error as _err, read_mapping
+from .chaos import inventory_host, running_job
+from .config import field_error as _err, number as _num, read_mapping
 from .errors import KhaosError
 from .flink import FlinkClient, FlinkError
 from .probe import JobProbe
@@ -79,17 +80,12 @@ class Evaluation:
     def job_name(self, copy: str) -> str:
         return f"eval-{copy}"
 
+    def interval(self, copy: str) -> float:
+        """The interval a copy starts with (the static one, or Khaos's start_ci_s)."""
+        return self.khaos["start_ci_s"] if copy == KHAOS else self.statics[self.copies.index(copy)]
+
 
 # ------------------------------------------------------------------------------------------- config
-
-def _num(path, where, value, lo=None, hi=None, integer=False):
-    ok = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok):
-        raise _err(path, where, f"{value!r} is not a {'whole ' if integer else ''}number")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise _err(path, where, f"{value!r} is out of range {lo:g}..{hi:g}" if hi is not None else f"{value!r} must be >= {lo:g}")
-    return value
-
 
 def _map(path, raw, name, known):
     sec = raw.get(name) or {}
@@ -274,8 +270,7 @@ class CopySampler(threading.Thread):
         self._ci: dict[str, float] = {}
 
     def _current(self) -> str | None:
-        live = [j for j in self.client.get("/jobs/overview")["jobs"]
-                if j["name"] == self.job and j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
+        live = self.client.live_jobs(self.job)
         return max(live, key=lambda j: j.get("start-time", 0))["jid"] if live else None
 
     def sample(self) -> dict:
@@ -534,12 +529,11 @@ class Runner:
         if jm is None:
             raise KhaosError(f"inventory {self.inventory}: no host in group flink_jobmanager")
         hv = data["_meta"]["hostvars"].get(jm, {})
-        # TaskManager endpoints (name or address) -> inventory host names
-        self.host_names = {n: n for n in data["_meta"]["hostvars"]}
-        self.host_names.update({v["ansible_host"]: n for n, v in data["_meta"]["hostvars"].items() if v.get("ansible_host")})
+        self.addresses = {n: v.get("ansible_host", n) for n, v in data["_meta"]["hostvars"].items()}
         self.shared = Path(hv.get("khaos_shared_dir") or "/srv/flink")
         self.rest_url = f"http://{hv.get('ansible_host', jm)}:{hv.get('flink_rest_port', 8081)}"
-        # every copy fits on one TaskManager; slots spread evenly, so a TaskManager holds a task of every copy
+        # every copy fits on one TaskManager; slots are spread evenly when the copies are deployed (restarts
+        # and resubmissions move them: _shared_target)
         self.cluster_vars = {"flink_config": {**(hv.get("flink_config") or {}),
                                               "taskmanager.numberOfTaskSlots": slots(ev),
                                               "taskmanager.memory.process.size": ev.tm_memory,
@@ -555,7 +549,7 @@ class Runner:
         workload.write_trace(trace, trace_path)
         start = math.ceil(time.time() + ev.lead_s)
         for copy in ev.copies:
-            ci = ev.khaos["start_ci_s"] if copy == KHAOS else float(copy.split("-", 1)[1])
+            ci = ev.interval(copy)
             out = self.shared / "jobs" / ev.job_name(copy) / "out"
             fill = {"trace": str(trace_path), "output": str(out), "start_ms": str(start * 1000)}
             self.say(f"playbooks/deploy_job.yml: {ev.job_name(copy)}, interval {ci:g} s")
@@ -573,14 +567,13 @@ class Runner:
         """Inventory hosts running tasks of each copy (a copy between two jobs has none)."""
         out = {}
         for copy in self.ev.copies:
-            jids = [j["jid"] for j in self.client.get("/jobs/overview")["jobs"]
-                    if j["name"] == self.ev.job_name(copy) and j["state"] == "RUNNING"]
+            jids = [j["jid"] for j in self.client.live_jobs(self.ev.job_name(copy)) if j["state"] == "RUNNING"]
             hosts = set()
             for jid in jids:
                 for v in self.client.job(jid)["vertices"]:
                     for tm in self.client.get(f"/jobs/{jid}/vertices/{v['id']}/taskmanagers").get("taskmanagers", []):
-                        endpoint = tm.get("endpoint", tm.get("host", "?")).rsplit(":", 1)[0]
-                        hosts.add(self.host_names.get(endpoint, endpoint))
+                        endpoint = tm.get("endpoint") or tm.get("host") or "?"
+                        hosts.add(inventory_host(endpoint, self.addresses) or endpoint)
             out[copy] = sorted(hosts)
         return out
 
@@ -615,7 +608,7 @@ class Runner:
                  f"config {cfg_path}, log {self.daemon_log.name})")
 
     def _inject(self, schedule: list[dict], start: float, duration: int) -> list[dict]:
-        ev, done, next_line = self.ev, [], 0.0
+        done, next_line = [], 0.0
         end = start + duration
         pending = list(schedule)
         while time.time() < end:
@@ -686,10 +679,7 @@ class Runner:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 try:
-                    jid = next((j["jid"] for j in self.client.get("/jobs/overview")["jobs"]
-                                if j["name"] == name and j["state"] == "RUNNING"), None)
-                    if jid is None:
-                        raise KhaosError(f"no running job {name}")
+                    jid = running_job(self.client, name)
                     self.client.wait_running(jid, timeout=60)
                     self.client.stop_with_savepoint(jid)
                     break
@@ -714,7 +704,7 @@ class Runner:
             seconds[c].to_csv(self.out / "seconds" / f"{c}.csv", index=False)
         reconfigs = reconfigurations(self.journal, start)
         kh = ev.khaos["ci"]
-        labels = {c: (f"khaos {kh['min']:g}-{kh['max']:g} s" if c == KHAOS else f"{c.split('-', 1)[1]} s") for c in ev.copies}
+        labels = {c: (f"khaos {kh['min']:g}-{kh['max']:g} s" if c == KHAOS else f"{ev.interval(c):g} s") for c in ev.copies}
         table = score(seconds, samples, failures, reconfigs, audits, ev.limits, ev.consecutive_s, labels,
                       start + len(trace))
         r = ratios(table)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import REPO_ROOT
-from .config import field_error as _err, read_mapping
+from .config import field_error as _err, number as _number, read_mapping
 from .errors import KhaosError
 
 CI_RANGE_S = (1.0, 3600.0)
@@ -58,16 +58,6 @@ class Experiment:
     @property
     def cluster_count(self) -> int:
         return len(self.inventories) if self.inventories else self.clusters
-
-
-def _number(path, where, value, lo=None, hi=None, integer=False):
-    ok_type = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_type):
-        raise _err(path, where, f"{value!r} is not a {'whole ' if integer else ''}number")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise _err(path, where, f"{value!r} is out of range {lo:g}..{hi:g}" if hi is not None
-                   else f"{value!r} must be >= {lo:g}")
-    return value
 
 
 def load(path: str | Path) -> Experiment:

@@ -97,6 +97,10 @@ class FlinkClient:
     def running_jobs(self) -> list[str]:
         return [j["id"] for j in self.jobs() if j["status"] not in TERMINAL]
 
+    def live_jobs(self, name: str) -> list[dict]:
+        """/jobs/overview entries of the jobs called ``name`` that have not ended."""
+        return [j for j in self.get("/jobs/overview")["jobs"] if j["name"] == name and j["state"] not in TERMINAL]
+
     def job(self, job_id: str) -> dict:
         return self.get(f"/jobs/{job_id}")
 
