@@ -17,7 +17,7 @@ DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless proc
 help:
 	@echo "make demo   the whole loop on the local lab: profile, fit, daemon changing a live job (root)"
 	@echo "make test   install everything needed and run lint + the whole test suite (root)"
-	@echo "make bench  run the benchmarks under bench/"
+	@echo "make bench  run every benchmark under bench/ (root, about an hour)"
 
 deps: debs venv
 
@@ -42,11 +42,14 @@ job: $(JOB_JAR)
 $(JOB_JAR): $(JOB_SRC) jobs/iot-vehicles/build.sh | $(FLINK_LIB)
 	bash jobs/iot-vehicles/build.sh build/flink-$(FLINK_VERSION) $@
 
+# Python: ruff lint + format check (ruff.toml); Ansible: ansible-lint's production profile.
 lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ansible-lint --offline --profile production playbooks roles
 
 test-unit: venv
-	$(PY) -m pytest -q -m "not lab" tests
+	$(PY) -m pytest -q tests/unit
 
 test: deps dist job lint
 	$(PY) -m pytest -q --durations=12 tests
@@ -54,9 +57,12 @@ test: deps dist job lint
 demo: deps dist job
 	$(KHAOS) demo
 
+# Every benchmark under bench/ (root; about an hour here): lab start-up, the daemon's footprint and
+# reconfiguration gap, a 30-failure profile, the default evaluation.
 bench: deps dist job
 	$(PY) bench/lab_startup.py
 	$(PY) bench/controller.py
+	$(PY) bench/profile.py
 	$(PY) bench/evaluate.py
 
 clean:

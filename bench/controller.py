@@ -14,6 +14,7 @@ On a 3-host lab with the sample job (1000 events/s):
    latency before the change. Target: data gap <= 1 s median.
 Run as root: .venv/bin/python bench/controller.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,12 @@ import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from khaos_controller import REPO_ROOT, ansible, models  # noqa: E402
-from khaos_controller.chaos import running_job  # noqa: E402
-from khaos_controller.flink import FlinkClient  # noqa: E402
-from khaos_controller.lab import Lab  # noqa: E402
+from khaos_controller import REPO_ROOT
+from khaos_controller.flink.client import FlinkClient
+from khaos_controller.infra import ansible
+from khaos_controller.infra.inventory import cluster_facts
+from khaos_controller.infra.lab import Lab
+from khaos_controller.model import fit, store
 
 JOB = "iot-vehicles"
 RATE = 1000
@@ -42,6 +45,7 @@ RATE = 1000
 
 def footprint(proc: psutil.Process, seconds: float) -> tuple[float, float]:
     """(% of one core, peak RSS MB) of `proc` and its children over `seconds`."""
+
     def cpu() -> float:
         total = 0.0
         for p in [proc, *proc.children(recursive=True)]:
@@ -51,6 +55,7 @@ def footprint(proc: psutil.Process, seconds: float) -> tuple[float, float]:
             except psutil.NoSuchProcess:
                 pass
         return total
+
     c0, t0, peak = cpu(), time.monotonic(), 0.0
     while time.monotonic() - t0 < seconds:
         peak = max(peak, proc.memory_info().rss / 2**20)
@@ -86,9 +91,12 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=120, help="seconds of idle measurement (default 120)")
     ap.add_argument("--changes", type=int, default=6, help="reconfigurations to time (default 6)")
     args = ap.parse_args()
-    print(f"# bench/controller  {datetime.datetime.now().isoformat(timespec='seconds')}  "
-          f"{platform.node()} {os.cpu_count()} cores {psutil.virtual_memory().total / 2**30:.0f} GiB  "
-          f"Python {platform.python_version()}", flush=True)
+    print(
+        f"# bench/controller  {datetime.datetime.now().isoformat(timespec='seconds')}  "
+        f"{platform.node()} {os.cpu_count()} cores {psutil.virtual_memory().total / 2**30:.0f} GiB  "
+        f"Python {platform.python_version()}",
+        flush=True,
+    )
     lab = Lab("bctl")
     lab.down(quiet=True)
     lab = Lab("bctl")
@@ -97,61 +105,91 @@ def main() -> int:
     try:
         lab.up(hosts=3)
         ansible.run_playbook("flink_cluster", lab.inventory, base_dir=tmp / "ansible")
-        ansible.run_playbook("deploy_job", lab.inventory, base_dir=tmp / "ansible",
-                             extravars={"checkpoint_interval": "10s", "flink_job_rate": RATE})
-        client = FlinkClient(f"http://{next(iter(lab.hosts.values())).ip}:8081")
-        model = models.save_model(models.fit(models.load_results(REPO_ROOT / "tests/data/profile-lab-results.csv")),
-                                  tmp / "model.json")
-        cfg = {"job": JOB, "flink": {"rest_url": client.url}, "inventory": str(lab.inventory), "model": str(model),
-               "limits": {"latency_ms": 1000, "recovery_s": 60}, "journal": str(tmp / "journal.jsonl"),
-               "loop": {"period_s": 300, "window_s": 300, "min_uptime_s": 0}, "metrics": {"port": 0},
-               "state_dir": str(lab.dir / "state")}
+        ansible.run_playbook(
+            "deploy_job",
+            lab.inventory,
+            base_dir=tmp / "ansible",
+            extravars={"checkpoint_interval": "10s", "flink_job_rate": RATE},
+        )
+        client = FlinkClient(cluster_facts(lab.inventory).rest_url)
+        model = store.save(
+            fit.fit(fit.load_results(REPO_ROOT / "examples/profile-lab-results.csv")), tmp / "model.json"
+        )
+        cfg = {
+            "job": JOB,
+            "flink": {"rest_url": client.url},
+            "inventory": str(lab.inventory),
+            "model": str(model),
+            "limits": {"latency_ms": 1000, "recovery_s": 60},
+            "journal": str(tmp / "journal.jsonl"),
+            "loop": {"period_s": 300, "window_s": 300, "min_uptime_s": 0},
+            "metrics": {"port": 0},
+            "state_dir": str(lab.dir / "state"),
+        }
         (tmp / "controller.yml").write_text(yaml.safe_dump(cfg))
 
         # 1. idle footprint
-        daemon = subprocess.Popen([sys.executable, "-m", "khaos_controller.daemon", str(tmp / "controller.yml")],
-                                  stdout=open(tmp / "daemon.log", "wb"), stderr=subprocess.STDOUT)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "khaos_controller.cli", "run", str(tmp / "controller.yml")],
+            stdout=open(tmp / "daemon.log", "wb"),  # noqa: SIM115 - the daemon's log until the end
+            stderr=subprocess.STDOUT,
+        )
         time.sleep(20)  # start-up (imports, reconcile, job check) and the collector's first samples
         assert daemon.poll() is None, (tmp / "daemon.log").read_text()[-2000:]
         cpu_pct, rss = footprint(psutil.Process(daemon.pid), args.idle)
         decisions = sum(1 for line in (tmp / "journal.jsonl").read_text().splitlines() if '"decision"' in line)
         daemon.terminate()
         daemon.wait(timeout=60)
-        print(f"idle daemon over {args.idle:.0f}s (1 Hz sampling, {decisions} decisions): CPU {cpu_pct:.2f}% of a core "
-              f"(target <= 1%: {'PASS' if cpu_pct <= 1 else 'FAIL'}), peak RSS {rss:.0f} MB "
-              f"(target <= 150 MB: {'PASS' if rss <= 150 else 'FAIL'})", flush=True)
+        print(
+            f"idle daemon over {args.idle:.0f}s (1 Hz sampling, {decisions} decisions): CPU {cpu_pct:.2f}% of a core "
+            f"(target <= 1%: {'PASS' if cpu_pct <= 1 else 'FAIL'}), peak RSS {rss:.0f} MB "
+            f"(target <= 150 MB: {'PASS' if rss <= 150 else 'FAIL'})",
+            flush=True,
+        )
 
         # 2. reconfigurations
         gaps, downs, plays = [], [], []
-        print(f"{'change':>7} {'playbook s':>10} {'downtime s':>10} {'latency before ms':>17} "
-              f"{'first max ms':>12} {'data gap s':>10}", flush=True)
+        print(
+            f"{'change':>7} {'playbook s':>10} {'downtime s':>10} {'latency before ms':>17} "
+            f"{'first max ms':>12} {'data gap s':>10}",
+            flush=True,
+        )
         for i in range(args.changes):
             new_ci = 5 if i % 2 == 0 else 10
-            old = running_job(client, JOB)
+            old = client.running_job(JOB)
             time.sleep(8)  # a steady second or two of the old job after the previous change
-            before = wait_metric(lambda: latency_stat_ms(client, old, "median"))
+            before = wait_metric(lambda old=old: latency_stat_ms(client, old, "median"))
             t0 = time.monotonic()
-            ansible.run_playbook("reconfigure", lab.inventory, base_dir=tmp / "ansible",
-                                 extravars={"checkpoint_interval": f"{new_ci}s", "flink_job_name": JOB})
+            ansible.run_playbook(
+                "reconfigure",
+                lab.inventory,
+                base_dir=tmp / "ansible",
+                extravars={"checkpoint_interval": f"{new_ci}s", "flink_job_name": JOB},
+            )
             play_s = time.monotonic() - t0
-            new = running_job(client, JOB)
+            new = client.running_job(JOB)
             ended = job_times(client, old).get("FINISHED")
             client.wait_running(new)
             # all tasks RUNNING: the latest task start among the vertices
             started = max(v.get("start-time", 0) for v in client.job(new)["vertices"])
             down = (started - ended) / 1000 if ended and started else float("nan")
             time.sleep(3)  # the first records of the new job have gone through the Latency operator
-            first = wait_metric(lambda: latency_stat_ms(client, new))
+            first = wait_metric(lambda new=new: latency_stat_ms(client, new))
             gap = (first - (before or 0)) / 1000 if first is not None else float("nan")
             gaps.append(gap)
             downs.append(down)
             plays.append(play_s)
-            print(f"{i + 1:>4} ->{new_ci:>2}s {play_s:>8.1f} {down:>10.2f} {before or 0:>17.0f} "
-                  f"{first or 0:>12.0f} {gap:>10.2f}", flush=True)
+            print(
+                f"{i + 1:>4} ->{new_ci:>2}s {play_s:>8.1f} {down:>10.2f} {before or 0:>17.0f} "
+                f"{first or 0:>12.0f} {gap:>10.2f}",
+                flush=True,
+            )
         med = statistics.median(gaps)
-        print(f"reconfiguration: playbook median {statistics.median(plays):.1f}s, job downtime median "
-              f"{statistics.median(downs):.2f}s, data gap median {med:.2f}s (min {min(gaps):.2f}, max {max(gaps):.2f}) "
-              f"(target <= 1 s: {'PASS' if med <= 1 else 'FAIL'})")
+        print(
+            f"reconfiguration: playbook median {statistics.median(plays):.1f}s, job downtime median "
+            f"{statistics.median(downs):.2f}s, data gap median {med:.2f}s (min {min(gaps):.2f}, max {max(gaps):.2f}) "
+            f"(target <= 1 s: {'PASS' if med <= 1 else 'FAIL'})"
+        )
         return 0
     finally:
         if daemon is not None and daemon.poll() is None:

@@ -9,6 +9,7 @@ Prints the table, where the report is, and LAST the ratio
 static copy. Targets: <= 0.5 and <= 0.25. docs/evaluation.md explains the figures.
 Run as root: .venv/bin/python bench/evaluate.py [--config FILE] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from khaos_controller import evaluate, evalreport  # noqa: E402
-from khaos_controller.lab import require_root  # noqa: E402
+from khaos_controller.evaluate import config, report, runner
+from khaos_controller.infra.lab import require_root
 
 
 def verdict(ratio: float | None, target: float) -> str:
@@ -33,22 +34,30 @@ def main() -> int:
     ap.add_argument("--out", help="output directory (default: the config's output)")
     args = ap.parse_args()
     require_root()
-    ev = evaluate.load(args.config)
+    ev = config.load(args.config)
     if args.out:
         ev.output = Path(args.out).resolve()
-    started = datetime.datetime.now(datetime.timezone.utc)
-    result = evaluate.Runner(ev).run()
+    started = datetime.datetime.now(datetime.UTC)
+    result = runner.Runner(ev).run()
     s, table = result["summary"], result["table"]
-    print(f"\nbench/evaluate.py, {started:%Y-%m-%d %H:%M} UTC, {evaluate.machine()}, "
-          f"{(datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60:.1f} min")
-    print(evalreport.markdown_table(table))
-    print(f"failures: " + "; ".join(f"{f['mode']} at {f['t']:g} s" for f in s["failures"]))
-    print(f"audits: " + ", ".join(f"{c} {a['records']} records, lost {a['lost']}, dup {a['duplicated']}"
-                                   for c, a in s["audits"].items()))
+    print(
+        f"\nbench/evaluate.py, {started:%Y-%m-%d %H:%M} UTC, {runner.machine()}, "
+        f"{(datetime.datetime.now(datetime.UTC) - started).total_seconds() / 60:.1f} min"
+    )
+    print(report.markdown_table(table))
+    print("failures: " + "; ".join(f"{f['mode']} at {f['t']:g} s" for f in s["failures"]))
+    print(
+        "audits: "
+        + ", ".join(
+            f"{c} {a['records']} records, lost {a['lost']}, dup {a['duplicated']}" for c, a in s["audits"].items()
+        )
+    )
     print(f"report: {result['paths']['html']}")
     print(f"Khaos / median static ({s['median_static_violation_s']:g} s): {verdict(s['ratio_median'], 0.25)}")
-    print(f"Khaos violation s / best static ({s['best_static']}, {s['best_static_violation_s']:g} s): "
-          f"{s['khaos_violation_s']:g} s -> ratio {verdict(s['ratio_best'], 0.5)}")
+    print(
+        f"Khaos violation s / best static ({s['best_static']}, {s['best_static_violation_s']:g} s): "
+        f"{s['khaos_violation_s']:g} s -> ratio {verdict(s['ratio_best'], 0.5)}"
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ nothing -> `lab up` -> playbooks/flink_cluster.yml (every TaskManager registered
 playbooks/deploy_job.yml (every task RUNNING). The Flink tarball (`khaos dist`) and the job
 jar are build artifacts and are not counted. Target: <= 60 s. Run as root: make bench
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from khaos_controller import ansible  # noqa: E402
-from khaos_controller.lab import Lab  # noqa: E402
+from khaos_controller.infra import ansible
+from khaos_controller.infra.lab import Lab
 
 
 def jvm_rss(lab: Lab) -> list[tuple[str, str, float]]:
@@ -33,8 +34,13 @@ def jvm_rss(lab: Lab) -> list[tuple[str, str, float]]:
                 if p.name() != "java":
                     continue
                 cmd = " ".join(p.cmdline())
-                kind = "JobManager" if "StandaloneSessionClusterEntrypoint" in cmd else \
-                    "TaskManager" if "TaskManagerRunner" in cmd else "java"
+                kind = (
+                    "JobManager"
+                    if "StandaloneSessionClusterEntrypoint" in cmd
+                    else "TaskManager"
+                    if "TaskManagerRunner" in cmd
+                    else "java"
+                )
                 rows.append((h.name, kind, p.memory_info().rss / 2**20))
             except psutil.NoSuchProcess:
                 continue
@@ -46,9 +52,11 @@ def main() -> int:
     ap.add_argument("--hosts", type=int, default=3)
     ap.add_argument("--runs", type=int, default=1, help="repeat and report each run")
     args = ap.parse_args()
-    print(f"# bench/lab_startup  {datetime.datetime.now().isoformat(timespec='seconds')}  "
-          f"{platform.node()} {os.cpu_count()} cores {psutil.virtual_memory().total / 2**30:.0f} GiB  "
-          f"Python {platform.python_version()}")
+    print(
+        f"# bench/lab_startup  {datetime.datetime.now().isoformat(timespec='seconds')}  "
+        f"{platform.node()} {os.cpu_count()} cores {psutil.virtual_memory().total / 2**30:.0f} GiB  "
+        f"Python {platform.python_version()}"
+    )
     totals = []
     for run in range(1, args.runs + 1):
         lab = Lab("bench")
@@ -64,16 +72,20 @@ def main() -> int:
             t_job = time.monotonic()
             total = t_job - t0
             totals.append(total)
-            print(f"run {run}: lab up {t_lab - t0:5.1f} s | cluster (all TMs registered) {t_cluster - t_lab:5.1f} s"
-                  f" | job submitted to all tasks RUNNING {t_job - t_cluster:5.1f} s | TOTAL {total:5.1f} s")
+            print(
+                f"run {run}: lab up {t_lab - t0:5.1f} s | cluster (all TMs registered) {t_cluster - t_lab:5.1f} s"
+                f" | job submitted to all tasks RUNNING {t_job - t_cluster:5.1f} s | TOTAL {total:5.1f} s"
+            )
             time.sleep(5)  # let the JVMs settle before measuring memory
             for host, kind, rss in jvm_rss(lab):
                 print(f"  RSS {kind:<11} on {host:<8} {rss:6.0f} MB")
         finally:
             lab.down(quiet=True)
     worst = max(totals)
-    print(f"result: nothing -> job RUNNING on {args.hosts} hosts: best {min(totals):.1f} s, worst {worst:.1f} s "
-          f"(target <= 60 s: {'PASS' if worst <= 60 else 'FAIL'})")
+    print(
+        f"result: nothing -> job RUNNING on {args.hosts} hosts: best {min(totals):.1f} s, worst {worst:.1f} s "
+        f"(target <= 60 s: {'PASS' if worst <= 60 else 'FAIL'})"
+    )
     return 0
 
 

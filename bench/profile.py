@@ -5,6 +5,7 @@ Prints wall time, failures per minute and peak memory (the profiler process, and
 as a whole with every lab JVM). Target: <= 20 minutes on this 2-core machine. Run as root:
   .venv/bin/python bench/profile.py [bench/profile.yml]
 """
+
 from __future__ import annotations
 
 import datetime
@@ -19,16 +20,18 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from khaos_controller import experiment  # noqa: E402
-from khaos_controller.errors import KhaosError  # noqa: E402
-from khaos_controller.profiler import Profiler  # noqa: E402
+from khaos_controller.errors import KhaosError
+from khaos_controller.profile import experiment
+from khaos_controller.profile.profiler import Profiler
 
 
 def main() -> int:
     path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("profile.yml"))
     exp = experiment.load(path)
-    print(f"# bench/profile  {datetime.datetime.now().isoformat(timespec='seconds')}  {platform.node()} "
-          f"{os.cpu_count()} cores {psutil.virtual_memory().total / 2**30:.0f} GiB  experiment {path}")
+    print(
+        f"# bench/profile  {datetime.datetime.now().isoformat(timespec='seconds')}  {platform.node()} "
+        f"{os.cpu_count()} cores {psutil.virtual_memory().total / 2**30:.0f} GiB  experiment {path}"
+    )
     base_used = psutil.virtual_memory().used
     peak = {"used": base_used}
     stop = threading.Event()
@@ -50,14 +53,18 @@ def main() -> int:
     stop.set()
     n = len(df)
     print(df.groupby(["ci_s", "mode"])["recovery_s"].agg(["count", "mean", "min", "max"]).round(1).to_string())
-    print(f"failures measured: {n} of {exp.failures} planned ({len(prof.errors)} unit errors); "
-          f"recovered: {int(df['recovered'].sum()) if n else 0}; "
-          f"sink audits: lost {int(df['audit_lost'].sum()) if n else 0}, "
-          f"duplicated {int(df['audit_duplicated'].sum()) if n else 0}")
-    print(f"result: wall time {wall / 60:.1f} min, {n / (wall / 60):.2f} failures/min, "
-          f"peak RSS of the profiler {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
-          f"peak machine memory in use +{(peak['used'] - base_used) / 2**30:.1f} GiB over idle "
-          f"(target <= 20 min: {'PASS' if wall <= 1200 else 'FAIL'})")
+    print(
+        f"failures measured: {n} of {exp.failures} planned ({len(prof.errors)} unit errors); "
+        f"recovered: {int(df['recovered'].sum()) if n else 0}; "
+        f"sink audits: lost {int(df['audit_lost'].sum()) if n else 0}, "
+        f"duplicated {int(df['audit_duplicated'].sum()) if n else 0}"
+    )
+    print(
+        f"result: wall time {wall / 60:.1f} min, {n / (wall / 60):.2f} failures/min, "
+        f"peak RSS of the profiler {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
+        f"peak machine memory in use +{(peak['used'] - base_used) / 2**30:.1f} GiB over idle "
+        f"(target <= 20 min: {'PASS' if wall <= 1200 else 'FAIL'})"
+    )
     print(f"plot: {prof.out / 'recovery_vs_rate.png'}  results: {prof.out / 'results.csv'}")
     return 0 if not prof.errors else 1
 

@@ -1,4 +1,5 @@
 """Khaos: keep a Flink job inside its recovery-time and latency SLOs by tuning its checkpoint interval."""
+
 import os
 from pathlib import Path
 

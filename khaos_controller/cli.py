@@ -1,4 +1,5 @@
 """The `khaos` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,8 @@ from .errors import KhaosError
 
 
 def _lab(args):
-    from . import lab
+    from .infra import lab
+
     if args.lab_cmd == "list":
         print("\n".join(lab.all_labs()) or "no labs")
         return
@@ -44,18 +46,31 @@ def _lab(args):
 
 
 def _dist(args):
-    from . import dist
+    from .infra import dist
+
     print(dist.build(version=args.version, force=args.force))
 
 
 def _demo(args):
     from . import demo
-    demo.run(lab_name=args.name, low=args.low, high=args.high, low_s=args.low_seconds, start_ci=args.interval,
-             watch_s=args.seconds, keep=args.keep, profile=args.profile, results=args.results, out=args.out)
+
+    demo.run(
+        lab_name=args.name,
+        low=args.low,
+        high=args.high,
+        low_s=args.low_seconds,
+        start_ci=args.interval,
+        watch_s=args.seconds,
+        keep=args.keep,
+        profile=args.profile,
+        results=args.results,
+        out=args.out,
+    )
 
 
 def _profile(args):
-    from . import experiment, profiler
+    from .profile import experiment, profiler
+
     exp = experiment.load(args.experiment)
     prof = profiler.Profiler(exp, out=args.out)
     print(prof.describe())
@@ -68,32 +83,43 @@ def _profile(args):
     print(f"{len(df)} failures measured; {len(prof.errors)} errors")
     for e in prof.errors:
         print(f"  error: {e}")
-    print(f"results: {prof.out / 'results.csv'} (+ .parquet), journal {prof.out / 'journal.jsonl'}, "
-          f"plot {prof.out / 'recovery_vs_rate.png'}")
+    print(
+        f"results: {prof.out / 'results.csv'} (+ .parquet), journal {prof.out / 'journal.jsonl'}, "
+        f"plot {prof.out / 'recovery_vs_rate.png'}"
+    )
     if prof.errors:
         raise KhaosError(f"{len(prof.errors)} of {len(prof.units())} units failed (see {prof.out / 'journal.jsonl'})")
 
 
 def _evaluate(args):
-    from . import evaluate
-    rc = evaluate.run(args.evaluation, dry_run=args.dry_run, keep=args.keep, out=args.out)
+    from .evaluate import runner
+
+    rc = runner.run(args.evaluation, dry_run=args.dry_run, keep=args.keep, out=args.out)
     if rc:
         raise KhaosError("a copy's sink audit found lost or duplicated records (see the table above)")
 
 
 def _workload(args):
-    from . import workload
+    from .profile import workload
+
     if args.wl_cmd == "record":
-        from .chaos import running_job
-        from .flink import FlinkClient
+        from .flink.client import FlinkClient
+
         client = FlinkClient(args.rest)
-        job_id = running_job(client, args.job)
-        n = workload.record_rate(client, job_id, args.out, args.seconds, source=args.source,
-                                 progress=lambda i, total: print(f"\r{i}/{total} s", end="", file=sys.stderr))
+        job_id = client.running_job(args.job)
+        n = workload.record_rate(
+            client,
+            job_id,
+            args.out,
+            args.seconds,
+            source=args.source,
+            progress=lambda i, total: print(f"\r{i}/{total} s", end="", file=sys.stderr),
+        )
         print(f"\n{n} seconds of input rate written to {args.out}")
     elif args.wl_cmd == "points":
-        pts = workload.failure_points(workload.load_trace(args.trace), count=args.count, window=args.window,
-                                      min_distance=args.min_distance)
+        pts = workload.failure_points(
+            workload.load_trace(args.trace), count=args.count, window=args.window, min_distance=args.min_distance
+        )
         print(pts.to_string(index=False))
     elif args.wl_cmd == "window":
         series = workload.trace_window(workload.load_trace(args.trace), args.center, args.before, args.after)
@@ -101,14 +127,17 @@ def _workload(args):
         print(f"{len(series)} seconds written to {args.out} (a --trace file for the job)")
 
 
+# verbs whose modules import pandas / scikit-learn: registered by their package's add_cli when asked for
 _HEAVY = {
-    "fit": ("models", "fit latency and recovery models from profile results, with CV errors"),
-    "recommend": ("optimizer", "recommend a checkpoint interval for a rate under latency and recovery limits"),
-    "run": ("daemon", "run the runtime controller: keep a job's checkpoint interval inside its limits"),
+    "fit": ("model.cli", "fit latency and recovery models from profile results, with CV errors"),
+    "promote": ("model.cli", "replace the daemon's model only if the new one's CV error is not worse"),
+    "recommend": ("control.cli", "recommend a checkpoint interval for a rate under latency and recovery limits"),
+    "run": ("control.cli", "run the runtime controller: keep a job's checkpoint interval inside its limits"),
 }
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser (only the verb asked for imports its heavy modules)."""
     p = argparse.ArgumentParser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -117,8 +146,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="rebuild even if cached")
     d.set_defaults(func=_dist)
 
-    dm = sub.add_parser("demo", help="the whole loop on a fresh local lab: profile, fit, daemon on a bastion "
-                                     "changing a live job's interval, audit; then clean up (root)")
+    dm = sub.add_parser(
+        "demo",
+        help="the whole loop on a fresh local lab: profile, fit, daemon on a bastion "
+        "changing a live job's interval, audit; then clean up (root)",
+    )
     dm.add_argument("--name", default="demo", help="lab name (default demo)")
     dm.add_argument("--low", type=int, default=800, help="events/s before the rate step (default 800)")
     dm.add_argument("--high", type=int, default=2800, help="events/s after it (default 2800)")
@@ -126,8 +158,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     dm.add_argument("--interval", type=int, default=20, help="checkpoint interval to start with, s (default 20)")
     dm.add_argument("--seconds", type=int, default=300, help="longest time to watch the daemon (default 300)")
     dm.add_argument("--keep", action="store_true", help="leave the lab, cluster and daemon running afterwards")
-    dm.add_argument("--profile", default="examples/experiment-lab.yml",
-                    help="experiment of the short profile (default examples/experiment-lab.yml)")
+    dm.add_argument(
+        "--profile",
+        default="examples/experiment-lab.yml",
+        help="experiment of the short profile (default examples/experiment-lab.yml)",
+    )
     dm.add_argument("--results", help="fit these profile results instead of profiling (skips step 1)")
     dm.add_argument("--out", default="out/demo", help="where the model, plots and journal go (default out/demo)")
     dm.set_defaults(func=_demo)
@@ -159,8 +194,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     win.add_argument("--out", required=True)
     wl.set_defaults(func=_workload)
 
-    ev = sub.add_parser("evaluate", help="Khaos against static checkpoint intervals: same trace, same failures, "
-                                         "one table and an HTML report (root on the lab)")
+    ev = sub.add_parser(
+        "evaluate",
+        help="Khaos against static checkpoint intervals: same trace, same failures, "
+        "one table and an HTML report (root on the lab)",
+    )
     ev.add_argument("evaluation", help="evaluation file, e.g. examples/evaluate.yml (docs/evaluation.md)")
     ev.add_argument("--dry-run", action="store_true", help="print the plan (copies, trace, failure schedule) and stop")
     ev.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
@@ -170,23 +208,27 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     # pandas/scikit-learn take seconds to import: load those commands only when they are asked
     # for (a `khaos lab kill --at T` must start in milliseconds)
     wanted = set(_HEAVY) if not argv or argv[0] in ("-h", "--help") else {argv[0]} & set(_HEAVY)
+    modules = {m for n, (m, _) in _HEAVY.items() if n in wanted}
+    for module in sorted(modules):
+        importlib.import_module(f".{module}", __package__).add_cli(sub)
     for name, (module, text) in _HEAVY.items():
-        if name in wanted:
-            importlib.import_module(f".{module}", __package__).add_cli(sub)
-        else:
+        if module not in modules:
             sub.add_parser(name, help=text, add_help=False)
 
-    from . import bastion
+    from .infra import bastion
+
     bastion.add_cli(sub)
 
     lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
     lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)
-    for verb, text in (("up", "create the hosts and write inventories/local/NAME.yml"),
-                       ("down", "remove every host, link, process and file of the lab"),
-                       ("status", "show the hosts and whether they are up"),
-                       ("kill", "kill a host: every process dies and it becomes unreachable"),
-                       ("restore", "replace a killed host with a fresh one at the same address"),
-                       ("list", "list the labs that are up")):
+    for verb, text in (
+        ("up", "create the hosts and write inventories/local/NAME.yml"),
+        ("down", "remove every host, link, process and file of the lab"),
+        ("status", "show the hosts and whether they are up"),
+        ("kill", "kill a host: every process dies and it becomes unreachable"),
+        ("restore", "replace a killed host with a fresh one at the same address"),
+        ("list", "list the labs that are up"),
+    ):
         sp = lab_sub.add_parser(verb, help=text)
         if verb != "list":
             sp.add_argument("--name", default="khaos", help="lab name (default khaos); one lab = one cluster")
@@ -202,6 +244,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `khaos` command: every error is one line `khaos: error: ...`, exit 1."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:

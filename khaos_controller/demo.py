@@ -9,20 +9,27 @@
 6. stop the daemon, stop the job with a savepoint, audit the exactly-once sink
 7. summary: decisions, a timeline plot (rate, interval, latency, decisions) and the files
 """
+
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from . import REPO_ROOT, ansible, audit, bastion, models, workload
-from .chaos import running_job
+from . import REPO_ROOT, journal
 from .errors import KhaosError
-from .flink import FlinkClient, FlinkError
-from .lab import Lab
-from .probe import JobProbe
+from .flink import audit
+from .flink.client import FlinkClient
+from .flink.sampler import JobSampler
+from .infra import ansible, bastion
+from .infra.inventory import cluster_facts
+from .infra.lab import Lab
+from .model import fit as model_fit
+from .model import report, store
+from .model.predict import predict
+from .profile import workload
+from .progress import Bar
 
 JOB = "iot-vehicles"
 BASTION_HOME = "/opt/khaos"  # the role's khaos_controller_home (lab group_vars put the log there too)
@@ -32,9 +39,19 @@ def _step(t0: float, text: str) -> None:
     print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
 
 
-def run(lab_name: str = "demo", low: int = 800, high: int = 2800, low_s: int = 60, start_ci: int = 20,
-        watch_s: int = 300, keep: bool = False, profile: str | None = "examples/experiment-lab.yml",
-        results: str | None = None, out: str = "out/demo") -> None:
+def run(
+    lab_name: str = "demo",
+    low: int = 800,
+    high: int = 2800,
+    low_s: int = 60,
+    start_ci: int = 20,
+    watch_s: int = 300,
+    keep: bool = False,
+    profile: str | None = "examples/experiment-lab.yml",
+    results: str | None = None,
+    out: str = "out/demo",
+) -> None:
+    """The whole demo (module docstring); the lab is removed afterwards unless ``keep``."""
     t0 = time.monotonic()
     out_dir = REPO_ROOT / out
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,10 +61,10 @@ def run(lab_name: str = "demo", low: int = 800, high: int = 2800, low_s: int = 6
 
     # 1-2. profile and fit
     results_path = Path(results) if results else short_profile(t0, profile or "examples/experiment-lab.yml")
-    model = models.fit(models.load_results([results_path]), sources=[str(results_path)])
-    model_path = models.save_model(model, out_dir / "model.json")
-    models.plot(model, out_dir / "fit.png")
-    print(models.format_report(model), flush=True)
+    model = model_fit.fit(model_fit.load_results([results_path]), sources=[str(results_path)])
+    model_path = store.save(model, out_dir / "model.json")
+    report.plot(model, out_dir / "fit.png")
+    print(report.format_report(model), flush=True)
     r_max, why = choose_r_max(model, low, high, start_ci)
     _step(t0, f"model {model_path}; limits: p99 latency 1000 ms, recovery {r_max:g} s ({why})")
 
@@ -58,16 +75,20 @@ def run(lab_name: str = "demo", low: int = 800, high: int = 2800, low_s: int = 6
         inventory = bastion.lab_inventory(lab)
         _step(t0, "playbooks/flink_cluster.yml")
         ansible.run_playbook("flink_cluster", inventory, ident=f"demo-cluster-{int(time.time())}")
-        jm, bastion_host = lab.host(f"{lab_name}-1"), lab.host(f"{lab_name}-4")
-        client = FlinkClient(f"http://{jm.ip}:8081")
+        bastion_host = lab.host(f"{lab_name}-4")
+        client = FlinkClient(cluster_facts(inventory).rest_url)
 
         # 4. the daemon on the bastion, installed but not started (it needs a running job)
-        ctl = {"khaos_controller_model": str(model_path), "khaos_controller_job": JOB,
-               "khaos_controller_config": {
-                   "limits": {"latency_ms": 1000, "recovery_s": r_max},
-                   "ci": {"min": 2, "max": 30, "step": 1, "dead_band_s": 3, "cooldown_s": 120},
-                   "loop": {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5},
-                   "metrics": {"host": "0.0.0.0", "port": 9790}}}
+        ctl = {
+            "khaos_controller_model": str(model_path),
+            "khaos_controller_job": JOB,
+            "khaos_controller_config": {
+                "limits": {"latency_ms": 1000, "recovery_s": r_max},
+                "ci": {"min": 2, "max": 30, "step": 1, "dead_band_s": 3, "cooldown_s": 120},
+                "loop": {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5},
+                "metrics": {"host": "0.0.0.0", "port": 9790},
+            },
+        }
         _step(t0, f"playbooks/controller.yml: khaos in a venv on the bastion {bastion_host.name} ({bastion_host.ip})")
         ansible.run_playbook("controller", inventory, extravars={**ctl, "khaos_controller_start": False})
 
@@ -78,31 +99,43 @@ def run(lab_name: str = "demo", low: int = 800, high: int = 2800, low_s: int = 6
         start_ms = int(time.time() * 1000)
         sink = lab.shared_dir / "jobs" / JOB / "out"
         _step(t0, f"playbooks/deploy_job.yml: {low} events/s for {low_s} s, then {high}/s; interval {start_ci} s")
-        ansible.run_playbook("deploy_job", inventory, extravars={
-            "checkpoint_interval": f"{start_ci}s", "flink_job_start_ms": start_ms,
-            "flink_job_args": ["--trace", str(trace), "--output", str(sink), "--start", str(start_ms)]})
+        ansible.run_playbook(
+            "deploy_job",
+            inventory,
+            extravars={
+                "checkpoint_interval": f"{start_ci}s",
+                "flink_job_start_ms": start_ms,
+                "flink_job_args": ["--trace", str(trace), "--output", str(sink), "--start", str(start_ms)],
+            },
+        )
         ansible.run_playbook("controller", inventory, extravars=ctl)
         _step(t0, f"daemon running on {bastion_host.name}: metrics http://{bastion_host.ip}:9790/metrics")
-        journal = lab.host_dir(bastion_host) / "root" / BASTION_HOME.lstrip("/") / "log" / f"{JOB}.journal.jsonl"
-        samples = watch(t0, client, journal, step_at=start_ms / 1000 + low_s, watch_s=watch_s)
+        journal_path = lab.host_dir(bastion_host) / "root" / BASTION_HOME.lstrip("/") / "log" / f"{JOB}.journal.jsonl"
+        samples = watch(t0, client, journal_path, step_at=start_ms / 1000 + low_s, watch_s=watch_s)
 
         # 6. stop the daemon, then the job (with a savepoint), audit
         ansible.run_playbook("controller", inventory, extravars={**ctl, "khaos_controller_start": False})
-        job_id = running_job(client, JOB)
+        job_id = client.running_job(JOB)
         location = client.stop_with_savepoint(job_id)
         _step(t0, f"daemon stopped; job stopped with savepoint {location}")
         result = audit.audit(sink)
-        _step(t0, f"sink audit: {result.records} records, ids {result.min_id}..{result.max_id}, "
-                  f"lost {result.lost}, duplicated {result.duplicated}")
+        _step(
+            t0,
+            f"sink audit: {result.records} records, ids {result.min_id}..{result.max_id}, "
+            f"lost {result.lost}, duplicated {result.duplicated}",
+        )
 
         # 7. summary
-        entries = [json.loads(line) for line in journal.read_text().splitlines()]
-        (out_dir / "journal.jsonl").write_text(journal.read_text())
+        entries = journal.read(journal_path)
+        (out_dir / "journal.jsonl").write_text(journal_path.read_text())
         pd.DataFrame(samples).to_csv(out_dir / "timeline.csv", index=False)
         png = plot_timeline(samples, entries, start_ms / 1000 + low_s, r_max, out_dir / "timeline.png")
         changes = summarise(entries)
-        _step(t0, f"{changes} reconfiguration(s); files: {out_dir / 'model.json'}, {out_dir / 'fit.png'}, "
-                  f"{png}, {out_dir / 'timeline.csv'}, {out_dir / 'journal.jsonl'}")
+        _step(
+            t0,
+            f"{changes} reconfiguration(s); files: {out_dir / 'model.json'}, {out_dir / 'fit.png'}, "
+            f"{png}, {out_dir / 'timeline.csv'}, {out_dir / 'journal.jsonl'}",
+        )
         if result.lost or result.duplicated:
             raise KhaosError(f"sink audit failed: {result.lost} lost, {result.duplicated} duplicated")
         if not changes:
@@ -115,70 +148,75 @@ def run(lab_name: str = "demo", low: int = 800, high: int = 2800, low_s: int = 6
 
 def choose_r_max(model: dict, low: float, high: float, ci: float) -> tuple[float, str]:
     """A recovery limit the current interval meets at the low rate and breaks at the high one."""
-    r_low = models.predict(model, low, ci, "process")[1]
-    r_high = models.predict(model, high, ci, "process")[1]
+    r_low = predict(model, low, ci, "process")[1]
+    r_high = predict(model, high, ci, "process")[1]
     if r_high - r_low >= 1.0:
-        return round((r_low + r_high) / 2, 1), (f"between the predicted {r_low:.1f} s at {low:g}/s and "
-                                                f"{r_high:.1f} s at {high:g}/s for a {ci:g} s interval")
-    half = models.predict(model, high, ci / 2, "process")[1]
-    return round(half, 1), (f"the model predicts about the same recovery at both rates ({r_low:.1f} / {r_high:.1f} s "
-                            f"at {ci:g} s), so the limit is what a {ci / 2:g} s interval gives: the daemon must move")
+        return round((r_low + r_high) / 2, 1), (
+            f"between the predicted {r_low:.1f} s at {low:g}/s and {r_high:.1f} s at {high:g}/s for a {ci:g} s interval"
+        )
+    half = predict(model, high, ci / 2, "process")[1]
+    return round(half, 1), (
+        f"the model predicts about the same recovery at both rates ({r_low:.1f} / {r_high:.1f} s "
+        f"at {ci:g} s), so the limit is what a {ci / 2:g} s interval gives: the daemon must move"
+    )
 
 
-def watch(t0: float, client: FlinkClient, journal: Path, step_at: float, watch_s: float) -> list[dict]:
+def watch(t0: float, client: FlinkClient, journal_path: Path, step_at: float, watch_s: float) -> list[dict]:
     """Sample the job every second (following it across reconfigurations) and print the daemon's
     decisions as they are journaled; stop 45 s after the first realized change after the rate step."""
-    samples: list[dict] = []
-    probe, ci, seen, done_at = None, None, 0, None
+    sampler = JobSampler(client, JOB, period=1.0)
+    seen, done_at = 0, None
     print(f"{'time':>8} {'job':>8} {'CI s':>5} {'rate/s':>7} {'lag ms':>7} {'p99 ms':>7}", flush=True)
     end = time.monotonic() + watch_s
-    while time.monotonic() < end and (done_at is None or time.time() < done_at + 45):
-        try:
-            job_id = running_job(client, JOB)
-            if probe is None or probe.job_id != job_id:
-                probe, ci = JobProbe(client, job_id), client.checkpoint_interval_ms(job_id) / 1000
-            s = probe.sample()
-            samples.append({"t": s.t, "job_id": job_id, "ci_s": ci, "rate": s.rate, "lag_ms": s.lag_ms,
-                            "latency_p99_ms": s.latency_p99_ms, "all_running": s.all_running})
-            if len(samples) % 5 == 0:
-                print(f"{time.monotonic() - t0:7.1f}s {job_id[:8]:>8} {ci:>5g} {_fmt(s.rate):>7} {_fmt(s.lag_ms):>7} "
-                      f"{_fmt(s.latency_p99_ms):>7}", flush=True)
-        except (FlinkError, KhaosError) as e:  # between the old and the new job of a reconfiguration
-            samples.append({"t": time.time(), "job_id": None, "ci_s": None, "rate": None, "lag_ms": None,
-                            "latency_p99_ms": None, "all_running": False, "note": str(e)[:80]})
-        lines = journal.read_text().splitlines() if journal.exists() else []
-        for line in lines[seen:]:
-            e = json.loads(line)
-            if e["event"] == "decision":
-                d = e["decision"]
-                print(f"  daemon: {d['action']} {d.get('current_ci_s')} -> {d.get('ci_s')} s at "
-                      f"{e['inputs'].get('demand_rate') or 0:.0f}/s: {d['reason']}", flush=True)
-                if e.get("realize", {}).get("status") == "ok" and e["ts"] > step_at and done_at is None:
-                    done_at = time.time()
-        seen = len(lines)
-        time.sleep(1)
-    return samples
+    with Bar(watch_s, "watching the daemon (s)") as bar:
+        while time.monotonic() < end and (done_at is None or time.time() < done_at + 45):
+            row = sampler.once()
+            if len(sampler.rows) % 5 == 0 and row["job_id"]:
+                bar.say(
+                    f"{time.monotonic() - t0:7.1f}s {row['job_id'][:8]:>8} {row['ci_s']:>5g} "
+                    f"{_fmt(row['rate_in']):>7} {_fmt(row['lag_ms']):>7} {_fmt(row['latency_p99_ms']):>7}"
+                )
+            entries = journal.read(journal_path)
+            for e in entries[seen:]:
+                if e["event"] == "decision":
+                    d = e["decision"]
+                    bar.say(
+                        f"  daemon: {d['action']} {d.get('current_ci_s')} -> {d.get('ci_s')} s at "
+                        f"{e['inputs'].get('demand_rate') or 0:.0f}/s: {d['reason']}"
+                    )
+                    if e.get("realize", {}).get("status") == "ok" and e["ts"] > step_at and done_at is None:
+                        done_at = time.time()
+            seen = len(entries)
+            bar.update(watch_s - max(0.0, end - time.monotonic()))
+            time.sleep(1)
+    return sampler.rows
 
 
 def summarise(entries: list[dict]) -> int:
+    """Print every realized change with its explanation; returns how many."""
     changes = [e for e in entries if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok"]
     for e in changes:
         d = e["decision"]
-        print(f"  change at {e['time']}: {d['current_ci_s']:g} s -> {d['ci_s']:g} s "
-              f"(reconfigure.yml {e['realize']['seconds']:.1f} s, savepoint {e['realize'].get('savepoint')})")
+        print(
+            f"  change at {e['time']}: {d['current_ci_s']:g} s -> {d['ci_s']:g} s "
+            f"(reconfigure.yml {e['realize']['seconds']:.1f} s, savepoint {e['realize'].get('savepoint')})"
+        )
         print(f"    {e.get('explain', '')}")
     return len(changes)
 
 
 def plot_timeline(samples: list[dict], entries: list[dict], step_at: float, r_max: float, png: Path) -> Path:
+    """Rate, interval in force and p99 latency over time, with the daemon's decisions (PNG)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     df = pd.DataFrame(samples)
     t_start = df["t"].min()
     x = df["t"] - t_start
     fig, ax = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
-    ax[0].plot(x, df["rate"], lw=1)
+    ax[0].plot(x, df["rate_in"], lw=1)
     ax[0].set_ylabel("input rate (events/s)")
     ax[1].step(x, df["ci_s"], where="post", color="tab:green")
     ax[1].set_ylabel("checkpoint interval (s)")
@@ -200,21 +238,36 @@ def plot_timeline(samples: list[dict], entries: list[dict], step_at: float, r_ma
 
 def short_profile(t0: float, path: str) -> Path:
     """Parallel clusters, real failures at the worst moment, recovery measured; returns results.csv."""
-    from . import experiment
-    from .profiler import Profiler
+    from .profile import experiment
+    from .profile.profiler import Profiler
+
     exp = experiment.load(REPO_ROOT / path)
     prof = Profiler(exp, out=REPO_ROOT / exp.output)
     _step(t0, "short profile: " + prof.describe().splitlines()[0])
     df = prof.run()
-    cols = ["cluster", "ci_s", "rate", "mode", "since_checkpoint_s", "detect_s", "running_s", "recovery_s",
-            "peak_lag_ms", "audit_lost", "audit_duplicated"]
+    cols = [
+        "cluster",
+        "ci_s",
+        "rate",
+        "mode",
+        "since_checkpoint_s",
+        "detect_s",
+        "running_s",
+        "recovery_s",
+        "peak_lag_ms",
+        "audit_lost",
+        "audit_duplicated",
+    ]
     print(df[cols].round(1).to_string(index=False))
-    _step(t0, f"profile done: {len(df)} failures; results {prof.out / 'results.csv'}, "
-              f"plot {prof.out / 'recovery_vs_rate.png'}, journal {prof.out / 'journal.jsonl'}")
+    _step(
+        t0,
+        f"profile done: {len(df)} failures; results {prof.out / 'results.csv'}, "
+        f"plot {prof.out / 'recovery_vs_rate.png'}, journal {prof.out / 'journal.jsonl'}",
+    )
     if prof.errors:
         raise KhaosError(f"{len(prof.errors)} profile units failed (see {prof.out / 'journal.jsonl'})")
     return prof.out / "results.csv"
 
 
 def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0f}"
+    return "-" if v is None or v != v else f"{v:.0f}"

@@ -4,8 +4,9 @@ Servers with metadata khaos_cluster=<cluster> land in flink_jobmanager / flink_t
 (by khaos_role) under flink: the groups the lab inventory uses; a bastion server provision.yml
 created lands in bastion. Each host's ansible_host is its first fixed IPv4 address (the bastion's:
 its floating IP), reached through the bastion (ProxyJump) when there is one.
-Uses khaos_controller.openstack (openstacksdk); the openstack.cloud collection is not needed.
+Uses khaos_controller.infra.openstack (openstacksdk); the openstack.cloud collection is not needed.
 """
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -39,10 +40,12 @@ class InventoryModule(BaseInventoryPlugin):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         try:
-            from khaos_controller import openstack as kos
             from khaos_controller.errors import KhaosError
+            from khaos_controller.infra import openstack as kos
         except ImportError as e:
-            raise AnsibleParserError(f"khaos_openstack: khaos_controller is not importable ({e}): use the khaos venv")
+            raise AnsibleParserError(
+                f"khaos_openstack: khaos_controller is not importable ({e}): use the khaos venv"
+            ) from None
         cloud, cluster = self.get_option("cloud"), self.get_option("cluster")
         clouds_yaml = self.get_option("clouds_yaml")
         if clouds_yaml:
@@ -50,28 +53,38 @@ class InventoryModule(BaseInventoryPlugin):
         try:
             rows = kos.inventory(kos.connect(cloud, clouds_yaml or None), cluster)
         except KhaosError as e:
-            raise AnsibleParserError(f"khaos_openstack: {e}")
-        known_hosts = os.path.expanduser(self.get_option("known_hosts")
-                                         or f"~/.cache/khaos/openstack/{cluster}.known_hosts")
+            raise AnsibleParserError(f"khaos_openstack: {e}") from None
+        known_hosts = os.path.expanduser(
+            self.get_option("known_hosts") or f"~/.cache/khaos/openstack/{cluster}.known_hosts"
+        )
         os.makedirs(os.path.dirname(known_hosts), exist_ok=True)
-        ssh_args = (f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new "
-                    "-o ServerAliveInterval=1 -o ServerAliveCountMax=3 -o ConnectTimeout=5")
+        ssh_args = (
+            f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new "
+            "-o ServerAliveInterval=1 -o ServerAliveCountMax=3 -o ConnectTimeout=5"
+        )
         direct = ssh_args
         own = [r["public"] for r in rows if r["role"] == "bastion" and r["public"]]
         bastion = self.get_option("bastion") or (f"{self.get_option('bastion_user')}@{own[0]}" if own else "")
         if bastion:  # ProxyJump, spelled out so the jump uses the same host keys and key
             key = self.get_option("bastion_key")
-            jump = (f"ssh -W %h:%p -o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new "
-                    f"-o ConnectTimeout=5 {'-i ' + os.path.expanduser(key) + ' ' if key else ''}{bastion}")
+            jump = (
+                f"ssh -W %h:%p -o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new "
+                f"-o ConnectTimeout=5 {'-i ' + os.path.expanduser(key) + ' ' if key else ''}{bastion}"
+            )
             ssh_args += f' -o ProxyCommand="{jump}"'
         inventory.add_group("flink")
         for group in ("flink_jobmanager", "flink_taskmanager"):
             inventory.add_group(group)
             inventory.add_child("flink", group)
         inventory.add_group("bastion")
-        for var, value in (("khaos_openstack_cluster", cluster), ("openstack_cluster", cluster),
-                           ("openstack_cloud", cloud or ""), ("openstack_clouds_yaml", clouds_yaml or ""),
-                           ("khaos_known_hosts", known_hosts), ("ansible_ssh_common_args", ssh_args)):
+        for var, value in (
+            ("khaos_openstack_cluster", cluster),
+            ("openstack_cluster", cluster),
+            ("openstack_cloud", cloud or ""),
+            ("openstack_clouds_yaml", clouds_yaml or ""),
+            ("khaos_known_hosts", known_hosts),
+            ("ansible_ssh_common_args", ssh_args),
+        ):
             inventory.set_variable("all", var, value)
         for row in rows:
             if not row["group"] or not row["address"]:

@@ -1,8 +1,9 @@
 #!/usr/bin/python
-"""Ansible module: plan a failure (targets and fire time) with khaos_controller.chaos.
+"""Ansible module: plan a failure (targets and fire time) with khaos_controller.chaos.plan.
 
 Runs on the controller with the khaos venv's Python (delegate_to: localhost).
 """
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -29,34 +30,50 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        mode=dict(type="str", required=True, choices=["process", "host"]),
-        component=dict(type="str", default="taskmanager", choices=["taskmanager", "jobmanager"]),
-        target=dict(type="str", required=True),
-        count=dict(type="int", default=1),
-        seed=dict(type="int"),
-        timing=dict(type="str", default="now", choices=["now", "before_checkpoint"]),
-        margin_s=dict(type="float", default=3.0),
-        max_hosts=dict(type="int", default=1),
-        allow_jobmanager=dict(type="bool", default=False),
-        groups=dict(type="dict", required=True),
-        addresses=dict(type="dict", required=True),
-        rest_url=dict(type="str"),
-        job=dict(type="str"),
-        lead_s=dict(type="float", default=2.0),
-    ), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=dict(
+            mode=dict(type="str", required=True, choices=["process", "host"]),
+            component=dict(type="str", default="taskmanager", choices=["taskmanager", "jobmanager"]),
+            target=dict(type="str", required=True),
+            count=dict(type="int", default=1),
+            seed=dict(type="int"),
+            timing=dict(type="str", default="now", choices=["now", "before_checkpoint"]),
+            margin_s=dict(type="float", default=3.0),
+            max_hosts=dict(type="int", default=1),
+            allow_jobmanager=dict(type="bool", default=False),
+            groups=dict(type="dict", required=True),
+            addresses=dict(type="dict", required=True),
+            rest_url=dict(type="str"),
+            job=dict(type="str"),
+            lead_s=dict(type="float", default=2.0),
+        ),
+        supports_check_mode=True,
+    )
     p = module.params
     try:
-        from khaos_controller.chaos import make_plan
+        from khaos_controller.chaos.plan import make_plan
         from khaos_controller.errors import KhaosError
-        from khaos_controller.flink import FlinkClient
+        from khaos_controller.flink.client import FlinkClient
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run from the khaos venv")
     try:
         client = FlinkClient(p["rest_url"]) if p["rest_url"] else None
-        plan = make_plan(p["mode"], p["component"], p["target"], p["groups"], p["addresses"], timing=p["timing"],
-                         margin_s=p["margin_s"], count=p["count"], seed=p["seed"], max_hosts=p["max_hosts"],
-                         allow_jobmanager=p["allow_jobmanager"], client=client, job=p["job"], lead_s=p["lead_s"])
+        plan = make_plan(
+            p["mode"],
+            p["component"],
+            p["target"],
+            p["groups"],
+            p["addresses"],
+            timing=p["timing"],
+            margin_s=p["margin_s"],
+            count=p["count"],
+            seed=p["seed"],
+            max_hosts=p["max_hosts"],
+            allow_jobmanager=p["allow_jobmanager"],
+            client=client,
+            job=p["job"],
+            lead_s=p["lead_s"],
+        )
     except KhaosError as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=False, plan=plan.as_dict(), description=plan.describe())

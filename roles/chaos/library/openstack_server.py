@@ -1,5 +1,6 @@
 #!/usr/bin/python
 """Ansible module: stop, start, hard-reboot or replace one server of a Khaos cluster (at a given time)."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -21,19 +22,21 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        cloud=dict(type="str"),
-        clouds_yaml=dict(type="path"),
-        cluster=dict(type="str", required=True),
-        name=dict(type="str", required=True),
-        action=dict(type="str", required=True, choices=["stop", "start", "reboot_hard", "replace"]),
-        at=dict(type="float"),
-        timeout=dict(type="int", default=600),
-    ))
+    module = AnsibleModule(
+        argument_spec=dict(
+            cloud=dict(type="str"),
+            clouds_yaml=dict(type="path"),
+            cluster=dict(type="str", required=True),
+            name=dict(type="str", required=True),
+            action=dict(type="str", required=True, choices=["stop", "start", "reboot_hard", "replace"]),
+            at=dict(type="float"),
+            timeout=dict(type="int", default=600),
+        )
+    )
     p = module.params
     try:
-        from khaos_controller import openstack as kos
         from khaos_controller.errors import KhaosError
+        from khaos_controller.infra import openstack as kos
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run from the khaos venv")
     try:
@@ -45,9 +48,15 @@ def main():
     except KhaosError as e:
         module.fail_json(msg=str(e))
     # dead: the API confirmed it (a stopped server reached SHUTOFF; a hard reboot completed)
-    kill = {"host": p["name"], "address": server["address"], "killed_at": acted_at, "action": p["action"],
-            "status": server["status"], "done_at": time.time(),
-            "dead": server["status"] == "SHUTOFF" if p["action"] == "stop" else True}
+    kill = {
+        "host": p["name"],
+        "address": server["address"],
+        "killed_at": acted_at,
+        "action": p["action"],
+        "status": server["status"],
+        "done_at": time.time(),
+        "dead": server["status"] == "SHUTOFF" if p["action"] == "stop" else True,
+    }
     module.exit_json(changed=True, server=server, kill=kill)
 
 

@@ -2,8 +2,9 @@
 """Ansible module: run a jar on a Flink session cluster and wait until every task runs.
 
 Runs on the controller (delegate_to: localhost) with the khaos venv's Python, and uses
-khaos_controller.flink, the same REST client the controller daemon uses.
+khaos_controller.flink.client, the same REST client the controller daemon uses.
 """
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -31,7 +32,6 @@ from pathlib import Path
 from ansible.module_utils.basic import AnsibleModule
 
 
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -53,12 +53,14 @@ def main():
     )
     p = module.params
     try:
-        from khaos_controller import deployment
         from khaos_controller.errors import KhaosError
-        from khaos_controller.flink import FlinkClient, FlinkError
+        from khaos_controller.flink import deployment
+        from khaos_controller.flink.client import FlinkClient, FlinkError
     except ImportError:
-        module.fail_json(msg="khaos_controller is not importable: run the playbook from the khaos venv "
-                             "(ansible_python_interpreter of localhost must be that venv's python)")
+        module.fail_json(
+            msg="khaos_controller is not importable: run the playbook from the khaos venv "
+            "(ansible_python_interpreter of localhost must be that venv's python)"
+        )
     ci = p["checkpoint_interval"]
     try:
         ci_s = deployment.seconds(ci) if ci is not None else None
@@ -70,8 +72,11 @@ def main():
         module.fail_json(msg=f"jar {p['jar']} does not exist on the controller (build the sample job with `make job`)")
     client = FlinkClient(p["rest_url"])
     try:
-        running = [j for j in client.get("/jobs/overview")["jobs"]
-                   if j["name"] == p["name"] and j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
+        running = [
+            j
+            for j in client.get("/jobs/overview")["jobs"]
+            if j["name"] == p["name"] and j["state"] not in ("FINISHED", "CANCELED", "FAILED")
+        ]
         if p["state"] == "absent":
             if running and not module.check_mode:
                 for j in running:
@@ -82,9 +87,11 @@ def main():
             interval_ms = client.checkpoint_interval_ms(job_id)
             want_ms = ci_s * 1000 if ci else interval_ms
             if abs(interval_ms - want_ms) > 1:
-                module.fail_json(msg=f"job {p['name']} ({job_id}) already runs with checkpoint interval "
-                                     f"{interval_ms / 1000:g}s, not {ci}: use playbooks/reconfigure.yml to change it",
-                                 job_id=job_id)
+                module.fail_json(
+                    msg=f"job {p['name']} ({job_id}) already runs with checkpoint interval "
+                    f"{interval_ms / 1000:g}s, not {ci}: use playbooks/reconfigure.yml to change it",
+                    job_id=job_id,
+                )
             module.exit_json(changed=False, job_id=job_id, checkpoint_interval_ms=interval_ms)
         if module.check_mode:
             module.exit_json(changed=True)
@@ -93,18 +100,41 @@ def main():
         if ci:
             config["execution.checkpointing.interval"] = ci
         jar_id = client.upload_jar(p["jar"])
-        job_id = client.run_jar(jar_id, args=p["args"], entry_class=p["entry_class"], parallelism=p["parallelism"],
-                                savepoint=p["savepoint"], config=config)
+        job_id = client.run_jar(
+            jar_id,
+            args=p["args"],
+            entry_class=p["entry_class"],
+            parallelism=p["parallelism"],
+            savepoint=p["savepoint"],
+            config=config,
+        )
         waited = client.wait_running(job_id, timeout=p["wait_timeout"])
         if p["record"]:
-            deployment.save(Path(p["record"]), {
-                "name": p["name"], "rest_url": p["rest_url"], "jar": p["jar"], "jar_id": jar_id,
-                "entry_class": p["entry_class"], "args": p["args"], "parallelism": p["parallelism"],
-                "config": p["config"], "job_id": job_id, "checkpoint_interval_s": ci_s,
-                "savepoint": p["savepoint"], "pending": None,
-                "history": [{"ts": round(time.time(), 3), "action": "deployed", "job_id": job_id}]})
-        module.exit_json(changed=True, job_id=job_id, jar_id=jar_id, running_after_s=round(waited, 2),
-                         checkpoint_interval_ms=client.checkpoint_interval_ms(job_id))
+            deployment.save(
+                Path(p["record"]),
+                {
+                    "name": p["name"],
+                    "rest_url": p["rest_url"],
+                    "jar": p["jar"],
+                    "jar_id": jar_id,
+                    "entry_class": p["entry_class"],
+                    "args": p["args"],
+                    "parallelism": p["parallelism"],
+                    "config": p["config"],
+                    "job_id": job_id,
+                    "checkpoint_interval_s": ci_s,
+                    "savepoint": p["savepoint"],
+                    "pending": None,
+                    "history": [{"ts": round(time.time(), 3), "action": "deployed", "job_id": job_id}],
+                },
+            )
+        module.exit_json(
+            changed=True,
+            job_id=job_id,
+            jar_id=jar_id,
+            running_after_s=round(waited, 2),
+            checkpoint_interval_ms=client.checkpoint_interval_ms(job_id),
+        )
     except FlinkError as e:
         module.fail_json(msg=str(e))
 

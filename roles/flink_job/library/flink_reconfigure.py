@@ -1,5 +1,6 @@
 #!/usr/bin/python
-"""Ansible module: change a running job's checkpoint interval safely (khaos_controller.deployment)."""
+"""Ansible module: change a running job's checkpoint interval safely (khaos_controller.flink.deployment)."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -20,19 +21,22 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        rest_url=dict(type="str", required=True),
-        record=dict(type="path", required=True),
-        checkpoint_interval=dict(type="str"),
-        savepoint_dir=dict(type="str"),
-        timeout=dict(type="int", default=180),
-        reconcile=dict(type="bool", default=False),
-    ), required_if=[("reconcile", False, ["checkpoint_interval"])])
+    module = AnsibleModule(
+        argument_spec=dict(
+            rest_url=dict(type="str", required=True),
+            record=dict(type="path", required=True),
+            checkpoint_interval=dict(type="str"),
+            savepoint_dir=dict(type="str"),
+            timeout=dict(type="int", default=180),
+            reconcile=dict(type="bool", default=False),
+        ),
+        required_if=[("reconcile", False, ["checkpoint_interval"])],
+    )
     p = module.params
     try:
-        from khaos_controller import deployment
         from khaos_controller.errors import KhaosError
-        from khaos_controller.flink import FlinkClient
+        from khaos_controller.flink import deployment
+        from khaos_controller.flink.client import FlinkClient
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run from the khaos venv")
     client = FlinkClient(p["rest_url"])
@@ -40,8 +44,13 @@ def main():
         result = deployment.reconcile(client, Path(p["record"]), timeout=p["timeout"])
         if not p["reconcile"]:
             changed_before = result["action"] != "none"
-            result = deployment.reconfigure(client, Path(p["record"]), p["checkpoint_interval"],
-                                            savepoint_dir=p["savepoint_dir"] or None, timeout=p["timeout"])
+            result = deployment.reconfigure(
+                client,
+                Path(p["record"]),
+                p["checkpoint_interval"],
+                savepoint_dir=p["savepoint_dir"] or None,
+                timeout=p["timeout"],
+            )
             result["changed"] = result["changed"] or changed_before
         else:
             result["changed"] = result["action"] != "none"

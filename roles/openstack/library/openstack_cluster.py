@@ -1,9 +1,10 @@
 #!/usr/bin/python
 """Ansible module: create (present) or remove (absent) a Khaos cluster on OpenStack.
 
-Runs on the controller with the khaos venv's Python and uses khaos_controller.openstack
+Runs on the controller with the khaos venv's Python and uses khaos_controller.infra.openstack
 (openstacksdk): one implementation of provision and teardown for playbooks and tests.
 """
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -32,39 +33,52 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        cloud=dict(type="str"),
-        clouds_yaml=dict(type="path"),
-        cluster=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        image=dict(type="str"),
-        flavor=dict(type="str"),
-        network=dict(type="str"),
-        public_key=dict(type="str", no_log=False),
-        taskmanagers=dict(type="int", default=2),
-        ssh_cidr=dict(type="str", default=""),
-        bastion=dict(type="bool", default=False),
-        floating_network=dict(type="str", default=""),
-        admin_cidr=dict(type="str", default=""),
-        rest_port=dict(type="int", default=8081),
-        server_group_policy=dict(type="str", default="anti-affinity"),
-        timeout=dict(type="int", default=600),
-    ), required_if=[("state", "present", ["image", "flavor", "network", "public_key"])])
+    module = AnsibleModule(
+        argument_spec=dict(
+            cloud=dict(type="str"),
+            clouds_yaml=dict(type="path"),
+            cluster=dict(type="str", required=True),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            image=dict(type="str"),
+            flavor=dict(type="str"),
+            network=dict(type="str"),
+            public_key=dict(type="str", no_log=False),
+            taskmanagers=dict(type="int", default=2),
+            ssh_cidr=dict(type="str", default=""),
+            bastion=dict(type="bool", default=False),
+            floating_network=dict(type="str", default=""),
+            admin_cidr=dict(type="str", default=""),
+            rest_port=dict(type="int", default=8081),
+            server_group_policy=dict(type="str", default="anti-affinity"),
+            timeout=dict(type="int", default=600),
+        ),
+        required_if=[("state", "present", ["image", "flavor", "network", "public_key"])],
+    )
     p = module.params
     try:
-        from khaos_controller import openstack as kos
         from khaos_controller.errors import KhaosError
+        from khaos_controller.infra import openstack as kos
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run from the khaos venv")
     try:
         conn = kos.connect(p["cloud"], p["clouds_yaml"])
         if p["state"] == "absent":
             module.exit_json(**kos.teardown(conn, p["cluster"], wait=p["timeout"]))
-        spec = kos.ClusterSpec(name=p["cluster"], image=p["image"], flavor=p["flavor"], network=p["network"],
-                               public_key=p["public_key"], taskmanagers=p["taskmanagers"], ssh_cidr=p["ssh_cidr"],
-                               rest_port=p["rest_port"], server_group_policy=p["server_group_policy"],
-                               boot_timeout=p["timeout"], bastion=p["bastion"],
-                               floating_network=p["floating_network"], admin_cidr=p["admin_cidr"])
+        spec = kos.ClusterSpec(
+            name=p["cluster"],
+            image=p["image"],
+            flavor=p["flavor"],
+            network=p["network"],
+            public_key=p["public_key"],
+            taskmanagers=p["taskmanagers"],
+            ssh_cidr=p["ssh_cidr"],
+            rest_port=p["rest_port"],
+            server_group_policy=p["server_group_policy"],
+            boot_timeout=p["timeout"],
+            bastion=p["bastion"],
+            floating_network=p["floating_network"],
+            admin_cidr=p["admin_cidr"],
+        )
         module.exit_json(**kos.provision(conn, spec))
     except KhaosError as e:
         module.fail_json(msg=str(e))

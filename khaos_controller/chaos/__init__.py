@@ -1,0 +1,1 @@
+"""Chaos: failure plans (which process or host dies, and when)."""

@@ -1,0 +1,1 @@
+"""The runtime controller: config, collector -> planner -> realizer, journal and metrics, the daemon loop."""

@@ -1,0 +1,198 @@
+"""Collect: what the daemon decides on. A :class:`~khaos_controller.flink.sampler.JobSampler` follows the
+job by name every ``sample_s``; this keeps the window of samples since the job last came up and
+summarises it into an :class:`Observation`."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..flink.client import FlinkClient, FlinkError
+from ..flink.sampler import JobSampler
+
+
+@dataclass
+class Point:
+    """One sample of the job (rates in events/s, times in ms unless _s)."""
+
+    t: float
+    job_id: str
+    rate_in: float | None
+    throughput: float | None
+    latency_p99_ms: float | None
+    lag_ms: float | None
+    backlog: float | None
+    ci_s: float | None
+    all_running: bool
+    restarts: int
+
+
+@dataclass
+class Observation:
+    """What the loop decides on: the job now and the window of samples since its last (re)start."""
+
+    t: float
+    job_id: str | None
+    jobs_running: int  # running jobs of that name (1 expected)
+    state: str  # Flink job state, or NONE
+    all_running: bool
+    ci_s: float | None  # checkpoint interval in force
+    uptime_s: float  # seconds since the job last came (back) up with every task running
+    window_s: float
+    samples: int  # samples in the window with a rate
+    rates: list[float] = field(default_factory=list)
+    rate_mean: float | None = None  # events/s read by the sources
+    demand_rate: float | None = (
+        None  # events/s arriving: rate_mean + backlog growth (= rate_mean without a backlog gauge)
+    )
+    throughput: float | None = None
+    latency_p99_ms: float | None = None  # mean of the per-second p99 over the window
+    latency_p99_max_ms: float | None = None
+    lag_ms: float | None = None
+    backlog: float | None = None
+    restarts: int = 0
+    error: str | None = None  # the last REST error, if the last sample failed
+
+    def inputs(self) -> dict:
+        """The observation as the journal records it (without the raw rates)."""
+        d = dataclasses.asdict(self)
+        d.pop("rates")
+        return d
+
+
+class FlinkCollector:
+    """Samples the job named `job` every `sample_s` seconds in a thread; `snapshot()` summarises the window.
+
+    The window restarts when the job id changes (a reconfiguration replaces the job), and only samples
+    taken since the job last came up (every task RUNNING, no new restart) count.
+    """
+
+    def __init__(self, client: FlinkClient, job: str, sample_s: float = 1.0, keep_s: float = 300.0):
+        self.client, self.job, self.sample_s, self.keep_s = client, job, sample_s, keep_s
+        self.sampler = JobSampler(client, job, sample_s, on_row=self._on_row, keep=False, name="khaos-collector")
+        self._points: collections.deque[Point] = collections.deque()
+        self._lock = threading.Lock()
+        self._job_id: str | None = None
+        self._ci_s: float | None = None
+        self._running_since: float | None = None
+        self._restarts = 0
+        self._state = "NONE"
+        self._all_running = False
+        self._jobs_running = 0
+        self._error: str | None = None
+
+    def start(self) -> None:
+        """Start sampling in the background."""
+        self.sampler.start()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self.sampler.stop()
+
+    def sample_once(self) -> None:
+        """Take one sample now (tests and the first look)."""
+        self.sampler.once()
+
+    def _on_row(self, row: dict) -> None:
+        now = time.time()
+        if row["error"] is not None:
+            with self._lock:
+                self._error, self._all_running, self._state = row["error"], False, "UNKNOWN"
+            return
+        if row["job_id"] is None:
+            with self._lock:
+                self._jobs_running, self._job_id, self._state, self._all_running = 0, None, "NONE", False
+                self._running_since, self._error = None, None
+                self._points.clear()
+            return
+        if row["job_id"] != self._job_id:
+            try:  # when the job's state last became RUNNING
+                detail = self.client.job(row["job_id"])
+            except FlinkError as e:
+                with self._lock:
+                    self._error, self._all_running = str(e), False
+                return
+            with self._lock:
+                self._job_id, self._ci_s = row["job_id"], row["ci_s"]
+                self._points.clear()
+                self._restarts = -1  # unknown until the first sample
+                running_ms = detail.get("timestamps", {}).get("RUNNING") or detail.get("start-time") or 0
+                self._running_since = running_ms / 1000.0 if running_ms > 0 else None
+        with self._lock:
+            self._jobs_running, self._state, self._error = row["jobs_running"], row["state"], None
+            self._all_running = bool(row["all_running"])
+            restarts = int(row["restarts"] or 0)
+            if not self._all_running or (self._restarts >= 0 and restarts > self._restarts):
+                self._running_since = None  # (re)starting: the window starts again once every task runs
+            elif self._running_since is None:
+                self._running_since = now
+            self._restarts = restarts
+            if self._all_running and self._running_since is not None:
+                self._points.append(
+                    Point(
+                        t=row["t"],
+                        job_id=self._job_id,
+                        rate_in=row["rate_in"],
+                        throughput=row["throughput"],
+                        latency_p99_ms=row["latency_p99_ms"],
+                        lag_ms=row["lag_ms"],
+                        backlog=row["backlog"],
+                        ci_s=self._ci_s,
+                        all_running=True,
+                        restarts=restarts,
+                    )
+                )
+            while self._points and self._points[0].t < now - self.keep_s - self.sample_s:
+                self._points.popleft()
+
+    def snapshot(self, window_s: float) -> Observation:
+        """The job now and its samples of the last ``window_s`` seconds since it came up."""
+        now = time.time()
+        with self._lock:
+            since = max(now - window_s, self._running_since or now)
+            pts = [p for p in self._points if p.t >= since]
+            uptime = now - self._running_since if self._running_since is not None and self._all_running else 0.0
+            obs = Observation(
+                t=now,
+                job_id=self._job_id,
+                jobs_running=self._jobs_running,
+                state=self._state,
+                all_running=self._all_running,
+                ci_s=self._ci_s,
+                uptime_s=max(0.0, uptime),
+                window_s=window_s,
+                samples=0,
+                restarts=max(self._restarts, 0),
+                error=self._error,
+            )
+        return summarise(obs, pts)
+
+
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarise(obs: Observation, pts: list[Point]) -> Observation:
+    """Fill the window statistics of `obs` from its points. The demand (arrival) rate is the mean source
+    rate plus the backlog's growth over the window: a job that cannot keep up reads less than arrives."""
+    rated = [p for p in pts if p.rate_in is not None]
+    obs.samples = len(rated)
+    obs.rates = [p.rate_in for p in rated]
+    obs.rate_mean = _mean(obs.rates)
+    obs.demand_rate = obs.rate_mean
+    with_backlog = [p for p in rated if p.backlog is not None]
+    if obs.rate_mean is not None and len(with_backlog) >= 2 and with_backlog[-1].t > with_backlog[0].t:
+        growth = (with_backlog[-1].backlog - with_backlog[0].backlog) / (with_backlog[-1].t - with_backlog[0].t)
+        obs.demand_rate = max(0.0, obs.rate_mean + growth)
+    obs.throughput = _mean([p.throughput for p in pts])
+    lat = [p.latency_p99_ms for p in pts if p.latency_p99_ms is not None]
+    obs.latency_p99_ms = _mean(lat)
+    obs.latency_p99_max_ms = max(lat) if lat else None
+    obs.lag_ms = _mean([p.lag_ms for p in pts])
+    obs.backlog = pts[-1].backlog if pts else None
+    return obs

@@ -1,0 +1,278 @@
+"""The daemon's config file (`khaos run CONFIG`): its schema and the resolved :class:`Config`.
+
+:class:`DaemonFile` is the one table of keys, types, defaults, bounds and help: it validates the
+file and renders the table in docs/daemon.md (a test keeps them equal, and checks the bastion role's
+defaults against it). :func:`load_config` turns a valid file into a :class:`Config` with absolute
+paths and the loaded model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from ..errors import KhaosError
+from ..model import store
+from ..model.store import REFERENCE_MODE, Model
+from ..schema import Section, field_error, read_mapping, validate
+
+DEFAULT_STATE_DIR = "/var/lib/khaos/state"  # the flink_job role's default (khaos_state_dir)
+
+
+class FlinkSection(Section):
+    """Section flink: how the daemon reaches the JobManager."""
+
+    rest_url: str = Field(min_length=1, description="the JobManager REST URL, e.g. http://10.213.0.11:8081")
+    timeout_s: float = Field(10.0, gt=0, description="timeout of one REST call")
+
+
+class Limits(Section):
+    """Section limits: the two SLOs."""
+
+    latency_ms: float = Field(gt=0, description="the p99 latency limit L_max in ms")
+    recovery_s: float = Field(gt=0, description="the recovery time limit R_max in s")
+
+
+class CISection(Section):
+    """Section ci: the candidate intervals and how often the daemon may move."""
+
+    min: float = Field(1.0, ge=0.01, description="shortest interval the daemon may choose, s")
+    max: float = Field(120.0, gt=0, description="longest interval the daemon may choose, s")
+    step: float = Field(1.0, gt=0, description="spacing of the candidate intervals, s")
+    dead_band_s: float = Field(5.0, ge=0, description="no change smaller than this (unless a limit is broken)")
+    cooldown_s: float = Field(
+        600.0,
+        ge=0,
+        description="no change within this long after the last change or attempt, unless the interval in force is predicted to break a limit that another keeps (and the last attempt did not fail)",
+    )
+
+    @field_validator("step")
+    @classmethod
+    def _candidates(cls, step: float, info: ValidationInfo) -> float:
+        lo, hi = info.data.get("min"), info.data.get("max")
+        if lo is not None and hi is not None and (hi - lo) / step > 100_000:
+            raise ValueError(f"{step:g} s gives more than 100000 candidates in {lo:g}-{hi:g} s")
+        return step
+
+    @model_validator(mode="after")
+    def _range(self) -> CISection:
+        if self.min >= self.max:
+            raise ValueError(f"min {self.min:g} >= max {self.max:g}: the interval range is empty or inverted")
+        return self
+
+
+class LoopSection(Section):
+    """Section loop: sampling, the decision period and the forecast."""
+
+    sample_s: float = Field(1.0, ge=0.2, description="seconds between samples of the job")
+    period_s: float = Field(300.0, description="seconds between decisions (>= sample_s)")
+    window_s: float = Field(300.0, description="seconds of samples a decision looks at (>= 2 x sample_s)")
+    forecast_horizon_s: float | None = Field(
+        None, gt=0, description="how far ahead the rate is forecast (default: period_s)"
+    )
+    forecast_step_s: float = Field(60.0, description="block length of the rate forecast, s (>= sample_s)")
+    min_uptime_s: float = Field(
+        600.0, ge=0, description="no decision until the job has run this long since its last (re)start"
+    )
+
+    @field_validator("period_s", "window_s", "forecast_step_s")
+    @classmethod
+    def _vs_sample(cls, value: float, info: ValidationInfo) -> float:
+        sample = info.data.get("sample_s", 1.0)
+        low = 2 * sample if info.field_name == "window_s" else sample
+        if not value >= low:
+            raise ValueError(f"{value:g} must be >= {low:g}")
+        return value
+
+
+class MetricsSection(Section):
+    """Section metrics: the Prometheus endpoint."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="address the /metrics endpoint binds to")
+    port: int = Field(9790, ge=0, description="its TCP port (0: any free port)")
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, port: int) -> int:
+        if port > 65535:
+            raise ValueError(f"{port} is not a TCP port (0..65535; 0 = any free port)")
+        return port
+
+
+class ReconfigureSection(Section):
+    """Section reconfigure: how a change is made."""
+
+    timeout_s: float = Field(180.0, gt=0, description="longest a savepoint or a resubmit may take, s")
+    savepoint_dir: str | None = Field(
+        None,
+        min_length=1,
+        description="savepoint target (default: the cluster's execution.checkpointing.savepoint-dir)",
+    )
+
+
+class LogSection(Section):
+    """Section log: the daemon's logs on stderr."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    format: Literal["kv", "json"] = Field("kv", description="key=value lines or one JSON object per line")
+
+
+class DaemonFile(Section):
+    """Every key of a daemon config file (examples/controller.yml is a commented one)."""
+
+    job: str = Field(
+        min_length=1,
+        description="the Flink job to control (pipeline.name); exactly one running job of that name must exist at start",
+    )
+    flink: FlinkSection = Field(description="how to reach Flink")
+    inventory: str = Field(
+        min_length=1,
+        description="the Ansible inventory reconfigure.yml runs on (must exist unless --advisor); relative paths are relative to the config file",
+    )
+    model: str = Field(
+        min_length=1, description="the model file written by khaos fit (checked at start, reloaded when it changes)"
+    )
+    limits: Limits = Field(description="both limits are required, e.g. limits: {latency_ms: 1000, recovery_s: 60}")
+    mode: str = Field(
+        REFERENCE_MODE,
+        min_length=1,
+        description="failure mode the recovery limit is planned for (process or host; must be profiled)",
+    )
+    mtbf_h: float = Field(24.0, gt=0, description="mean time between failures, h (only for the Young/Daly reference)")
+    state_dir: str | None = Field(
+        None,
+        min_length=1,
+        description=f"deployment records (default: the inventory's khaos_state_dir, else {DEFAULT_STATE_DIR})",
+    )
+    journal: str | None = Field(
+        None, min_length=1, description="decision journal (default: STATE_DIR/JOB.journal.jsonl)"
+    )
+    ci: CISection = Field(default_factory=CISection)
+    loop: LoopSection = Field(default_factory=LoopSection)
+    metrics: MetricsSection | None = Field(
+        default_factory=MetricsSection, description="Prometheus endpoint; null or false: none"
+    )
+    reconfigure: ReconfigureSection = Field(default_factory=ReconfigureSection)
+    log: LogSection = Field(default_factory=LogSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metrics_off(cls, data):
+        if isinstance(data, dict) and data.get("metrics", True) in (None, False):
+            return {**data, "metrics": None}
+        return data
+
+
+@dataclass
+class Config:
+    """A validated daemon config with absolute paths and the loaded model."""
+
+    path: Path
+    job: str
+    rest_url: str
+    inventory: Path
+    model_path: Path
+    model: Model
+    l_max_ms: float
+    r_max_s: float
+    ci_min: float = 1.0
+    ci_max: float = 120.0
+    ci_step: float = 1.0
+    dead_band_s: float = 5.0
+    cooldown_s: float = 600.0
+    period_s: float = 300.0
+    window_s: float = 300.0
+    forecast_horizon_s: float = 300.0
+    forecast_step_s: float = 60.0
+    min_uptime_s: float = 600.0
+    sample_s: float = 1.0
+    mtbf_h: float = 24.0
+    mode: str = REFERENCE_MODE
+    journal: Path = Path("khaos-journal.jsonl")
+    metrics_host: str | None = "127.0.0.1"
+    metrics_port: int | None = 9790
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    rest_timeout_s: float = 10.0
+    reconfigure_timeout_s: float = 180.0
+    savepoint_dir: str | None = None
+    log_level: str = "info"
+    log_format: str = "kv"
+
+    @property
+    def record(self) -> Path:
+        """The deployment record written by deploy_job.yml and read/updated by reconfigure.yml."""
+        return self.state_dir / f"{self.job}.json"
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else Path(os.path.normpath(base / q))
+
+
+def inventory_state_dir(inventory: Path) -> str | None:
+    """khaos_state_dir of the inventory's all.vars (the lab writes it), if readable."""
+    try:
+        inv = yaml.safe_load(inventory.read_text())
+        value = ((inv or {}).get("all") or {}).get("vars", {}).get("khaos_state_dir")
+        return str(value) if value else None
+    except (OSError, yaml.YAMLError, AttributeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a daemon config; every problem is one line `FILE: field: problem`."""
+    path, raw = read_mapping(path, "config")
+    f: DaemonFile = validate(DaemonFile, raw, path)
+    base = path.resolve().parent
+    inventory = _resolve(base, f.inventory)
+    model_path = _resolve(base, f.model)
+    try:
+        model = store.load(model_path)
+    except KhaosError as e:
+        raise field_error(path, "model", str(e)) from None
+    mode = f.mode.strip().lower()
+    missing = model.unprofiled(mode)
+    if missing:
+        raise field_error(path, "mode", missing)
+    state_dir = (
+        _resolve(base, f.state_dir) if f.state_dir else Path(inventory_state_dir(inventory) or DEFAULT_STATE_DIR)
+    )
+    journal = _resolve(base, f.journal) if f.journal else state_dir / f"{f.job}.journal.jsonl"
+    loop = f.loop
+    return Config(
+        path=path,
+        job=f.job.strip(),
+        rest_url=f.flink.rest_url.strip(),
+        inventory=inventory,
+        model_path=model_path,
+        model=model,
+        l_max_ms=float(f.limits.latency_ms),
+        r_max_s=float(f.limits.recovery_s),
+        ci_min=float(f.ci.min),
+        ci_max=float(f.ci.max),
+        ci_step=float(f.ci.step),
+        dead_band_s=float(f.ci.dead_band_s),
+        cooldown_s=float(f.ci.cooldown_s),
+        period_s=float(loop.period_s),
+        window_s=float(loop.window_s),
+        forecast_horizon_s=float(loop.forecast_horizon_s or loop.period_s),
+        forecast_step_s=float(loop.forecast_step_s),
+        min_uptime_s=float(loop.min_uptime_s),
+        sample_s=float(loop.sample_s),
+        mtbf_h=float(f.mtbf_h),
+        mode=mode,
+        journal=journal,
+        metrics_host=f.metrics.host if f.metrics else None,
+        metrics_port=f.metrics.port if f.metrics else None,
+        state_dir=state_dir,
+        rest_timeout_s=float(f.flink.timeout_s),
+        reconfigure_timeout_s=float(f.reconfigure.timeout_s),
+        savepoint_dir=f.reconfigure.savepoint_dir,
+        log_level=f.log.level,
+        log_format=f.log.format,
+    )

@@ -1,0 +1,460 @@
+"""Plan: the checkpoint interval (CI) that keeps predicted latency <= L_max and recovery <= R_max.
+
+Rules (docs/models.md, "Optimizer"):
+
+* Candidates: ``ci_min, ci_min + step, ...`` up to ``ci_max`` (``ci_max`` itself is always included).
+  Each gets a predicted p99 latency and recovery time from :func:`khaos_controller.model.predict.predict`.
+* Feasible: ``latency / L_max <= 1`` and ``recovery / R_max <= 1``. Among feasible candidates the
+  LONGEST interval wins (least checkpoint overhead). Candidates are distinct, so there is no tie.
+* None feasible: the candidate with the smallest ``max(latency / L_max, recovery / R_max)`` wins
+  (ties within 1e-9 -> the longer interval) and the recommendation carries ``alert=True`` and a reason.
+* Dead band: ``|best - current| < dead_band`` -> action ``keep``, unless the current interval is
+  predicted to break a limit while ``best`` keeps both (then the move is made: a dead band must not
+  keep a known violation).
+* Cooldown: a change within ``cooldown_s`` of ``last_change_ts`` -> action ``wait``, unless the
+  current interval is predicted to break a limit while ``best`` keeps both and
+  ``breach_overrides_cooldown`` (the daemon passes False after a failed attempt, so a failing
+  reconfiguration is still retried only once per cooldown).
+* ``alert`` is True whenever the interval that will run (``ci_s``) is predicted to break a limit.
+* Young (1974) ``sqrt(2 C M)`` and Daly (2006) ``sqrt(2 C M) - C`` are reported beside the choice,
+  with ``C`` = the profiled mean checkpoint duration and ``M`` = the MTBF setting.
+
+The rules' settings are a :class:`Policy` (the daemon config's limits, ci, mtbf_h and mode keys;
+their defaults come from that schema, config.py); :func:`recommend` returns a :class:`Decision`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import KhaosError
+from ..jsonio import jsonable
+from ..model.predict import extrapolation_warnings, predict
+from ..model.store import REFERENCE_MODE, Model
+from .config import CISection, DaemonFile
+
+ACTIONS = ("change", "keep", "wait")
+
+
+def _default(section, name: str):
+    return section.model_fields[name].default
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The limits and rules of a decision; defaults are the daemon config schema's."""
+
+    l_max_ms: float
+    r_max_s: float
+    ci_min: float = _default(CISection, "min")
+    ci_max: float = _default(CISection, "max")
+    ci_step: float = _default(CISection, "step")
+    dead_band_s: float = _default(CISection, "dead_band_s")
+    cooldown_s: float = _default(CISection, "cooldown_s")
+    mtbf_h: float = _default(DaemonFile, "mtbf_h")
+    mode: str = _default(DaemonFile, "mode")
+
+    @classmethod
+    def of(cls, cfg) -> Policy:
+        """The policy of a daemon :class:`~.config.Config`."""
+        return cls(
+            l_max_ms=cfg.l_max_ms,
+            r_max_s=cfg.r_max_s,
+            ci_min=cfg.ci_min,
+            ci_max=cfg.ci_max,
+            ci_step=cfg.ci_step,
+            dead_band_s=cfg.dead_band_s,
+            cooldown_s=cfg.cooldown_s,
+            mtbf_h=cfg.mtbf_h,
+            mode=cfg.mode,
+        )
+
+
+@dataclass
+class Candidate:
+    """One candidate interval and what the model predicts for it."""
+
+    ci_s: float
+    latency_ms: float
+    recovery_s: float
+    latency_ratio: float
+    recovery_ratio: float
+    feasible: bool
+
+
+@dataclass
+class Decision:
+    """What to run next and why. ``predicted_*``/``ratios``/``alert`` describe ``ci_s`` (the interval
+    that will run); ``best_*`` describe the optimum, which differs from ``ci_s`` on keep/wait."""
+
+    ci_s: float  # interval to run after this decision
+    action: str  # change | keep | wait
+    feasible: bool  # some candidate meets both limits
+    alert: bool  # ci_s is predicted to break a limit
+    reason: str  # one line: why this action (and any alert)
+    predicted_latency_ms: float  # at ci_s
+    predicted_recovery_s: float  # at ci_s
+    ratios: dict  # {"latency": lat/L_max, "recovery": rec/R_max} at ci_s
+    young_s: float | None
+    daly_s: float | None
+    candidates: list[Candidate]
+    best_ci_s: float = math.nan
+    best_latency_ms: float = math.nan
+    best_recovery_s: float = math.nan
+    best_ratios: dict = field(default_factory=dict)
+    current_ci_s: float = math.nan
+    rate: float = math.nan
+    mode: str = REFERENCE_MODE
+    l_max_ms: float = math.nan
+    r_max_s: float = math.nan
+    ci_min: float = math.nan
+    ci_max: float = math.nan
+    dead_band_s: float = 0.0
+    mtbf_h: float = math.nan
+    checkpoint_cost_s: float | None = None
+    longer_breaks: list[str] = field(default_factory=list)  # limits the next longer candidate breaks
+    shorter_breaks: list[str] = field(default_factory=list)  # limits the candidates below the feasible range break
+    warnings: list[str] = field(default_factory=list)
+    action_reason: str = ""  # the clause about the action alone (dead band, cooldown, move)
+
+    def to_dict(self) -> dict:
+        """JSON-safe form (NaN/inf as null)."""
+        return jsonable(asdict(self))
+
+
+def young_daly(checkpoint_s: float | None, mtbf_h: float) -> tuple[float | None, float | None]:
+    """Young ``sqrt(2 C M)`` and Daly first-order ``sqrt(2 C M) - C`` in seconds (None without a cost)."""
+    if checkpoint_s is None or not math.isfinite(checkpoint_s) or checkpoint_s <= 0:
+        return None, None
+    m = mtbf_h * 3600.0
+    y = math.sqrt(2.0 * checkpoint_s * m)
+    return y, max(y - checkpoint_s, 0.0)
+
+
+def candidate_intervals(ci_min: float, ci_max: float, step: float) -> np.ndarray:
+    """ci_min, ci_min + step, ... and ci_max itself."""
+    n = math.floor((ci_max - ci_min) / step + 1e-9)
+    c = ci_min + step * np.arange(n + 1)
+    if ci_max - c[-1] > 1e-9:
+        c = np.append(c, ci_max)
+    return np.round(c, 9)
+
+
+def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_band, mtbf_h, cooldown_s):
+    missing = [n for n, v in (("--l-max", l_max_ms), ("--r-max", r_max_s)) if v is None]
+    if missing:
+        raise KhaosError(
+            f"missing limit(s) {' and '.join(missing)}: both the latency (ms) and recovery (s) limits are needed"
+        )
+    checks = [
+        (rate is None or not math.isfinite(rate) or rate <= 0, f"rate must be > 0 events/s, got {rate}"),
+        (not math.isfinite(l_max_ms) or l_max_ms <= 0, f"latency limit must be > 0 ms, got {l_max_ms}"),
+        (not math.isfinite(r_max_s) or r_max_s <= 0, f"recovery limit must be > 0 s, got {r_max_s}"),
+        (not (math.isfinite(ci_min) and ci_min > 0), f"--ci-min must be > 0 s, got {ci_min}"),
+        (
+            not math.isfinite(ci_max) or ci_min >= ci_max,
+            f"CI range is empty or inverted: --ci-min {ci_min:g} >= --ci-max {ci_max:g}",
+        ),
+        (not math.isfinite(step) or step <= 0, f"--step must be > 0 s, got {step}"),
+        (
+            current_ci is None or not math.isfinite(current_ci) or current_ci <= 0,
+            f"current CI must be > 0 s, got {current_ci}",
+        ),
+        (dead_band < 0, f"--dead-band must be >= 0 s, got {dead_band}"),
+        (not math.isfinite(mtbf_h) or mtbf_h <= 0, f"--mtbf-h must be > 0 h, got {mtbf_h}"),
+        (cooldown_s < 0, f"cooldown must be >= 0 s, got {cooldown_s}"),
+    ]
+    for bad, msg in checks:
+        if bad:
+            raise KhaosError(msg)
+    if (ci_max - ci_min) / step > 100_000:
+        raise KhaosError(f"--step {step:g} s gives more than 100000 candidates in {ci_min:g}-{ci_max:g} s")
+
+
+def _breaks(lr: float, rr: float) -> list[str]:
+    return [name for name, r in (("latency", lr), ("recovery", rr)) if not r <= 1.0]
+
+
+def recommend(
+    model: Model,
+    rate: float,
+    current_ci: float,
+    policy: Policy,
+    last_change_ts: float | None = None,
+    now: float | None = None,
+    breach_overrides_cooldown: bool = True,
+) -> Decision:
+    """Pick the interval to run at ``rate`` events/s (see the module docstring for the rules)."""
+    p = policy
+    l_max_ms, r_max_s, ci_min, ci_max, step = p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step
+    dead_band, mtbf_h, mode, cooldown_s = p.dead_band_s, p.mtbf_h, p.mode, p.cooldown_s
+    _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_band, mtbf_h, cooldown_s)
+    cis = candidate_intervals(ci_min, ci_max, step)
+    lat, rec = predict(model, rate, cis, mode)
+    lr, rr = lat / l_max_ms, rec / r_max_s
+    ok = (lr <= 1.0) & (rr <= 1.0)  # NaN/inf ratios are never feasible
+    cands = [
+        Candidate(float(c), float(a), float(b), float(x), float(y), bool(f))
+        for c, a, b, x, y, f in zip(cis, lat, rec, lr, rr, ok)
+    ]
+    worst = np.where(np.isnan(lr) | np.isnan(rr), np.inf, np.maximum(lr, rr))  # inf stays inf
+    if ok.any():
+        i = int(np.flatnonzero(ok)[-1])  # the longest feasible interval
+    else:
+        m = worst.min()
+        tie = np.flatnonzero(worst <= m + 1e-9 * max(1.0, abs(m))) if math.isfinite(m) else np.arange(len(cis))
+        i = int(tie[-1])  # ties -> the longer interval (less overhead)
+    best = cands[i]
+    longer = _breaks(cands[i + 1].latency_ratio, cands[i + 1].recovery_ratio) if i + 1 < len(cands) else []
+    shorter: list[str] = []
+    if ok.any():
+        first = int(np.flatnonzero(ok)[0])
+        if first > 0:
+            shorter = _breaks(cands[first - 1].latency_ratio, cands[first - 1].recovery_ratio)
+
+    cur_lat, cur_rec = predict(model, rate, float(current_ci), mode)
+    cur_lr, cur_rr = cur_lat / l_max_ms, cur_rec / r_max_s
+    cur_ok = cur_lr <= 1.0 and cur_rr <= 1.0
+    now = time.time() if now is None else now
+    cooling = last_change_ts is not None and now - last_change_ts < cooldown_s
+
+    if abs(best.ci_s - current_ci) < 1e-9:
+        action, reason = "keep", f"the current {current_ci:g} s interval is already the best candidate"
+    elif abs(best.ci_s - current_ci) < dead_band and (cur_ok or not best.feasible):
+        action, reason = (
+            "keep",
+            (
+                f"the best interval {best.ci_s:g} s is within the {dead_band:g} s dead band "
+                f"of the current {current_ci:g} s"
+            ),
+        )
+    elif cooling and (cur_ok or not best.feasible or not breach_overrides_cooldown):
+        action, reason = (
+            "wait",
+            (f"the last change was {now - last_change_ts:.0f} s ago, inside the {cooldown_s:g} s cooldown"),
+        )
+    else:
+        action, reason = "change", f"move from {current_ci:g} s to {best.ci_s:g} s"
+        if abs(best.ci_s - current_ci) < dead_band:
+            reason += (
+                f" although within the {dead_band:g} s dead band: the current interval breaks the "
+                f"{' and '.join(_breaks(cur_lr, cur_rr))} limit"
+            )
+        elif cooling:
+            reason += (
+                f" inside the {cooldown_s:g} s cooldown: the current interval breaks the "
+                f"{' and '.join(_breaks(cur_lr, cur_rr))} limit"
+            )
+    action_reason = reason
+    if not best.feasible:
+        reason = (
+            f"no interval in {ci_min:g}-{ci_max:g} s meets both limits; {best.ci_s:g} s minimises the worse ratio; "
+            + reason
+        )
+    elif not cur_ok and action != "change":
+        reason += f"; the current interval is predicted to break the {' and '.join(_breaks(cur_lr, cur_rr))} limit"
+
+    if action == "change":
+        run_ci, run_lat, run_rec, run_lr, run_rr = (
+            best.ci_s,
+            best.latency_ms,
+            best.recovery_s,
+            best.latency_ratio,
+            best.recovery_ratio,
+        )
+    else:
+        run_ci, run_lat, run_rec, run_lr, run_rr = float(current_ci), cur_lat, cur_rec, cur_lr, cur_rr
+    run_ok = run_lr <= 1.0 and run_rr <= 1.0
+
+    cost = model.checkpoint_duration_s.mean if model.checkpoint_duration_s else None
+    young, daly = young_daly(cost, mtbf_h)
+    warns = extrapolation_warnings(model, rate)
+    lo, hi = model.ranges.ci_s
+    if best.ci_s > hi * 1.5 or best.ci_s < lo / 1.5:
+        warns.append(f"the chosen {best.ci_s:g} s is well outside the profiled {lo:g}-{hi:g} s intervals")
+    return Decision(
+        ci_s=run_ci,
+        action=action,
+        feasible=bool(ok.any()),
+        alert=not run_ok,
+        reason=reason,
+        predicted_latency_ms=float(run_lat),
+        predicted_recovery_s=float(run_rec),
+        ratios={"latency": float(run_lr), "recovery": float(run_rr)},
+        young_s=young,
+        daly_s=daly,
+        candidates=cands,
+        best_ci_s=best.ci_s,
+        best_latency_ms=best.latency_ms,
+        best_recovery_s=best.recovery_s,
+        best_ratios={"latency": best.latency_ratio, "recovery": best.recovery_ratio},
+        current_ci_s=float(current_ci),
+        rate=float(rate),
+        mode=mode,
+        l_max_ms=float(l_max_ms),
+        r_max_s=float(r_max_s),
+        ci_min=float(ci_min),
+        ci_max=float(ci_max),
+        dead_band_s=float(dead_band),
+        mtbf_h=float(mtbf_h),
+        checkpoint_cost_s=cost,
+        longer_breaks=longer,
+        shorter_breaks=shorter,
+        warnings=warns,
+        action_reason=action_reason,
+    )
+
+
+# ------------------------------------------------------------------------------------------ words
+
+
+def _s(x: float) -> str:
+    if not math.isfinite(x):
+        return "never"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}"
+
+
+def _a(x: float) -> str:
+    """'a 12 s' / 'an 8 s' / 'an 11 s' interval."""
+    w = f"{x:g}"
+    return ("an " if w.startswith("8") or w.split(".")[0] in ("11", "18") else "a ") + w
+
+
+def _ms(x: float) -> str:
+    return f"{x:.0f}" if math.isfinite(x) else "unbounded"
+
+
+def _limits(names: list[str]) -> str:
+    return " and ".join(names) + (" limits" if len(names) > 1 else " limit")
+
+
+def explain(rec: Decision) -> str:
+    """Plain words: what is predicted at which interval, which limit binds, what to do, Young/Daly."""
+    rec_txt = (
+        f"recover in {_s(rec.best_recovery_s)} s"
+        if math.isfinite(rec.best_recovery_s)
+        else "never recover (the rate is at or above the estimated capacity)"
+    )
+    head = (
+        f"At {rec.rate:.0f} events/s {_a(rec.best_ci_s)} s interval is predicted to {rec_txt} "
+        f"(limit {rec.r_max_s:g} s) with p99 latency {_ms(rec.best_latency_ms)} ms (limit {rec.l_max_ms:g} ms)"
+    )
+    parts = []
+    if rec.feasible:
+        if rec.longer_breaks:
+            head += f"; longer intervals would break the {_limits(rec.longer_breaks)}"
+        elif rec.best_ci_s >= rec.ci_max - 1e-9:
+            head += f"; it is the longest allowed interval (ci-max {rec.ci_max:g} s)"
+        if rec.shorter_breaks:
+            first_ok = min(c.ci_s for c in rec.candidates if c.feasible)
+            head += f"; intervals shorter than {first_ok:g} s would break the {_limits(rec.shorter_breaks)}"
+        parts.append(head + ".")
+    else:
+        br = rec.best_ratios
+        x = lambda v: f"{v:.2f}x" if math.isfinite(v) else "unbounded times"  # noqa: E731
+        parts.append(
+            f"ALERT: no interval in {rec.ci_min:g}-{rec.ci_max:g} s meets both limits. "
+            + head
+            + f": the best compromise, at {x(br['recovery'])} the recovery limit and "
+            f"{x(br['latency'])} the latency limit."
+        )
+    if rec.action == "change":
+        parts.append(f"Change the interval from {rec.current_ci_s:g} s to {rec.ci_s:g} s.")
+    else:
+        verb = "Keep" if rec.action == "keep" else "Wait: keep"
+        parts.append(
+            f"{verb} {rec.ci_s:g} s ({rec.action_reason}); there it is predicted to recover in "
+            f"{_s(rec.predicted_recovery_s)} s with p99 latency {_ms(rec.predicted_latency_ms)} ms."
+        )
+        if rec.alert and rec.feasible:
+            parts.append(
+                f"ALERT: {rec.ci_s:g} s is predicted to break the "
+                f"{_limits(_breaks(rec.ratios['latency'], rec.ratios['recovery']))}."
+            )
+    if rec.young_s is not None:
+        parts.append(
+            f"Young/Daly suggest {rec.young_s:.0f}/{rec.daly_s:.0f} s for a {rec.mtbf_h:g} h MTBF "
+            f"(checkpoint cost {rec.checkpoint_cost_s:.2f} s)."
+        )
+    else:
+        parts.append("Young/Daly: no checkpoint duration in the model's data.")
+    for w in rec.warnings:
+        parts.append(f"Note: {w}.")
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def _cli_recommend(args) -> None:
+    from ..model import store
+
+    if args.l_max is None or args.r_max is None:
+        missing = " and ".join(n for n, v in (("--l-max", args.l_max), ("--r-max", args.r_max)) if v is None)
+        raise KhaosError(f"missing limit(s) {missing}: both the latency (ms) and recovery (s) limits are needed")
+    policy = Policy(
+        l_max_ms=args.l_max,
+        r_max_s=args.r_max,
+        ci_min=args.ci_min,
+        ci_max=args.ci_max,
+        ci_step=args.step,
+        dead_band_s=args.dead_band,
+        cooldown_s=args.cooldown_s,
+        mtbf_h=args.mtbf_h,
+        mode=args.mode,
+    )
+    rec = recommend(store.load(args.model), args.rate, args.current_ci, policy, last_change_ts=args.last_change_ts)
+    if args.json:
+        d = rec.to_dict()
+        if not args.all_candidates:
+            d["candidates"] = len(rec.candidates)
+        print(json.dumps(d, indent=1))
+    else:
+        print(explain(rec))
+        print(f"action: {rec.action}  ci: {rec.ci_s:g} s  alert: {str(rec.alert).lower()}")
+
+
+def add_cli(subparsers) -> None:
+    """Register ``khaos recommend`` on the ``khaos`` sub-command parser (defaults: the daemon schema's)."""
+    d = Policy(l_max_ms=1.0, r_max_s=1.0)
+    p = subparsers.add_parser("recommend", help="recommend a checkpoint interval from a fitted model and two limits")
+    p.add_argument("--model", required=True, help="model file written by khaos fit")
+    p.add_argument("--rate", type=float, required=True, help="input rate, events/s")
+    p.add_argument("--current-ci", type=float, required=True, help="the job's current checkpoint interval, s")
+    p.add_argument("--l-max", type=float, help="p99 latency limit, ms (required)")
+    p.add_argument("--r-max", type=float, help="recovery time limit, s (required)")
+    p.add_argument(
+        "--ci-min", type=float, default=d.ci_min, help=f"shortest candidate interval, s (default {d.ci_min:g})"
+    )
+    p.add_argument(
+        "--ci-max", type=float, default=d.ci_max, help=f"longest candidate interval, s (default {d.ci_max:g})"
+    )
+    p.add_argument("--step", type=float, default=d.ci_step, help=f"candidate spacing, s (default {d.ci_step:g})")
+    p.add_argument(
+        "--dead-band",
+        type=float,
+        default=d.dead_band_s,
+        help=f"do not move for less than this, s (default {d.dead_band_s:g})",
+    )
+    p.add_argument(
+        "--mtbf-h",
+        type=float,
+        default=d.mtbf_h,
+        help=f"mean time between failures for Young/Daly, h (default {d.mtbf_h:g})",
+    )
+    p.add_argument("--mode", default=d.mode, help=f"failure mode to plan for: process or host (default {d.mode})")
+    p.add_argument("--last-change-ts", type=float, help="epoch s of the last interval change (enables the cooldown)")
+    p.add_argument(
+        "--cooldown-s",
+        type=float,
+        default=d.cooldown_s,
+        help=f"no change within this long after the last one (default {d.cooldown_s:g})",
+    )
+    p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    p.add_argument("--all-candidates", action="store_true", help="with --json: include every candidate")
+    p.set_defaults(func=_cli_recommend)

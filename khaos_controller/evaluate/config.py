@@ -1,0 +1,307 @@
+"""The evaluation file of `khaos evaluate`: its schema and the resolved :class:`Evaluation`.
+
+:class:`EvaluationFile` is the one table of keys (types, defaults, bounds, help); it renders the table
+in docs/evaluation.md. ``khaos.ci`` and ``khaos.loop`` are the daemon's own sections (control/config.py)
+with evaluation defaults. examples/evaluate.yml is a commented example.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .. import REPO_ROOT
+from ..control.config import CISection, Limits, LoopSection
+from ..errors import KhaosError
+from ..model import store
+from ..schema import Section, field_error, read_mapping, validate
+
+KHAOS = "khaos"  # the name of the Khaos-managed copy
+MODES = ("process", "host")
+DEFAULT_ARGS = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
+LOOP_DEFAULTS = {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5}
+Interval = Annotated[float, Field(ge=1, le=3600)]
+
+
+class JobSection(Section):
+    """Section job: the job every copy runs."""
+
+    jar: str = Field("build/jobs/iot-vehicles.jar", min_length=1, description="the job's jar")
+    args: list[str] = Field(
+        DEFAULT_ARGS, description="program arguments; {trace}, {output}, {start_ms} are filled in per copy"
+    )
+    parallelism: int = Field(2, ge=1, le=64, description="parallelism of each copy")
+
+    @field_validator("args")
+    @classmethod
+    def _trace(cls, args):
+        if "{trace}" not in args:
+            raise ValueError("must pass {trace} to the job")
+        return args
+
+
+class WorkloadSection(Section):
+    """Section workload: the trace every copy replays."""
+
+    trace: str | None = Field(
+        None,
+        min_length=1,
+        description="a trace file (one rate per line, or a recorded t,rate CSV) instead of the synthetic day",
+    )
+    seconds: int = Field(1500, ge=60, le=86400, description="length of the synthetic day, s")
+    low: float = Field(400.0, ge=0, description="events/s at night")
+    high: float = Field(2400.0, ge=1, description="events/s at noon (plus bursts)")
+    bursts: int = Field(3, ge=0, le=100, description="bursts of +20..50 % of high, 30-300 s each")
+    noise: float = Field(0.05, ge=0, le=1, description="noise, as a fraction of high - low")
+
+    @model_validator(mode="after")
+    def _order(self) -> WorkloadSection:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low:g} > high {self.high:g}")
+        return self
+
+
+class KhaosSection(Section):
+    """Section khaos: the Khaos-managed copy (the daemon's model, start interval, ci and loop)."""
+
+    model: str | None = Field(None, min_length=1, description="a `khaos fit` model (or results)")
+    results: list[str] | str | None = Field(None, description="profile results.csv to fit at the start")
+    start_ci_s: float | None = Field(
+        None, ge=1, le=3600, description="the interval the Khaos copy starts with (default: the middle static)"
+    )
+    mode: Literal["process", "host"] = Field("process", description="failure mode the daemon plans for")
+    ci: dict = Field(
+        {},
+        description="the daemon's ci section (docs/daemon.md); default min 2, max the longest "
+        "static, step 1, dead_band_s 3, cooldown_s 60",
+    )
+    loop: dict = Field(
+        {},
+        description="the daemon's loop section; default period_s 15, window_s 15, min_uptime_s 20, forecast_step_s 5",
+    )
+
+    @model_validator(mode="after")
+    def _source(self) -> KhaosSection:
+        if self.model is None and self.results is None:
+            raise ValueError("needs model (a `khaos fit` model) or results (profile results.csv to fit)")
+        return self
+
+
+class FailuresSection(Section):
+    """Section failures: the failure schedule."""
+
+    count: int = Field(6, ge=0, le=1000, description="failures drawn from the seed")
+    modes: list[Literal["process", "host"]] = Field(
+        ["process", "process", "host"], min_length=1, description="cycled over the failures"
+    )
+    first_s: float = Field(180.0, ge=0, description="no failure before this second")
+    min_gap_s: float = Field(150.0, ge=1, description="seconds between two failures, at least")
+    at: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="exact seconds instead of drawing them")
+    target: str = Field(
+        "shared",
+        min_length=1,
+        description="shared: the fewest TaskManager hosts that take down every copy; or a host / group:NAME",
+    )
+
+
+class ClusterSection(Section):
+    """Section cluster: a lab or your own inventory."""
+
+    lab: str = Field("ev", pattern=r"^[a-z][a-z0-9]{0,7}$", description="lab name (1-8 lowercase letters/digits)")
+    hosts: int = Field(3, ge=2, le=10, description="lab hosts (1 JobManager + TaskManagers)")
+    inventory: str | None = Field(None, min_length=1, description="your own cluster's inventory instead of a lab")
+    slots: int | None = Field(None, ge=1, le=256, description="slots per TaskManager (default: every copy fits on one)")
+    tm_memory: str = Field("1600m", pattern=r"^\d+[kmg]?$", description="taskmanager.memory.process.size")
+
+
+class MeasurementSection(Section):
+    """Section measurement: sampling and scoring."""
+
+    consecutive_s: int = Field(5, ge=1, le=600, description="violation-free seconds that end a recovery")
+    sample_s: float = Field(0.5, ge=0.2, le=5, description="seconds between samples of every copy")
+    lead_s: float = Field(60.0, ge=5, le=600, description="seconds from the first deployment to t=0")
+
+
+class EvaluationFile(Section):
+    """Every key of an evaluation file."""
+
+    name: str | None = Field(None, min_length=1, description="evaluation name (default: the file name)")
+    seed: int = Field(1, ge=0, description="the trace and the failure schedule follow from it")
+    job: JobSection = Field(default_factory=JobSection)
+    workload: WorkloadSection = Field(default_factory=WorkloadSection)
+    statics: list[Interval] = Field(
+        min_length=1, description="a list of static checkpoint intervals in seconds, e.g. [10, 30, 60]"
+    )
+    limits: Limits = Field(description="both latency_ms (L_max) and recovery_s (R_max) are required")
+    khaos: KhaosSection = Field(description="needs model (a `khaos fit` model) or results (profile results.csv)")
+    failures: FailuresSection = Field(default_factory=FailuresSection)
+    cluster: ClusterSection = Field(default_factory=ClusterSection)
+    measurement: MeasurementSection = Field(default_factory=MeasurementSection)
+    output: str | None = Field(None, min_length=1, description="output directory (default out/evaluate/NAME)")
+
+    @field_validator("statics")
+    @classmethod
+    def _unique(cls, statics):
+        if len(set(statics)) != len(statics):
+            raise ValueError("has duplicates")
+        return statics
+
+
+@dataclass
+class Evaluation:
+    """A validated evaluation with resolved files."""
+
+    path: Path
+    text: str
+    name: str
+    seed: int
+    statics: list[float]
+    jar: Path
+    args: list[str]
+    parallelism: int
+    trace_file: Path | None
+    synthetic: dict
+    limits: dict
+    khaos: dict
+    failures: dict
+    lab: str | None = None
+    hosts: int = 3
+    inventory: Path | None = None
+    slots: int | None = None
+    tm_memory: str = "1600m"
+    consecutive_s: int = 5
+    sample_s: float = 0.5
+    lead_s: float = 60.0
+    output: Path = Path("out/evaluate")
+    model_path: Path | None = None
+    results: list[Path] = field(default_factory=list)
+
+    @property
+    def copies(self) -> list[str]:
+        """The copies' names: static-<interval> ... and khaos."""
+        return [f"static-{c:g}" for c in self.statics] + [KHAOS]
+
+    def job_name(self, copy: str) -> str:
+        """The Flink job name of a copy."""
+        return f"eval-{copy}"
+
+    def interval(self, copy: str) -> float:
+        """The interval a copy starts with (the static one, or Khaos's start_ci_s)."""
+        return self.khaos["start_ci_s"] if copy == KHAOS else self.statics[self.copies.index(copy)]
+
+
+def _file(path: Path, where: str, value: str) -> Path:
+    p = Path(value)
+    for cand in (p, REPO_ROOT / p, path.parent / p):
+        if cand.exists():
+            if not cand.is_file() and where != "cluster.inventory":
+                raise field_error(path, where, f"{value} is not a file")
+            return cand.resolve()
+    raise field_error(path, where, f"{value} does not exist")
+
+
+def load(path: str | Path) -> Evaluation:
+    """Read and check an evaluation file; every problem is one line `FILE: field: problem`. Files it names
+    (jar, trace, model, results, inventory) are checked too, so a dry run that passes does not fail later
+    for a config reason."""
+    from ..profile import workload
+
+    path, raw = read_mapping(path, "evaluation")
+    f: EvaluationFile = validate(EvaluationFile, raw, path)
+    statics = [float(c) for c in f.statics]
+    jar = _file(path, "job.jar", f.job.jar)
+    wl = f.workload
+    trace_file, synthetic = None, {}
+    if wl.trace is not None:
+        trace_file = _file(path, "workload.trace", wl.trace)
+        try:
+            workload.load_trace(trace_file)
+        except KhaosError as e:
+            raise field_error(path, "workload.trace", str(e)) from None
+    else:
+        synthetic = {
+            "seconds": wl.seconds,
+            "low": float(wl.low),
+            "high": float(wl.high),
+            "bursts": wl.bursts,
+            "noise": float(wl.noise),
+        }
+    kh = f.khaos
+    model_path, results = None, []
+    if kh.model is not None:
+        model_path = _file(path, "khaos.model", kh.model)
+        try:
+            model = store.load(model_path)
+        except KhaosError as e:
+            raise field_error(path, "khaos.model", str(e)) from None
+        missing = model.unprofiled(kh.mode)
+        if missing:
+            raise field_error(path, "khaos.mode", missing)
+    else:
+        results = [
+            _file(path, "khaos.results", r) for r in (kh.results if isinstance(kh.results, list) else [kh.results])
+        ]
+    ci = validate(
+        CISection,
+        {"min": 2, "max": max(statics), "step": 1, "dead_band_s": 3, "cooldown_s": 60, **kh.ci},
+        path,
+        "khaos.ci",
+    )
+    loop = validate(LoopSection, {**LOOP_DEFAULTS, **kh.loop}, path, "khaos.loop")
+    khaos = {
+        "start_ci_s": float(kh.start_ci_s if kh.start_ci_s is not None else statics[len(statics) // 2]),
+        "mode": kh.mode,
+        "ci": ci.model_dump(),
+        "loop": loop.model_dump(exclude_none=True),
+    }
+    fl = f.failures
+    failures = {
+        "modes": list(fl.modes),
+        "target": fl.target,
+        "count": fl.count,
+        "first_s": float(fl.first_s),
+        "min_gap_s": float(fl.min_gap_s),
+    }
+    if fl.at is not None:
+        failures["at"] = sorted(float(a) for a in fl.at)
+    cl = f.cluster
+    lab, inventory = cl.lab, None
+    if cl.inventory is not None:
+        inventory, lab = _file(path, "cluster.inventory", cl.inventory), None
+    m = f.measurement
+    name = f.name or path.stem
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+        raise field_error(path, "name", f"{name!r}: use 1-64 letters, digits, '.', '_' or '-' (it names files)")
+    ev = Evaluation(
+        path=path,
+        text=path.read_text(),
+        name=name,
+        seed=f.seed,
+        statics=statics,
+        jar=jar,
+        args=list(f.job.args),
+        parallelism=f.job.parallelism,
+        trace_file=trace_file,
+        synthetic=synthetic,
+        limits={"latency_ms": float(f.limits.latency_ms), "recovery_s": float(f.limits.recovery_s)},
+        khaos=khaos,
+        failures=failures,
+        lab=lab,
+        hosts=cl.hosts,
+        inventory=inventory,
+        slots=cl.slots,
+        tm_memory=cl.tm_memory,
+        consecutive_s=m.consecutive_s,
+        sample_s=float(m.sample_s),
+        lead_s=float(m.lead_s),
+        output=Path(f.output or f"out/evaluate/{path.stem}"),
+        model_path=model_path,
+        results=results,
+    )
+    if not ev.output.is_absolute():
+        ev.output = REPO_ROOT / ev.output
+    return ev

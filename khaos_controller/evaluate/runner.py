@@ -1,0 +1,419 @@
+"""`khaos evaluate EVAL.yml`: Khaos against static checkpoint intervals, side by side.
+
+K copies of the job with static intervals and one copy whose interval the Khaos daemon
+(`khaos run`) manages run at the same time as separate jobs on ONE Flink cluster, replay the same
+trace from the same start instant and live through the same failures: a killed TaskManager or
+host takes down every copy with a task on it at the same moment. Every copy is sampled twice a
+second (flink/sampler.py follows the Khaos copy across reconfigurations); afterwards the samples
+become one row per second and copy, scored on the same rules (score.py).
+
+Everything is reproducible from the seed: the trace (when synthetic) and the failure schedule.
+docs/evaluation.md explains the choices and the results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .. import REPO_ROOT
+from ..chaos.plan import inventory_host
+from ..errors import KhaosError
+from ..flink import audit
+from ..flink.client import FlinkClient, FlinkError
+from ..flink.sampler import JobSampler
+from ..infra import ansible
+from ..infra.inventory import cluster_facts
+from ..model import fit as model_fit
+from ..model import store
+from ..profile import workload
+from ..progress import Bar
+from ..signals import interrupt, on_stop
+from .config import KHAOS, Evaluation, load
+from .plan import covering_hosts, describe, failure_schedule, make_trace, slots
+from .score import notes, per_second, ratios, reconfigurations, score
+
+
+class Runner:
+    """One evaluation run: cluster, copies, daemon, failures, scoring, report."""
+
+    def __init__(self, ev: Evaluation, keep: bool = False, progress: bool = True):
+        self.ev, self.keep, self.progress = ev, keep, progress
+        self.out = ev.output
+        self.t0 = time.monotonic()
+        self.lab = None
+        self.daemon: subprocess.Popen | None = None
+        self.samplers: dict[str, JobSampler] = {}
+        self.stop = threading.Event()
+        self.cluster_vars: dict = {}
+        self.bar: Bar | None = None
+
+    def say(self, text: str) -> None:
+        """One progress line (above the bar, if there is one)."""
+        line = f"[{time.monotonic() - self.t0:6.0f}s] {text}"
+        if self.bar is not None:
+            self.bar.say(line)
+        elif self.progress:
+            print(line, flush=True)
+
+    def playbook(self, name: str, ident: str, extravars: dict) -> ansible.PlaybookResult:
+        """Run a playbook on the evaluation's cluster (its settings merged in)."""
+        """Run a playbook on the evaluation's cluster (its settings merged in)."""
+        return ansible.run_playbook(
+            name,
+            self.inventory,
+            extravars={**self.cluster_vars, **extravars},
+            ident=f"{ident}-{int(time.time() * 1000)}",
+            base_dir=self.out / "ansible",
+        )
+
+    def run(self) -> dict:
+        """The whole evaluation; returns {table, summary, paths}. Ctrl-C or SIGTERM remove the lab."""
+        ev = self.ev
+        trace = make_trace(ev)
+        schedule = failure_schedule(ev, len(trace))
+        self.out.mkdir(parents=True, exist_ok=True)
+        for sub in ("samples", "seconds"):
+            (self.out / sub).mkdir(exist_ok=True)
+        (self.out / "evaluation.yml").write_text(ev.text)
+        self.say(describe(ev, trace, schedule))
+        try:
+            with on_stop(interrupt):  # SIGTERM cleans up like Ctrl-C
+                model_path = self._model()
+                self._cluster()
+                start = self._deploy(trace)
+                self._start_watch(model_path, start)
+                with Bar(len(trace), "trace seconds", quiet=not self.progress) as self.bar:
+                    failures = self._inject(schedule, start, len(trace))
+                self.bar = None
+                self._stop_watch()
+                audits = self._stop_jobs()
+        finally:
+            self.bar = None
+            self._stop_watch()
+            for copy, s in self.samplers.items():  # the raw data survives a failed run
+                s.frame().to_csv(self.out / "samples" / f"{copy}.csv", index=False)
+            if self.lab is not None and not self.keep:
+                self.lab.down(quiet=True)
+                self.say(f"lab {self.lab.name} down")
+        return self.finish(trace, start, failures, audits)
+
+    def _model(self) -> Path:
+        ev = self.ev
+        if ev.model_path:
+            return ev.model_path
+        model = model_fit.fit(model_fit.load_results(ev.results), sources=[str(r) for r in ev.results])
+        path = store.save(model, self.out / "model.json")
+        self.say(f"model fitted from {', '.join(map(str, ev.results))}: {path}")
+        return path
+
+    def _cluster(self) -> None:
+        ev = self.ev
+        if ev.lab:
+            from ..infra.lab import Lab
+
+            lab = Lab(ev.lab)
+            if lab.hosts:
+                raise KhaosError(f"lab {ev.lab} is already up: `khaos lab down --name {ev.lab}` first")
+            self.lab = lab
+            self.say(f"lab up: {ev.hosts} hosts")
+            lab.up(hosts=ev.hosts)
+            self.inventory = lab.inventory
+        else:
+            self.inventory = ev.inventory
+        facts = cluster_facts(self.inventory)
+        self.addresses = facts.addresses
+        self.shared = facts.shared_dir or Path("/srv/flink")
+        self.rest_url = facts.rest_url
+        # every copy fits on one TaskManager; slots are spread evenly when the copies are deployed (restarts
+        # and resubmissions move them: _shared_target)
+        self.cluster_vars = {
+            "flink_config": {
+                **(facts.hostvars.get("flink_config") or {}),
+                "taskmanager.numberOfTaskSlots": slots(ev),
+                "taskmanager.memory.process.size": ev.tm_memory,
+                "taskmanager.load-balance.mode": "slots",
+            }
+        }
+        self.say(f"playbooks/flink_cluster.yml ({slots(ev)} slots per TaskManager)")
+        self.playbook("flink_cluster", "eval-cluster", {})
+        self.client = FlinkClient(self.rest_url)
+
+    def _deploy(self, trace: pd.Series) -> float:
+        ev = self.ev
+        trace_path = self.shared / "traces" / f"eval-{ev.name}.txt"
+        trace_path.parent.mkdir(parents=True, exist_ok=True)
+        workload.write_trace(trace, trace_path)
+        start = math.ceil(time.time() + ev.lead_s)
+        for copy in ev.copies:
+            ci = ev.interval(copy)
+            out = self.shared / "jobs" / ev.job_name(copy) / "out"
+            fill = {"trace": str(trace_path), "output": str(out), "start_ms": str(start * 1000)}
+            self.say(f"playbooks/deploy_job.yml: {ev.job_name(copy)}, interval {ci:g} s")
+            self.playbook(
+                "deploy_job",
+                f"eval-deploy-{copy}",
+                {
+                    "flink_job_name": ev.job_name(copy),
+                    "flink_job_jar": str(ev.jar),
+                    "flink_job_parallelism": ev.parallelism,
+                    "flink_job_args": [a.format(**fill) for a in ev.args],
+                    "flink_job_output_dir": str(out),
+                    "flink_job_checkpoint_interval": f"{ci:g}s",
+                },
+            )
+        self.spread = self._placement()
+        self.say("TaskManager hosts of each copy: " + ", ".join(f"{c} {'+'.join(h)}" for c, h in self.spread.items()))
+        if time.time() > start:
+            raise KhaosError(f"deploying took longer than measurement.lead_s allows ({ev.lead_s:g} s): raise it")
+        return float(start)
+
+    def _placement(self) -> dict[str, list[str]]:
+        """Inventory hosts running tasks of each copy (a copy between two jobs has none)."""
+        out = {}
+        for copy in self.ev.copies:
+            jids = [j["jid"] for j in self.client.live_jobs(self.ev.job_name(copy)) if j["state"] == "RUNNING"]
+            hosts = set()
+            for jid in jids:
+                for v in self.client.job(jid)["vertices"]:
+                    for tm in self.client.get(f"/jobs/{jid}/vertices/{v['id']}/taskmanagers").get("taskmanagers", []):
+                        endpoint = tm.get("endpoint") or tm.get("host") or "?"
+                        hosts.add(inventory_host(endpoint, self.addresses) or endpoint)
+            out[copy] = sorted(hosts)
+        return out
+
+    def _shared_target(self) -> tuple[str, dict]:
+        """Where to kill so that the failure takes down every copy. Spare slots let restarted and
+        resubmitted jobs land on different TaskManagers, so one host is not always shared by all."""
+        placement = self._placement()
+        return ",".join(covering_hosts(placement)), placement
+
+    def _start_watch(self, model_path: Path, start: float) -> None:
+        ev = self.ev
+        for copy in ev.copies:
+            self.samplers[copy] = JobSampler(self.client, ev.job_name(copy), ev.sample_s).start()
+        kh = ev.khaos
+        self.journal = self.out / "khaos-journal.jsonl"
+        if self.journal.exists():
+            self.journal.unlink()
+        cfg = {
+            "job": ev.job_name(KHAOS),
+            "flink": {"rest_url": self.rest_url},
+            "inventory": str(self.inventory),
+            "model": str(model_path),
+            "mode": kh["mode"],
+            "limits": dict(ev.limits),
+            "ci": kh["ci"],
+            "loop": kh["loop"],
+            "journal": str(self.journal),
+            "metrics": None,
+            "log": {"level": "info", "format": "kv"},
+        }
+        cfg_path = self.out / "khaos.yml"
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        # the daemon starts with the trace: before it, the idle jobs would teach it nothing
+        time.sleep(max(0.0, start - time.time()))
+        self.daemon_log = open(self.out / "khaos-daemon.log", "w")  # noqa: SIM115 - the daemon writes it until _stop_watch
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "khaos_controller.cli", "run", str(cfg_path)],
+            stdout=self.daemon_log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+        self.say(
+            f"t=0: the trace starts for every copy; khaos daemon started (pid {self.daemon.pid}, "
+            f"config {cfg_path}, log {self.daemon_log.name})"
+        )
+
+    def _inject(self, schedule: list[dict], start: float, duration: int) -> list[dict]:
+        done, next_line = [], 0.0
+        end = start + duration
+        pending = list(schedule)
+        while time.time() < end:
+            if self.daemon.poll() is not None:
+                raise KhaosError(f"the khaos daemon exited with {self.daemon.returncode}: see {self.daemon_log.name}")
+            now = time.time()
+            if pending and now >= start + pending[0]["t"]:
+                done.append(self._kill(pending.pop(0), start))
+            if self.bar is not None:
+                self.bar.update(min(duration, now - start))
+            if now - start >= next_line:  # a status line every 30 s (a host kill blocks for a while)
+                self._progress(now - start, duration)
+                next_line = (int((now - start) // 30) + 1) * 30
+            time.sleep(0.5)
+        return done
+
+    def _kill(self, f: dict, start: float) -> dict:
+        ev = self.ev
+        self.say(f"failure {f['n']}: {f['mode']} kill (target {ev.failures['target']})")
+        last, placement = None, None
+        for _ in range(3):  # the target job may be between two attempts of a reconfiguration
+            try:
+                target = ev.failures["target"]
+                if target == "shared":
+                    target, placement = self._shared_target()
+                res = self.playbook(
+                    "inject_failure",
+                    f"eval-fail{f['n']}",
+                    {
+                        "chaos_mode": f["mode"],
+                        "chaos_target": target,
+                        "chaos_timing": "now",
+                        "chaos_max_hosts": len(target.split(",")),
+                        "chaos_job": ev.job_name(KHAOS),
+                        "chaos_seed": ev.seed * 1000 + f["n"],
+                    },
+                )
+                kills = res.data.get("chaos_kills", [])
+                if kills and all(k.get("dead") for k in kills):
+                    at = min(float(k["killed_at"]) for k in kills)
+                    plan = res.data.get("chaos_plan", {})
+                    self.say(f"  killed {', '.join(plan.get('targets', []))} at t={at - start:.1f} s")
+                    return {
+                        **f,
+                        "at": at,
+                        "t": round(at - start, 1),
+                        "target": ",".join(plan.get("targets", [])),
+                        "placement": placement,
+                    }
+                last = f"the kill was not verified: {kills}"
+            except KhaosError as e:
+                last = str(e)
+            time.sleep(2)
+        raise KhaosError(f"failure {f['n']} ({f['mode']}) could not be injected: {last}")
+
+    def _progress(self, t: float, duration: int) -> None:
+        parts = []
+        for copy, s in self.samplers.items():
+            row = s.rows[-1] if s.rows else {}
+            p99 = row.get("latency_p99_ms")
+            ci = row.get("ci_s")
+            parts.append(
+                f"{copy} CI {'-' if ci is None or ci != ci else f'{ci:g}'} p99 {'-' if p99 is None or p99 != p99 else f'{p99:.0f}'}"
+            )
+        self.say(f"t={t:5.0f}/{duration} s | " + " | ".join(parts))
+
+    def _stop_watch(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)  # the daemon finishes a running reconfiguration first
+            try:
+                self.daemon.wait(timeout=400)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+            self.say(f"khaos daemon stopped (exit {self.daemon.returncode})")
+        self.stop.set()
+        for s in self.samplers.values():
+            s.stop()
+
+    def _stop_jobs(self) -> dict[str, dict]:
+        """Stop every copy with a savepoint (retried while a copy restarts), then audit its sink."""
+        audits = {}
+        for copy in self.ev.copies:
+            name, last = self.ev.job_name(copy), None
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                try:
+                    jid = self.client.running_job(name)
+                    self.client.wait_running(jid, timeout=60)
+                    self.client.stop_with_savepoint(jid)
+                    break
+                except (KhaosError, FlinkError) as e:
+                    last = e
+                    time.sleep(3)
+            else:
+                raise KhaosError(f"{name} could not be stopped with a savepoint: {last}")
+            r = audit.audit(self.shared / "jobs" / name / "out")
+            audits[copy] = {"records": r.records, "lost": r.lost, "duplicated": r.duplicated}
+            self.say(
+                f"{name} stopped with a savepoint; sink audit: {r.records} records, lost {r.lost}, "
+                f"duplicated {r.duplicated}"
+            )
+        return audits
+
+    # ---- results ----------------------------------------------------------------------------------
+    def finish(self, trace: pd.Series, start: float, failures: list[dict], audits: dict) -> dict:
+        """Score the run, write summary.json and the report; returns {table, summary, paths}."""
+        ev = self.ev
+        offered = trace.to_numpy()
+        samples = {c: s.frame() for c, s in self.samplers.items()}
+        seconds = {c: per_second(samples[c], int(start), offered, ev.limits["latency_ms"]) for c in ev.copies}
+        for c in ev.copies:
+            seconds[c].to_csv(self.out / "seconds" / f"{c}.csv", index=False)
+        reconfigs = reconfigurations(self.journal, start)
+        kh = ev.khaos["ci"]
+        labels = {
+            c: (f"khaos {kh['min']:g}-{kh['max']:g} s" if c == KHAOS else f"{ev.interval(c):g} s") for c in ev.copies
+        }
+        table = score(
+            seconds, samples, failures, reconfigs, audits, ev.limits, ev.consecutive_s, labels, start + len(trace)
+        )
+        r = ratios(table)
+        summary = {
+            "name": ev.name,
+            "seed": ev.seed,
+            "start": start,
+            "duration_s": len(trace),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start)),
+            "limits": ev.limits,
+            "consecutive_s": ev.consecutive_s,
+            "placement": getattr(self, "spread", {}),
+            **r,
+            "failures": failures,
+            "reconfigurations": reconfigs,
+            "audits": audits,
+        }
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json))
+        from . import report
+
+        meta = {**summary, "config": ev.text, "machine": machine(), "notes": notes(table, failures)}
+        paths = report.write_report(self.out, seconds, failures, reconfigs, table, meta)
+        self.say("\n" + report.markdown_table(table))
+        self.say(f"report: {paths['html']}")
+        return {"table": table, "summary": summary, "paths": paths}
+
+
+def _json(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return None if np.isnan(x) else float(x)
+    return str(x)
+
+
+def machine() -> str:
+    """This machine in one line (for the report)."""
+    import platform
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.node()}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def run(path: str | Path, dry_run: bool = False, keep: bool = False, out: str | None = None) -> int:
+    """`khaos evaluate`: 0, or 1 when a copy's sink audit found lost or duplicated records."""
+    ev = load(path)
+    if out:
+        ev.output = Path(out).resolve()
+    if dry_run:
+        trace = make_trace(ev)
+        print(describe(ev, trace, failure_schedule(ev, len(trace))))
+        print("--dry-run: nothing started")
+        return 0
+    from ..infra.lab import require_root
+
+    if ev.lab:
+        require_root()
+    result = Runner(ev, keep=keep).run()
+    bad = result["table"][(result["table"]["audit_lost"] > 0) | (result["table"]["audit_duplicated"] > 0)]
+    return 1 if len(bad) else 0

@@ -1,0 +1,1 @@
+"""Flink: the REST client, the probe and the one job sampler, the sink audit, job deployment records."""

@@ -1,0 +1,256 @@
+"""A small Flink REST client: jars, jobs, checkpoints, savepoints, metrics.
+
+Every call has a timeout; every failure becomes a FlinkError whose text is one line that
+says what was asked of which cluster and what went wrong.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ..errors import KhaosError
+
+RUNNING = "RUNNING"
+TERMINAL = {"FINISHED", "CANCELED", "FAILED"}
+
+
+class FlinkError(KhaosError):
+    """The Flink REST API refused, failed or could not be reached."""
+
+
+class SavepointError(FlinkError):
+    """A savepoint (or stop-with-savepoint) did not complete; the job was not stopped by us."""
+
+
+class FlinkClient:
+    """One JobManager's REST API; every call has a timeout and fails with a one-line FlinkError."""
+
+    def __init__(self, url: str, timeout: float = 10.0):
+        self.url = url.rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
+            self.url = "http://" + self.url
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    # ---- transport ------------------------------------------------------------------
+    def request(self, method: str, path: str, **kw) -> Any:
+        """One REST call; the JSON answer, or FlinkError with one line."""
+        kw.setdefault("timeout", self.timeout)
+        try:
+            resp = self.session.request(method, self.url + path, **kw)
+        except requests.ConnectionError as e:
+            reason = "connection refused" if "refused" in str(e).lower() else "cannot connect"
+            raise FlinkError(f"Flink REST at {self.url} is unreachable ({reason})") from None
+        except requests.Timeout:
+            raise FlinkError(f"Flink REST at {self.url}: {method} {path} timed out after {kw['timeout']}s") from None
+        if resp.status_code >= 400:
+            raise FlinkError(f"Flink REST {method} {path}: HTTP {resp.status_code}: {_error_text(resp)}")
+        return resp.json() if resp.content else {}
+
+    def get(self, path: str, **kw) -> Any:
+        """GET ``path``."""
+        return self.request("GET", path, **kw)
+
+    # ---- cluster --------------------------------------------------------------------
+    def overview(self) -> dict:
+        """GET /overview (slots, TaskManagers, jobs)."""
+        return self.get("/overview")
+
+    def taskmanagers(self) -> list[dict]:
+        """The TaskManagers (GET /taskmanagers)."""
+        return self.get("/taskmanagers")["taskmanagers"]
+
+    # ---- jars -----------------------------------------------------------------------
+    def upload_jar(self, path: str | Path) -> str:
+        """Upload a jar; returns its jar id."""
+        path = Path(path)
+        if not path.is_file():
+            raise FlinkError(f"jar {path} does not exist")
+        with open(path, "rb") as fh:
+            resp = self.request(
+                "POST",
+                "/jars/upload",
+                timeout=max(self.timeout, 120),
+                files={"jarfile": (path.name, fh, "application/x-java-archive")},
+            )
+        return Path(resp["filename"]).name
+
+    def jars(self) -> list[dict]:
+        """The uploaded jars."""
+        return self.get("/jars").get("files", [])
+
+    def run_jar(
+        self,
+        jar_id: str,
+        args: list[str] | None = None,
+        entry_class: str | None = None,
+        parallelism: int | None = None,
+        savepoint: str | None = None,
+        allow_non_restored: bool = False,
+        config: dict[str, str] | None = None,
+    ) -> str:
+        """Start a job from an uploaded jar; per-job settings go in `config` (flinkConfiguration)."""
+        body: dict[str, Any] = {"programArgsList": list(args or [])}
+        if entry_class:
+            body["entryClass"] = entry_class
+        if parallelism:
+            body["parallelism"] = parallelism
+        if savepoint:
+            body["savepointPath"] = savepoint
+            body["allowNonRestoredState"] = allow_non_restored
+        if config:
+            body["flinkConfiguration"] = {k: str(v) for k, v in config.items()}
+        return self.request("POST", f"/jars/{jar_id}/run", json=body, timeout=max(self.timeout, 60))["jobid"]
+
+    # ---- jobs -----------------------------------------------------------------------
+    def jobs(self) -> list[dict]:
+        """[{id, status}] of every job the cluster knows."""
+        return self.get("/jobs")["jobs"]
+
+    def running_jobs(self) -> list[str]:
+        """Ids of the jobs that have not ended."""
+        return [j["id"] for j in self.jobs() if j["status"] not in TERMINAL]
+
+    def live_jobs(self, name: str) -> list[dict]:
+        """/jobs/overview entries of the jobs called ``name`` that have not ended."""
+        return [j for j in self.get("/jobs/overview")["jobs"] if j["name"] == name and j["state"] not in TERMINAL]
+
+    def running_job(self, job: str | None = None) -> str:
+        """Job id of the RUNNING job given by id or name (None: the only running job)."""
+        jobs = [j for j in self.get("/jobs/overview")["jobs"] if j["state"] == RUNNING]
+        hits = [j for j in jobs if job in (None, j["jid"], j["name"])]
+        if len(hits) != 1:
+            names = ", ".join(f"{j['name']} ({j['jid'][:8]})" for j in jobs) or "none"
+            want = f"job {job!r}" if job else "exactly one running job"
+            raise KhaosError(f"{self.url}: need {want}; running: {names}")
+        return hits[0]["jid"]
+
+    def job(self, job_id: str) -> dict:
+        """GET /jobs/:id (state, vertices, timestamps)."""
+        return self.get(f"/jobs/{job_id}")
+
+    def all_tasks_running(self, job_id: str) -> bool:
+        """RUNNING job state alone is not enough after a restart: every task must run."""
+        job = self.job(job_id)
+        if job["state"] != RUNNING:
+            return False
+        return all(v["status"] == RUNNING and v["tasks"].get(RUNNING, 0) == v["parallelism"] for v in job["vertices"])
+
+    def wait_running(self, job_id: str, timeout: float = 120, poll: float = 0.5) -> float:
+        """Wait until every task of the job runs; returns the seconds waited."""
+        start = time.monotonic()
+        state = "?"
+        while time.monotonic() - start < timeout:
+            job = self.job(job_id)
+            state = job["state"]
+            if state in TERMINAL:
+                raise FlinkError(f"job {job_id} is {state}: {self.root_exception(job_id)}")
+            if self.all_tasks_running(job_id):
+                return time.monotonic() - start
+            time.sleep(poll)
+        raise FlinkError(f"job {job_id} not fully RUNNING after {timeout:.0f}s (state {state})")
+
+    def failure_times(self, job_id: str) -> list[float]:
+        """Epoch seconds of the failures Flink recorded for the job, newest first."""
+        entries = self.get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+        return [e["timestamp"] / 1000 for e in entries]
+
+    def root_exception(self, job_id: str) -> str:
+        """The first line of the job's latest exception."""
+        try:
+            exc = self.get(f"/jobs/{job_id}/exceptions")
+        except FlinkError as e:
+            return str(e)
+        history = exc.get("exceptionHistory", {}).get("entries", [])
+        text = history[0].get("stacktrace", "") if history else exc.get("root-exception", "") or ""
+        return text.strip().splitlines()[0] if text.strip() else "no exception recorded"
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job (no savepoint)."""
+        self.request("PATCH", f"/jobs/{job_id}", params={"mode": "cancel"})
+
+    # ---- checkpoints and savepoints ---------------------------------------------------
+    def checkpoints(self, job_id: str) -> dict:
+        """GET /jobs/:id/checkpoints (counts, latest, summary)."""
+        return self.get(f"/jobs/{job_id}/checkpoints")
+
+    def checkpoint_config(self, job_id: str) -> dict:
+        """GET /jobs/:id/checkpoints/config."""
+        return self.get(f"/jobs/{job_id}/checkpoints/config")
+
+    def checkpoint_interval_ms(self, job_id: str) -> int:
+        """The checkpoint interval in force, ms."""
+        return int(self.checkpoint_config(job_id)["interval"])
+
+    def stop_with_savepoint(
+        self, job_id: str, target_dir: str | None = None, drain: bool = False, timeout: float = 300
+    ) -> str:
+        """Stop the job with a savepoint; returns its location. Raises SavepointError if it fails
+        (Flink then keeps the job running)."""
+        body: dict[str, Any] = {"drain": drain}
+        if target_dir:
+            body["targetDirectory"] = target_dir
+        trigger = self.request("POST", f"/jobs/{job_id}/stop", json=body)["request-id"]
+        return self._await_savepoint(job_id, trigger, timeout)
+
+    def _await_savepoint(self, job_id: str, trigger: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.get(f"/jobs/{job_id}/savepoints/{trigger}")
+            if st["status"]["id"] == "COMPLETED":
+                op = st.get("operation", {})
+                if "location" in op:
+                    return op["location"]
+                cause = op.get("failure-cause", {})
+                text = (cause.get("stack-trace") or cause.get("class") or "unknown cause").strip().splitlines()[0]
+                raise SavepointError(f"savepoint of job {job_id} failed: {text}")
+            time.sleep(0.2)
+        raise SavepointError(f"savepoint of job {job_id} not complete after {timeout:.0f}s")
+
+    # ---- metrics --------------------------------------------------------------------
+    def vertex_id(self, job_id: str, name_part: str) -> str:
+        """Id of the first vertex whose name contains name_part."""
+        for v in self.job(job_id)["vertices"]:
+            if name_part in v["name"]:
+                return v["id"]
+        raise FlinkError(f"job {job_id} has no operator named like {name_part!r}")
+
+    def vertex_metric_names(self, job_id: str, vertex_id: str) -> list[str]:
+        """Metric names of a vertex's subtasks."""
+        return [m["id"] for m in self.get(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics")]
+
+    def vertex_metrics(self, job_id: str, vertex_id: str, names: list[str], agg: str = "sum") -> dict[str, float]:
+        """Metrics aggregated over the vertex's subtasks (agg: min, max, avg or sum)."""
+        return {name: v for (name, _), v in self.vertex_aggregates(job_id, vertex_id, names, [agg]).items()}
+
+    def vertex_aggregates(
+        self, job_id: str, vertex_id: str, names: list[str], aggs: list[str]
+    ) -> dict[tuple[str, str], float]:
+        """{(metric, agg): value} over the vertex's subtasks, every aggregation in ONE request."""
+        rows = self.get(
+            f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics",
+            params={"get": ",".join(names), "agg": ",".join(aggs)},
+        )
+        return {(r["id"], a): float(r[a]) for r in rows for a in aggs if a in r}
+
+    def job_metrics(self, job_id: str, names: list[str]) -> dict[str, float]:
+        """Job-level metrics by name."""
+        rows = self.get(f"/jobs/{job_id}/metrics", params={"get": ",".join(names)})
+        return {r["id"]: float(r["value"]) for r in rows if "value" in r}
+
+
+def _error_text(resp: requests.Response) -> str:
+    try:
+        errors = resp.json().get("errors", [])
+    except ValueError:
+        return resp.text.strip().splitlines()[0][:300] if resp.text.strip() else resp.reason
+    if not errors:
+        return resp.reason
+    # Flink puts a whole stack trace in errors[]: keep the most telling line.
+    lines = [ln.strip() for e in errors for ln in str(e).splitlines() if ln.strip()]
+    causes = [ln for ln in lines if ln.startswith("Caused by:")]
+    return (causes[-1] if causes else lines[0])[:300]

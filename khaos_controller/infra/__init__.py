@@ -1,0 +1,1 @@
+"""Infrastructure: ansible-runner, the local lab, OpenStack, the Flink distribution, the bastion bundle."""

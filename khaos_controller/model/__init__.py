@@ -1,0 +1,1 @@
+"""Models of latency and recovery: features, fit (with held-out errors), the typed model file, predict, report."""

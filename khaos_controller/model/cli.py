@@ -1,0 +1,47 @@
+"""`khaos fit` and `khaos promote`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _fit(args) -> None:
+    from . import fit, report, store
+
+    df = fit.load_results(args.results)
+    model = fit.fit(df, capacity=args.capacity, sources=args.results)
+    out = Path(args.out) if args.out else Path(args.results[0]).with_name("model.json")
+    store.save(model, out)
+    print(report.format_report(model))
+    print(f"model: {out}")
+    if args.plot:
+        print(f"plot: {report.plot(model, args.plot)}")
+
+
+def _promote(args) -> None:
+    from . import store
+
+    replaced, why = store.promote(args.new, args.to)
+    print(why)
+    if args.strict and not replaced:
+        sys.exit(3)
+
+
+def add_cli(subparsers) -> None:
+    """Register ``khaos fit`` and ``khaos promote``."""
+    p = subparsers.add_parser("fit", help="fit latency and recovery models from profile results, with CV errors")
+    p.add_argument("results", nargs="+", help="profile results.csv or .parquet (several are concatenated)")
+    p.add_argument("--out", help="model file to write (default: model.json beside the first results file)")
+    p.add_argument("--plot", help="also write a predicted-vs-observed PNG here")
+    p.add_argument(
+        "--capacity",
+        type=float,
+        help="the job's maximum throughput in events/s, if known (default: estimated from the data)",
+    )
+    p.set_defaults(func=_fit)
+    p = subparsers.add_parser("promote", help="replace the daemon's model only if the new one's CV error is not worse")
+    p.add_argument("new", help="model file just written by khaos fit")
+    p.add_argument("--to", required=True, help="the model file the daemon reads (its config's `model`)")
+    p.add_argument("--strict", action="store_true", help="exit 3 when the new model is not taken")
+    p.set_defaults(func=_promote)

@@ -1,0 +1,267 @@
+"""The model file: a typed :class:`Model` (pydantic), stored as versioned JSON.
+
+Every field is typed and every number must be finite, so a hand-edited or damaged file fails to load
+with one line (``FILE: recovery.physics.coef.0: Input should be a finite number``) instead of giving a
+wrong interval at runtime. docs/models.md describes the fields.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import KhaosError
+from ..jsonio import write_json
+
+SCHEMA = "khaos-model"
+SCHEMA_VERSION = 1
+REFERENCE_MODE = "process"  # the failure mode without an indicator column; others get "mode=<m>"
+# Feature names a model may use (features.py computes them).
+FEATURE_RE = re.compile(r"^(rate|ci|1/ci|rate/ci|L0|L0\*rate|L0\*rate/\(cap-rate\)|ckpt/ci|mode=[a-z_]+)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=False)
+
+
+class CheckpointCost(_Strict):
+    """Checkpoint duration (s) as a linear function of rate and interval (feature ckpt/ci)."""
+
+    intercept: float
+    rate: float
+    ci: float
+
+
+class Constants(_Strict):
+    """Physical constants a feature set needs, fitted with the coefficients."""
+
+    margin_s: float = Field(0.0, ge=0)  # the profiler fires this long before the next checkpoint
+    downtime_s: dict[str, float] = Field(default_factory=lambda: {"*": 0.0})  # failure -> running, per mode
+    capacity: float | None = Field(None, gt=0)  # records/s the job can process (drain feature)
+    capacity_at_grid_edge: bool = False  # the capacity fit ran into the grid's upper edge
+    ckpt_model: CheckpointCost | None = None
+
+    @model_validator(mode="after")
+    def _downtimes(self) -> Constants:
+        if "*" not in self.downtime_s:
+            raise ValueError("downtime_s needs the '*' (any mode) entry")
+        if any(v < 0 for v in self.downtime_s.values()):
+            raise ValueError("downtime_s values must be >= 0")
+        return self
+
+
+class Spec(_Strict):
+    """One fitted linear model: intercept + sum(coef * feature)."""
+
+    name: str
+    features: list[str]
+    coef: list[float]
+    intercept: float
+    positive: bool = True
+    constants: Constants = Field(default_factory=Constants)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        if len(self.coef) != len(self.features):
+            raise ValueError(f"{len(self.coef)} coefficients for {len(self.features)} features")
+        bad = [f for f in self.features if not FEATURE_RE.match(f)]
+        if bad:
+            raise ValueError(f"unknown feature {bad[0]!r} (written by a newer khaos?)")
+        if any("cap" in f for f in self.features) and self.constants.capacity is None:
+            raise ValueError("a capacity feature needs constants.capacity")
+        if "ckpt/ci" in self.features and self.constants.ckpt_model is None:
+            raise ValueError("feature ckpt/ci needs constants.ckpt_model")
+        return self
+
+
+class Pair(_Strict):
+    """The two model families of one target."""
+
+    baseline: Spec  # the prototype's OLS on (rate, CI)
+    physics: Spec  # the chosen non-negative physical model
+
+
+class Error(_Strict):
+    """Held-out error of one model family (NaN is stored as null)."""
+
+    mape: float | None = None  # fraction, not percent
+    mae: float | None = None
+    n: int = Field(0, ge=0)
+    feature_set: str | None = None
+    n_features: int | None = None
+
+
+class CVTarget(_Strict):
+    """Held-out error of one target."""
+
+    protocol: str
+    folds: int = Field(ge=1)
+    baseline: Error
+    physics: Error
+    candidates: dict[str, Error]
+
+
+class Heldout(_Strict):
+    """One held-out prediction."""
+
+    ci_s: float
+    rate: float
+    mode: str
+    observed: float
+    baseline: float | None
+    physics: float | None
+
+
+class CV(_Strict):
+    """Cross-validation: errors per target and every held-out prediction."""
+
+    recovery: CVTarget
+    latency: CVTarget
+    heldout: dict[Literal["recovery", "latency"], list[Heldout]]
+    note: str = ""
+
+
+class Ranges(_Strict):
+    """What was profiled (a prediction outside is an extrapolation)."""
+
+    ci_s: tuple[float, float]
+    rate: tuple[float, float]
+    modes: list[str] = Field(min_length=1)
+
+
+class Rows(_Strict):
+    """Rows read and used per target, and why others were dropped."""
+
+    input: int = Field(ge=0)
+    recovery_used: int = Field(ge=0)
+    recovery_dropped: dict[str, int]
+    latency_used: int = Field(ge=0)
+    latency_dropped: dict[str, int]
+
+
+class CheckpointStats(_Strict):
+    """Profiled checkpoint duration, s."""
+
+    mean: float
+    min: float
+    max: float
+    n: int = Field(ge=1)
+
+
+class Model(_Strict):
+    """A fitted model: what `khaos fit` writes and the daemon, the planner and the evaluation read."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    schema_: Literal["khaos-model"] = Field(SCHEMA, alias="schema")
+    schema_version: Literal[1] = SCHEMA_VERSION
+    created: str
+    data_hash: str
+    sources: list[str] = Field(default_factory=list)
+    rows: Rows
+    ranges: Ranges
+    checkpoint_duration_s: CheckpointStats | None = None
+    recovery: Pair
+    latency: Pair
+    cv: CV
+
+    def to_dict(self) -> dict:
+        """The JSON form (the file's content)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def target(self, name: str) -> Pair:
+        """``recovery`` or ``latency``."""
+        return {"recovery": self.recovery, "latency": self.latency}[name]
+
+    @property
+    def recovery_mape(self) -> float | None:
+        """Cross-validated recovery MAPE of the physics fit (None if not computable)."""
+        v = self.cv.recovery.physics.mape
+        return None if v is None or not math.isfinite(v) else float(v)
+
+    def unprofiled(self, mode: str) -> str | None:
+        """None if failure mode ``mode`` was profiled, else "'x' was not profiled; the model knows ..."."""
+        seen = self.ranges.modes
+        return None if mode in seen else f"{mode!r} was not profiled; the model knows {', '.join(seen)}"
+
+
+def _one_line(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "top level"
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def parse(data, where: str = "model") -> Model:
+    """A Model from its JSON form; KhaosError (one line) if it is not a usable khaos model."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise KhaosError(f"{where} is not a khaos model file (schema {SCHEMA!r} expected)")
+    v = data.get("schema_version")
+    if v != SCHEMA_VERSION:
+        raise KhaosError(
+            f"{where} has schema version {v}, this khaos reads version {SCHEMA_VERSION}: refit it with khaos fit"
+        )
+    try:
+        return Model.model_validate(data)
+    except ValidationError as e:
+        raise KhaosError(f"{where}: {_one_line(e)}") from None
+
+
+def load(path: str | Path) -> Model:
+    """Read and check a model file; KhaosError with one line if it is missing or not usable."""
+    path = Path(path)
+    if not path.is_file():
+        raise KhaosError(f"model file {path} does not exist (make one with: khaos fit RESULTS --out {path})")
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise KhaosError(f"model file {path} is not valid JSON: {str(e).splitlines()[0][:200]}") from None
+    except OSError as e:
+        raise KhaosError(f"model file {path}: cannot read: {e.strerror or e}") from None
+    return parse(data, str(path))
+
+
+def save(model: Model, path: str | Path) -> Path:
+    """Write the model file atomically (a reader, e.g. the daemon, never sees half a file)."""
+    return write_json(path, model.to_dict())
+
+
+def compare(old: Model | None, new: Model) -> bool:
+    """True if ``new`` should replace ``old``: its CV recovery MAPE is not worse (no old model: True)."""
+    if old is None:
+        return True
+
+    def mape(m: Model) -> float:
+        v = m.recovery_mape
+        return math.inf if v is None else v
+
+    return mape(new) <= mape(old)
+
+
+def promote(new: str | Path, current: str | Path) -> tuple[bool, str]:
+    """Swap ``new`` in as ``current`` if its CV recovery MAPE is not worse. Returns (replaced, why).
+
+    The old file is kept as CURRENT.prev; the swap is atomic, and the daemon picks the new file up at
+    its next decision."""
+    new, current = Path(new), Path(current)
+    fresh = load(new)
+    old = load(current) if current.exists() else None
+    if not compare(old, fresh):
+        return False, f"kept {current}: the new model's CV recovery MAPE {_mape(fresh)} is worse than {_mape(old)}"
+    if old is not None:
+        shutil.copy2(current, current.with_name(current.name + ".prev"))
+    save(fresh, current)
+    why = "no model before" if old is None else f"CV recovery MAPE {_mape(fresh)} <= {_mape(old)}"
+    return True, f"replaced {current} with {new} ({why}; previous kept as {current.name}.prev)"
+
+
+def _mape(model: Model | None) -> str:
+    v = model.recovery_mape if model is not None else None
+    return "n/a" if v is None else f"{100 * v:.1f}%"

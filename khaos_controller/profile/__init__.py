@@ -1,0 +1,1 @@
+"""Profiling: the experiment file, the parallel profiler, recovery measurement, workloads."""

@@ -1,0 +1,240 @@
+"""The experiment file of `khaos profile`: what to run, break and measure.
+
+:class:`ExperimentFile` is the one table of keys (types, defaults, bounds, help): it validates the
+file and renders the table in docs/profiling.md. :func:`load` resolves it into an
+:class:`Experiment`. examples/experiment-lab.yml is a commented example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .. import REPO_ROOT
+from ..errors import KhaosError
+from ..schema import Section, field_error, read_mapping, validate
+
+MODES = ("process", "host")
+Mode = Literal["process", "host"]
+Interval = Annotated[float, Field(ge=1, le=3600)]  # a checkpoint interval, s
+Rate = Annotated[float, Field(ge=1, le=1_000_000)]  # events/s
+DEFAULT_ARGS = ["--rate", "{rate}", "--output", "{output}", "--start", "{start_ms}"]
+TRACE_ARGS = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
+
+
+class JobSection(Section):
+    """Section job: the job to profile."""
+
+    jar: str = Field(min_length=1, description="the job's jar file (the sample job: build/jobs/iot-vehicles.jar)")
+    name: str = Field("iot-vehicles", min_length=1, description="job name (pipeline.name)")
+    entry_class: str = Field("", description="main class (empty: from the jar manifest)")
+    args: list[str] | None = Field(
+        None, description="program arguments; {rate}, {output}, {start_ms}, {trace} are filled in per run"
+    )
+    parallelism: int = Field(2, ge=1, le=256, description="job parallelism")
+
+
+class FailurePoints(Section):
+    """Failure points picked from a trace."""
+
+    count: int = Field(5, ge=1, le=1000, description="failure points picked across the trace's rate range")
+    window: int = Field(300, ge=1, description="trailing moving-average window, s")
+    min_distance: int = Field(1800, ge=0, description="minimum seconds between two points")
+
+
+class WorkloadSection(Section):
+    """Section workload: fixed rates or a trace."""
+
+    rates: list[Rate] | None = Field(None, min_length=1, description="input rates in events/s (or a trace)")
+    trace: str | None = Field(None, min_length=1, description="a recorded trace replayed around failure points")
+    failure_points: FailurePoints = Field(default_factory=FailurePoints)
+
+    @model_validator(mode="after")
+    def _one(self) -> WorkloadSection:
+        if self.rates is None and self.trace is None:
+            raise ValueError("missing: a list of input rates in events/s (or a trace)")
+        return self
+
+
+class FailuresSection(Section):
+    """Section failures: what dies, where and when."""
+
+    modes: list[Mode] = Field(
+        ["process", "host"], min_length=1, description="process (SIGKILL a TaskManager JVM) and/or host (kill its host)"
+    )
+    target: str = Field(
+        "sink",
+        min_length=1,
+        description="sink (the host of the sink's first subtask), random, a host name or group:NAME",
+    )
+    timing: Literal["now", "before_checkpoint"] = Field(
+        "before_checkpoint", description="before_checkpoint: the worst case"
+    )
+    margin_s: float = Field(2.0, ge=0, le=3600, description="fire this long before the next checkpoint, s")
+    seed: int = Field(1, ge=0, description="seed of random target picks")
+
+
+class ClustersSection(Section):
+    """Section clusters: labs or your own inventories."""
+
+    count: int = Field(2, ge=1, le=8, description="lab clusters profiled in parallel")
+    hosts: int = Field(3, ge=3, le=10, description="hosts per lab cluster (1 JobManager + TaskManagers)")
+    lab_prefix: str = Field("kp", pattern=r"^[a-z][a-z0-9]{0,5}$", description="lab names: PREFIX1, PREFIX2, ...")
+    inventories: list[str] = Field([], description="existing clusters (inventories) instead of labs")
+
+
+class MeasurementSection(Section):
+    """Section measurement: steady state and recovery."""
+
+    warmup_s: float = Field(30.0, ge=5, le=3600, description="steady state learned before each failure, s")
+    settle_s: float = Field(15.0, ge=0, le=3600, description="pause between two failures of one deployment, s")
+    recovery_timeout_s: float = Field(180.0, ge=10, le=7200, description="not recovered after this long: a miss")
+    consecutive_s: float = Field(8.0, ge=1, le=600, description="seconds back in the steady-state band = recovered")
+
+
+class ExperimentFile(Section):
+    """Every key of an experiment file."""
+
+    name: str | None = Field(None, min_length=1, description="experiment name (default: the file name)")
+    job: JobSection = Field(description="the job's jar file")
+    checkpoint_intervals: list[Interval] = Field(
+        min_length=1, description="a list of intervals in seconds, e.g. [5, 10, 20]"
+    )
+    workload: WorkloadSection = Field(description="a list of input rates in events/s (or a trace)")
+    failures: FailuresSection = Field(default_factory=FailuresSection)
+    repetitions: int = Field(1, ge=1, le=100, description="failures per (interval, rate, mode)")
+    clusters: ClustersSection = Field(default_factory=ClustersSection)
+    measurement: MeasurementSection = Field(default_factory=MeasurementSection)
+    output: str | None = Field(None, min_length=1, description="output directory (default out/profile-NAME)")
+
+    @field_validator("checkpoint_intervals")
+    @classmethod
+    def _cis(cls, cis):
+        if len(set(cis)) != len(cis):
+            raise ValueError("has duplicates")
+        return cis
+
+
+@dataclass
+class JobSpec:
+    """The job a profile deploys."""
+
+    jar: Path
+    name: str = "iot-vehicles"
+    entry_class: str = ""
+    args: list[str] = field(default_factory=lambda: list(DEFAULT_ARGS))
+    parallelism: int = 2
+
+
+@dataclass
+class Experiment:
+    """A validated experiment with resolved paths and failure points."""
+
+    path: Path
+    name: str
+    job: JobSpec
+    checkpoint_intervals: list[float]
+    rates: list[float]
+    modes: list[str] = field(default_factory=lambda: ["process", "host"])
+    repetitions: int = 1
+    target: str = "sink"
+    timing: str = "before_checkpoint"
+    margin_s: float = 2.0
+    seed: int = 1
+    clusters: int = 2
+    hosts: int = 3
+    lab_prefix: str = "kp"
+    inventories: list[Path] = field(default_factory=list)
+    warmup_s: float = 30.0
+    settle_s: float = 15.0
+    recovery_timeout_s: float = 180.0
+    consecutive_s: float = 8.0
+    output: Path = Path("out/profile")
+    trace: Path | None = None  # a recorded trace replayed around failure points instead of fixed rates
+    points: list[dict] = field(default_factory=list)  # failure points [{t, target_rate, avg_rate}]
+
+    @property
+    def failures(self) -> int:
+        """Failures the experiment injects."""
+        return len(self.checkpoint_intervals) * len(self.rates) * len(self.modes) * self.repetitions
+
+    @property
+    def cluster_count(self) -> int:
+        """Clusters profiled in parallel."""
+        return len(self.inventories) if self.inventories else self.clusters
+
+
+def _path(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (REPO_ROOT / p if (REPO_ROOT / p).exists() else base / p)
+
+
+def load(path: str | Path) -> Experiment:
+    """Read and check an experiment file; every problem is one line `FILE: field: problem`."""
+    path, raw = read_mapping(path, "experiment")
+    f: ExperimentFile = validate(ExperimentFile, raw, path)
+    base = path.parent
+    jar = _path(base, f.job.jar)
+    if not jar.is_file():
+        raise field_error(path, "job.jar", f"{jar} does not exist (build the sample job with `make job`)")
+    args = f.job.args if f.job.args is not None else (TRACE_ARGS if f.workload.trace else DEFAULT_ARGS)
+    job = JobSpec(
+        jar=jar, name=f.job.name, entry_class=f.job.entry_class, args=list(args), parallelism=f.job.parallelism
+    )
+    cis = [float(c) for c in f.checkpoint_intervals]
+    trace, points = None, []
+    if f.workload.trace:
+        from . import workload as wl
+
+        trace = _path(base, f.workload.trace)
+        fp = f.workload.failure_points
+        try:
+            pts = wl.failure_points(
+                wl.load_trace(trace), count=fp.count, window=fp.window, min_distance=fp.min_distance
+            )
+        except KhaosError as e:
+            raise field_error(path, "workload.trace", str(e)) from None
+        points = pts.to_dict("records")
+        rates = [float(p["avg_rate"]) for p in points]
+    else:
+        rates = [float(r) for r in f.workload.rates]
+    fl = f.failures
+    if fl.timing == "before_checkpoint" and fl.margin_s >= min(cis):
+        raise field_error(
+            path, "failures.margin_s", f"{fl.margin_s:g}s must be shorter than the smallest interval {min(cis):g}s"
+        )
+    inventories = [Path(p) for p in f.clusters.inventories]
+    for inv in inventories:
+        if not inv.exists():
+            raise field_error(path, "clusters.inventories", f"{inv} does not exist")
+    m = f.measurement
+    exp = Experiment(
+        path=path,
+        name=f.name or path.stem,
+        job=job,
+        checkpoint_intervals=cis,
+        rates=rates,
+        modes=list(fl.modes),
+        repetitions=f.repetitions,
+        target=fl.target,
+        timing=fl.timing,
+        margin_s=float(fl.margin_s),
+        seed=fl.seed,
+        clusters=f.clusters.count,
+        hosts=f.clusters.hosts,
+        lab_prefix=f.clusters.lab_prefix,
+        inventories=inventories,
+        warmup_s=float(m.warmup_s),
+        settle_s=float(m.settle_s),
+        recovery_timeout_s=float(m.recovery_timeout_s),
+        consecutive_s=float(m.consecutive_s),
+        output=Path(f.output or f"out/profile-{path.stem}"),
+        trace=trace,
+        points=points,
+    )
+    if trace and not any("{trace}" in a for a in job.args):
+        raise field_error(path, "job.args", "a trace workload needs {trace} in the job's arguments")
+    return exp

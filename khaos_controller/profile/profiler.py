@@ -1,0 +1,441 @@
+"""`khaos profile EXPERIMENT.yml`: break copies of a job in parallel and measure what it costs.
+
+Each profiling cluster (a lab of its own, or an inventory) works through a queue of units; a
+unit is one (checkpoint interval, rate): deploy the job (playbooks/deploy_job.yml), learn its
+steady state, then for every failure mode and repetition inject a real failure
+(playbooks/inject_failure.yml, worst case: just before the next checkpoint), sample the job
+twice a second, and measure detection, restart and recovery (recovery.py). The unit ends
+with stop-with-savepoint and a sink audit (0 lost, 0 duplicated after every failure).
+
+Playbooks run through ansible-runner's run_async, one private_data_dir and ident per run;
+their results come from job events (set_stats). Ctrl-C cancels every run and removes the labs.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import KhaosError
+from ..flink import audit
+from ..flink.client import FlinkClient
+from ..flink.sampler import JobSampler
+from ..infra import ansible
+from ..infra.inventory import cluster_facts
+from ..infra.lab import Lab
+from ..journal import Journal
+from ..progress import Bar
+from ..signals import on_stop
+from .experiment import Experiment
+from .recovery import RecoveryParams, measure
+
+# Twice a second: REST serves metrics from a cache refreshed at most once a second
+# (metrics.fetcher.update-interval) and only when asked, so a 1 Hz sampler triggers a refresh only
+# every 1-2 s and misses some of the sink's per-second values; at 2 Hz nearly every second is seen,
+# 1.5-3 s after it ended instead of up to 4 s.
+SAMPLE_PERIOD_S = 0.5
+
+
+class Cancelled(KhaosError):
+    """The profile was cancelled (Ctrl-C or SIGTERM)."""
+
+
+@dataclass
+class Cluster:
+    """One profiling cluster: a lab of its own or a given inventory."""
+
+    name: str
+    inventory: Path
+    rest_url: str
+    lab: Lab | None = None
+    shared_dir: Path | None = None
+
+
+@dataclass
+class Unit:
+    """One job deployment: an (interval, rate) pair and the failures injected into it."""
+
+    index: int
+    ci_s: float
+    rate: float
+    failures: list[tuple[str, int]]  # (mode, repetition)
+    point: dict | None = None  # trace workloads: the failure point this unit replays
+
+    @property
+    def ident(self) -> str:
+        """u<index>-ci<interval>-r<rate>."""
+        return f"u{self.index:02d}-ci{self.ci_s:g}-r{self.rate:g}"
+
+
+class Profiler:
+    """Runs an experiment: clusters in parallel, one unit at a time each, real failures, measured."""
+
+    def __init__(self, exp: Experiment, out: Path | None = None, progress: bool = True):
+        self.exp = exp
+        self.out = Path(out or exp.output)
+        self.progress = progress
+        self.cancel = threading.Event()
+        self.rows: list[dict] = []
+        self.errors: list[str] = []
+        self.clusters: list[Cluster] = []
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self.journal: Journal | None = None
+        self.bar: Bar | None = None
+        self._done = 0
+        self.params = RecoveryParams(
+            baseline_s=max(10.0, exp.warmup_s - 5), consecutive_s=exp.consecutive_s, timeout_s=exp.recovery_timeout_s
+        )
+
+    # ---- plan ----------------------------------------------------------------------------
+    def units(self) -> list[Unit]:
+        """Every unit of the experiment, longest intervals first."""
+        failures = [(m, r) for r in range(self.exp.repetitions) for m in self.exp.modes]
+        # longest intervals first: they take longest, so they should not be the tail of the queue
+        points = self.exp.points or [None] * len(self.exp.rates)
+        grid = [
+            (ci, rate, pt)
+            for ci in sorted(self.exp.checkpoint_intervals, reverse=True)
+            for rate, pt in zip(self.exp.rates, points)
+        ]
+        return [Unit(i, ci, round(rate, 1), list(failures), pt) for i, (ci, rate, pt) in enumerate(grid, 1)]
+
+    def describe(self) -> str:
+        """The plan in plain words."""
+        units = self.units()
+        n = self.exp.cluster_count
+        lines = [
+            f"experiment {self.exp.name}: {self.exp.failures} failures = {len(self.exp.checkpoint_intervals)} "
+            f"intervals x {len(self.exp.rates)} rates x {len(self.exp.modes)} modes x {self.exp.repetitions} "
+            f"repetitions, on {n} clusters in parallel",
+            f"  intervals (s): {', '.join(f'{c:g}' for c in self.exp.checkpoint_intervals)}",
+            f"  rates (events/s): {', '.join(f'{r:g}' for r in self.exp.rates)}",
+            f"  failures: {', '.join(self.exp.modes)} on target {self.exp.target}, {self.exp.timing}"
+            + (f" (margin {self.exp.margin_s:g}s)" if self.exp.timing == "before_checkpoint" else ""),
+            f"  {len(units)} units (one job deployment each), output {self.out}",
+        ]
+        return "\n".join(lines)
+
+    # ---- run -----------------------------------------------------------------------------
+    def run(self) -> pd.DataFrame:
+        """Profile every unit; returns the results (one row per failure). Ctrl-C cancels and cleans up."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "series").mkdir(exist_ok=True)
+        self.journal = Journal(self.out / "journal.jsonl", fsync=False)
+        self.journal.write("start", experiment=str(self.exp.path), failures=self.exp.failures)
+        try:
+            with on_stop(self._on_signal), Bar(self.exp.failures, "failures", quiet=not self.progress) as self.bar:
+                self._setup_clusters()
+                work: queue.Queue[Unit] = queue.Queue()
+                for u in self.units():
+                    work.put(u)
+                workers = [threading.Thread(target=self._worker, args=(c, work), daemon=True) for c in self.clusters]
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    while w.is_alive():
+                        w.join(0.5)
+                if self.cancel.is_set():
+                    raise Cancelled("profile cancelled: every run stopped, labs removed")
+                return self._write_results()
+        finally:
+            self._teardown()
+            self.journal.write("end", rows=len(self.rows), errors=self.errors, cancelled=self.cancel.is_set())
+
+    def _on_signal(self, _signum: int) -> None:
+        if not self.cancel.is_set():
+            self._say("khaos profile: cancelling every run and cleaning up ...")
+        self.cancel.set()
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Cancelled("cancelled")
+
+    def _playbook(self, cluster: Cluster, playbook: str, ident: str, extravars: dict) -> ansible.PlaybookResult:
+        thread, runner = ansible.run_playbook_async(
+            playbook,
+            cluster.inventory,
+            extravars=extravars,
+            ident=f"{ident}-{int(time.time() * 1000)}",
+            base_dir=self.out / "ansible",
+            cancel=self.cancel.is_set,
+        )
+        while thread.is_alive():
+            thread.join(0.5)
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
+        return ansible.result_of(runner)
+
+    def _setup_clusters(self) -> None:
+        exp = self.exp
+        if exp.inventories:  # static files or inventory plugins (OpenStack): read as Ansible sees them
+            for i, inv in enumerate(exp.inventories, 1):
+                facts = cluster_facts(inv)
+                self.clusters.append(Cluster(f"c{i}", inv, facts.rest_url, shared_dir=facts.shared_dir))
+        else:
+            for i in range(1, exp.clusters + 1):
+                lab = Lab(f"{exp.lab_prefix}{i}")
+                if lab.hosts:
+                    raise KhaosError(f"lab {lab.name} is already up: `khaos lab down --name {lab.name}` first")
+                lab.up(hosts=exp.hosts)
+                self.clusters.append(
+                    Cluster(lab.name, lab.inventory, cluster_facts(lab.inventory).rest_url, lab, lab.shared_dir)
+                )
+                self.journal.write("lab_up", cluster=lab.name, hosts=exp.hosts)
+        self._say(f"deploying Flink on {len(self.clusters)} clusters in parallel ...")
+        runs = [
+            ansible.run_playbook_async(
+                "flink_cluster",
+                c.inventory,
+                ident=f"{c.name}-cluster",
+                base_dir=self.out / "ansible",
+                cancel=self.cancel.is_set,
+            )
+            for c in self.clusters
+        ]
+        for c, (thread, runner) in zip(self.clusters, runs):
+            while thread.is_alive():
+                thread.join(0.5)
+            if self.cancel.is_set():
+                raise Cancelled("cancelled")
+            ansible.result_of(runner)
+            self.journal.write("cluster_ready", cluster=c.name, rest=c.rest_url)
+        self._say(
+            f"clusters ready after {time.monotonic() - self._started:.0f}s: " + ", ".join(c.name for c in self.clusters)
+        )
+
+    def _teardown(self) -> None:
+        for c in self.clusters:
+            if c.lab is not None:
+                c.lab.down(quiet=True)
+                if self.journal:
+                    self.journal.write("lab_down", cluster=c.name)
+
+    def _worker(self, cluster: Cluster, work: queue.Queue) -> None:
+        while not self.cancel.is_set():
+            try:
+                unit = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._run_unit(cluster, unit)
+            except Cancelled:
+                return
+            except KhaosError as e:
+                msg = f"{cluster.name} {unit.ident}: {e}"
+                self.errors.append(msg)
+                self.journal.write("error", cluster=cluster.name, unit=unit.ident, error=str(e))
+                self._say(f"ERROR {msg}")
+
+    # ---- one unit ------------------------------------------------------------------------
+    def _run_unit(self, cluster: Cluster, unit: Unit) -> None:
+        exp, client = self.exp, FlinkClient(cluster.rest_url)
+        for job_id in client.running_jobs():  # a previous unit's job that failed half-way
+            client.cancel(job_id)
+        out_dir = (cluster.shared_dir or Path("/srv/flink")) / "jobs" / unit.ident / "out"
+        start_ms = int(time.time() * 1000)
+        fill = {"rate": f"{unit.rate:g}", "output": str(out_dir), "start_ms": str(start_ms), "trace": ""}
+        if unit.point is not None:  # replay the trace around the failure point: it is reached after the warm-up
+            from . import workload
+
+            window = workload.trace_window(
+                workload.load_trace(exp.trace),
+                int(unit.point["t"]),
+                before=int(exp.warmup_s) + 5,
+                after=int(exp.recovery_timeout_s) * 3,
+            )
+            fill["trace"] = str(out_dir.parent / "trace.txt")
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            workload.write_trace(window, fill["trace"])
+        args = [a.format(**fill) for a in exp.job.args]
+        self.journal.write("deploy", cluster=cluster.name, unit=unit.ident, ci_s=unit.ci_s, rate=unit.rate, args=args)
+        self._playbook(
+            cluster,
+            "deploy_job",
+            f"{unit.ident}-deploy",
+            {
+                "flink_job_name": exp.job.name,
+                "flink_job_jar": str(exp.job.jar),
+                "flink_job_args": args,
+                "flink_job_entry_class": exp.job.entry_class,
+                "flink_job_parallelism": exp.job.parallelism,
+                "flink_job_checkpoint_interval": f"{unit.ci_s:g}s",
+                "flink_job_output_dir": str(out_dir),
+            },
+        )
+        job_id = client.running_job(exp.job.name)
+        sampler = JobSampler(client, exp.job.name, SAMPLE_PERIOD_S).start()
+        rows = []
+        try:
+            self._sleep(exp.warmup_s)
+            for k, (mode, rep) in enumerate(unit.failures):
+                self._wait_checkpoint_after_restart(client, job_id)
+                rows.append(self._one_failure(cluster, unit, client, job_id, sampler, mode, rep, k))
+                if k + 1 < len(unit.failures):
+                    self._sleep(exp.settle_s)
+        finally:
+            sampler.stop()
+            sampler.frame().to_csv(self.out / "series" / f"{cluster.name}-{unit.ident}.csv", index=False)
+        location = client.stop_with_savepoint(job_id)
+        result = audit.audit(out_dir)
+        self.journal.write(
+            "audit",
+            cluster=cluster.name,
+            unit=unit.ident,
+            savepoint=location,
+            records=result.records,
+            lost=result.lost,
+            duplicated=result.duplicated,
+        )
+        for r in rows:
+            r.update(audit_records=result.records, audit_lost=result.lost, audit_duplicated=result.duplicated)
+        with self._lock:
+            self.rows.extend(rows)
+
+    def _wait_checkpoint_after_restart(self, client: FlinkClient, job_id: str) -> None:
+        """The before-checkpoint timing needs the checkpoint timer's phase: wait for a checkpoint
+        completed after the last restart (bounded by two intervals + 30 s)."""
+        deadline = time.monotonic() + 2 * client.checkpoint_interval_ms(job_id) / 1000 + 30
+        while time.monotonic() < deadline:
+            failures = client.failure_times(job_id)
+            latest = (client.checkpoints(job_id).get("latest") or {}).get("completed") or {}
+            last_restart = failures[0] if failures else 0
+            if latest.get("trigger_timestamp", 0) / 1000 > last_restart and client.all_tasks_running(job_id):
+                return
+            self._sleep(1)
+
+    def _one_failure(self, cluster, unit, client, job_id, sampler, mode, rep, k) -> dict:
+        exp = self.exp
+        summary = client.checkpoints(job_id).get("summary", {})
+        res = self._playbook(
+            cluster,
+            "inject_failure",
+            f"{unit.ident}-{mode}{rep}",
+            {
+                "chaos_mode": mode,
+                "chaos_target": exp.target,
+                "chaos_timing": exp.timing,
+                "chaos_margin_s": exp.margin_s,
+                "chaos_job": job_id,
+                "chaos_seed": exp.seed + 1000 * unit.index + k,
+            },
+        )
+        plan, kills = res.data.get("chaos_plan", {}), res.data.get("chaos_kills", [])
+        if not kills or not all(kill.get("dead") for kill in kills):
+            raise KhaosError(f"the {mode} kill was not verified: {kills}")
+        t_fail = min(float(kill["killed_at"]) for kill in kills)
+        self.journal.write("inject", cluster=cluster.name, unit=unit.ident, mode=mode, plan=plan, kills=kills)
+        # Flink's own record of the failure: the exception history entry after t_fail
+        t_detect = None
+        deadline = time.monotonic() + 60
+        while t_detect is None and time.monotonic() < deadline:
+            new = [t for t in client.failure_times(job_id) if t >= t_fail - 0.5]
+            t_detect = min(new) if new else None
+            if t_detect is None:
+                self._sleep(0.5)
+        # wait until recovered (K consecutive seconds in band) or timed out
+        m = None
+        deadline = t_fail + exp.recovery_timeout_s + exp.consecutive_s + 5
+        while time.time() < deadline:
+            self._sleep(2)
+            try:
+                m = measure(series(sampler), t_fail, self.params, t_detect=t_detect)
+            except KhaosError:
+                continue
+            if m.recovered:
+                break
+        if m is None:
+            raise KhaosError(f"no usable samples around the failure at {t_fail:.1f}")
+        row = {
+            "trial": f"{unit.ident}-{mode}{rep}",
+            "cluster": cluster.name,
+            "ci_s": unit.ci_s,
+            "rate": unit.rate,
+            "mode": mode,
+            "rep": rep,
+            "target": ",".join(plan.get("targets", [])),
+            "killed_pids": ",".join(
+                str(p) for kill in kills for p in ([kill["pid"]] if "pid" in kill else kill.get("pids", []))
+            ),
+            "t_fail": t_fail,
+            "fire_late_s": t_fail - float(plan.get("fire_at", t_fail)),
+            "since_checkpoint_s": (t_fail - plan["last_checkpoint_at"]) % unit.ci_s
+            if plan.get("last_checkpoint_at")
+            else None,
+            "detect_s": m.detect_s,
+            "running_s": m.running_s,
+            "recovery_s": m.recovery_s,
+            "recovered": m.recovered,
+            "catchup_s": m.catchup_s,
+            "pre_rate": m.pre_rate,
+            "latency_p99_ms": m.pre_latency_p99_ms,
+            "peak_lag_ms": m.peak_lag_ms,
+            "checkpoint_duration_ms": (summary.get("end_to_end_duration") or {}).get("avg"),
+            "checkpoint_size_bytes": (summary.get("state_size") or summary.get("checkpointed_size") or {}).get("avg"),
+        }
+        self.journal.write("measure", cluster=cluster.name, unit=unit.ident, row=row)
+        self._progress(row)
+        return row
+
+    # ---- output --------------------------------------------------------------------------
+    def _progress(self, row: dict) -> None:
+        with self._lock:
+            self._done += 1
+            done = self._done
+        rec = f"{row['recovery_s']:.1f}s" if row["recovered"] else "not recovered"
+        self._say(
+            f"{done}/{self.exp.failures} {row['cluster']} CI {row['ci_s']:g}s rate {row['rate']:g}/s "
+            f"{row['mode']:<7}: recovery {rec} (detect {row['detect_s']:.1f}s, running {row['running_s']:.1f}s)"
+            f" | {(time.monotonic() - self._started) / 60:.1f} min"
+        )
+        if self.bar is not None:
+            self.bar.advance()
+
+    def _say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.say(text)
+
+    def _write_results(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows).sort_values(["ci_s", "rate", "mode", "rep"]) if self.rows else pd.DataFrame()
+        df.to_csv(self.out / "results.csv", index=False)
+        df.to_parquet(self.out / "results.parquet", index=False)
+        if not df.empty:
+            plot(df, self.out / "recovery_vs_rate.png", f"{self.exp.name}: recovery time over input rate")
+        return df
+
+
+def series(sampler: JobSampler) -> pd.DataFrame:
+    """The sampler's rows that reached Flink (a failed REST call is a hole, not a down second)."""
+    df = sampler.frame()
+    return df[df["error"].isna()].reset_index(drop=True)
+
+
+def plot(df: pd.DataFrame, path: Path, title: str) -> Path:
+    """Recovery time over input rate, one line per interval, marker per failure mode (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    markers = {"process": "o", "host": "s"}
+    for i, (ci, g) in enumerate(df.groupby("ci_s")):
+        color = plt.cm.viridis(i / max(1, df["ci_s"].nunique() - 1))
+        means = g.groupby("rate")["recovery_s"].mean()
+        ax.plot(means.index, means.values, color=color, label=f"CI {ci:g}s")
+        for mode, gm in g.groupby("mode"):
+            ax.scatter(gm["rate"], gm["recovery_s"], color=color, marker=markers.get(mode, "x"), s=30)
+    ax.set_xlabel("input rate (events/s)")
+    ax.set_ylabel("recovery time (s)  [o process kill, s host kill]")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(title="checkpoint interval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

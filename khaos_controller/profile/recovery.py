@@ -1,0 +1,544 @@
+"""Turn a per-second job series plus a failure time into failure measurements.
+
+Input: the sampler's series, one row per REST sample (~1 s apart, gaps and jitter allowed), columns
+``t`` (epoch s, required) and any of ``all_running``, ``restarts``, ``rate_in``, ``throughput``,
+``lag_ms``, ``backlog``, ``latency_p99_ms``, ``checkpoints``, ``sink_second`` (the epoch second the
+sink's per-second throughput / latency_p99_ms describe), ``running_since`` (Flink's RUNNING time of the
+current attempts) (missing columns / NaN cells are fine).
+
+Definitions (docs/recovery.md has the timeline and the reasons for each default)::
+
+    detect_s   = first sample after t_fail with all_running False or restarts increased  (or t_detect)
+    running_s  = Flink's running_since of the first attempt RUNNING after t_fail, where the series has it;
+                 else the first sample with all_running True after it was seen False (or, if the
+                 restart was too quick to see it False, at/after detection)               (or t_running)
+    recovery_s = START of the first run of samples, beginning at/after t_running, in which every
+                 used signal (lag_ms, throughput, latency_p99_ms; whichever exist) stays inside its
+                 steady-state band (after a 3-sample rolling median; the first sample must be in
+                 band without it) for consecutive_s seconds, tasks running, no hole > max_gap_s;
+                 NaN and recovered=False if that run does not start within timeout_s or the
+                 series ends first. Where the series has sink_second, the run is searched over
+                 the seconds the sink's values describe (one row per second, at its start), so
+                 recovery_s is the start of the first normal second, not a sample time.
+
+Bands are learned per signal from the baseline window [t_fail - baseline_s, t_fail):
+``center +- max(k_sigma * sigma, floor)``, widened to cover the baseline's [q01, q99], with
+center/sigma = median and 1.4826*MAD (robust; ``robust=False`` uses mean/std). lag_ms and latency_p99_ms
+are one-sided (lo = 0: being faster than usual is no anomaly); throughput is two-sided, so the
+catch-up phase, where the sink runs ABOVE the input rate, counts as not yet recovered.
+
+Physics (why recovery includes catch-up): the job restarts from the last completed checkpoint, so at
+restart the source is behind by ``L0 = time since that checkpoint + downtime`` seconds of input
+(``backlog = L0 * rate`` records). It drains at ``capacity - rate`` records/s, i.e. catch-up takes
+``L0 * rate / (capacity - rate)`` s. :func:`expected_peak_lag_s` and :func:`expected_catchup_s` give
+these numbers; ``peak_lag_ms`` and ``caught_up_records`` are their measured counterparts.
+
+:func:`remeasure` measures a stored profile again from its ``series/`` (after a change of this module).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import KhaosError
+
+_NUMERIC = (
+    "restarts",
+    "rate_in",
+    "throughput",
+    "lag_ms",
+    "backlog",
+    "latency_p99_ms",
+    "checkpoints",
+    "sink_second",
+    "running_since",
+)
+# A sink second reported more than this long after it ended is stale: REST served old values, or no record
+# reached the sink since (the sample job's gauges keep the last second that had records).
+SINK_SECOND_MAX_AGE_S = 6.0
+_BAND_SIGNALS = ("lag_ms", "throughput", "latency_p99_ms", "rate_in")
+_ONE_SIDED = {"lag_ms", "latency_p99_ms"}
+_NAN = float("nan")
+# column names of series stored by khaos before the one sampler (flink/sampler.py)
+_LEGACY = {"latency_ms": "latency_p99_ms", "checkpoints_completed": "checkpoints"}
+
+
+@dataclass
+class RecoveryParams:
+    """Knobs of the measurement; docs/recovery.md explains each default."""
+
+    baseline_s: float = 120.0  # steady-state window before the failure that defines "normal"
+    k_sigma: float = 3.0  # band half-width in (robust) standard deviations
+    consecutive_s: float = 10.0  # K: seconds all signals must stay in band to call it recovered
+    timeout_s: float = 600.0  # a run starting later than t_fail + timeout_s is "not recovered"
+    lag_floor_ms: float = 500.0  # min half-width for lag_ms (half a sampling period of lag)
+    latency_floor_ms: float = 200.0  # min half-width for latency_p99_ms (GC / checkpoint-alignment jitter)
+    throughput_floor_frac: float = 0.10  # min half-width for throughput / rate_in, fraction of the center
+    throughput_floor_abs: float = 1.0  # ... and never below 1 record/s (idle or tiny jobs)
+    robust: bool = True  # median / 1.4826*MAD instead of mean / std
+    cover_quantile: float = 0.99  # band always covers the baseline's [1-q, q] quantiles (0 = off)
+    min_baseline_samples: int = 10  # fewer baseline samples -> KhaosError
+    max_gap_s: float = 5.0  # a longer hole between usable samples breaks an in-band run
+    smooth_samples: int = 3  # centered rolling median before the band test (1 = off)
+    signals: tuple[str, ...] = ("lag_ms", "throughput", "latency_p99_ms")  # judged for recovery, if present
+
+
+@dataclass
+class FailureMeasure:
+    """What one failure cost: detection, restart, recovery and the catch-up."""
+
+    t_fail: float
+    detect_s: float  # NaN: no failure visible in the series (and no t_detect given)
+    running_s: float  # NaN: never running again (or not knowable)
+    recovery_s: float  # NaN unless recovered
+    recovered: bool
+    catchup_s: float  # recovery_s - running_s
+    pre_rate: float  # mean rate_in over the baseline (throughput if rate_in is missing)
+    pre_latency_p99_ms: float
+    peak_lag_ms: float  # max lag_ms from t_fail to the recovery point (or end of window)
+    peak_backlog: float
+    caught_up_records: float  # ~ integral of (throughput - pre_rate) from running to recovered
+    restarts_delta: float
+    signals: tuple[str, ...]  # signals that decided recovery
+    samples: int  # samples examined after t_fail
+    baseline_samples: int
+    baseline_s_used: float
+    band: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """A flat dict (one results.csv row)."""
+        d = asdict(self)
+        d["signals"] = ",".join(self.signals)
+        for sig, (lo, hi) in d.pop("band").items():
+            d[f"band_{sig}_lo"], d[f"band_{sig}_hi"] = lo, hi
+        return d
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def expected_peak_lag_s(ci_s: float, t_since_checkpoint_s: float | None, downtime_s: float) -> float:
+    """Lag (s of input) at restart: the job rewinds to its last completed checkpoint.
+
+    ``t_since_checkpoint_s`` is the time from that checkpoint to the failure; ``None`` means the
+    worst case Khaos injects (just before the next checkpoint), i.e. a full ``ci_s``. ``downtime_s``
+    is failure -> tasks running again (``running_s``). Backlog in records = this value * rate.
+    """
+    since = ci_s if t_since_checkpoint_s is None else t_since_checkpoint_s
+    if since < 0 or downtime_s < 0 or ci_s < 0:
+        raise KhaosError("expected_peak_lag_s needs non-negative times")
+    return float(since + downtime_s)
+
+
+def expected_catchup_s(peak_lag_s: float, rate: float, capacity: float) -> float:
+    """Seconds to drain ``peak_lag_s * rate`` records at ``capacity - rate`` records/s (inf if none spare)."""
+    if capacity <= rate:
+        return math.inf
+    return float(peak_lag_s * rate / (capacity - rate))
+
+
+def _flag(v) -> float:
+    try:
+        if pd.isna(v):
+            return _NAN
+    except (TypeError, ValueError):
+        return _NAN
+    return 1.0 if bool(v) else 0.0
+
+
+def _prepare(series: pd.DataFrame) -> pd.DataFrame:
+    """Sorted copy with every known column present: numeric floats, all_running as 1.0/0.0/NaN."""
+    if "t" not in series.columns:
+        raise KhaosError("the recovery series has no 't' column (epoch seconds of each sample)")
+    df = series.rename(columns={k: v for k, v in _LEGACY.items() if k in series and v not in series})
+    df["t"] = pd.to_numeric(df["t"], errors="coerce")
+    df = df[df["t"].notna()].sort_values("t", kind="stable").reset_index(drop=True)
+    for c in _NUMERIC:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float) if c in df else _NAN
+    df["all_running"] = df["all_running"].map(_flag).astype(float) if "all_running" in df else _NAN
+    return df
+
+
+def _period(df: pd.DataFrame) -> float:
+    d = np.diff(df["t"].to_numpy())
+    d = d[d > 0]
+    return float(np.median(d)) if len(d) else 1.0
+
+
+def _baseline(
+    df: pd.DataFrame, t_fail: float, p: RecoveryParams, window: tuple[float, float] | None
+) -> tuple[pd.DataFrame, float]:
+    a, b = window if window is not None else (t_fail - p.baseline_s, t_fail)
+    rows = df[(df["t"] >= a) & (df["t"] < b)]
+    if len(rows) < p.min_baseline_samples:
+        raise KhaosError(
+            f"only {len(rows)} samples in the baseline window [{a:.1f}, {b:.1f}) before the failure at "
+            f"{t_fail:.1f}; need >= {p.min_baseline_samples}: sample longer before failing the job"
+        )
+    return rows, float(b - rows["t"].iloc[0])
+
+
+def _floor(sig: str, center: float, p: RecoveryParams) -> float:
+    if sig == "lag_ms":
+        return p.lag_floor_ms
+    if sig == "latency_p99_ms":
+        return p.latency_floor_ms
+    return max(p.throughput_floor_frac * abs(center), p.throughput_floor_abs)
+
+
+def _bands(rows: pd.DataFrame, p: RecoveryParams) -> dict[str, tuple[float, float]]:
+    out = {}
+    for sig in _BAND_SIGNALS:
+        x = rows[sig].dropna().to_numpy(dtype=float)
+        if len(x) < p.min_baseline_samples:
+            continue  # signal not available (or too sparse) before the failure: skipped
+        if p.robust:
+            center = float(np.median(x))
+            sigma = 1.4826 * float(np.median(np.abs(x - center)))
+        else:
+            center, sigma = float(np.mean(x)), float(np.std(x, ddof=1))
+        half = max(p.k_sigma * sigma, _floor(sig, center, p))
+        lo, hi = center - half, center + half
+        if p.cover_quantile:
+            lo = min(lo, float(np.quantile(x, 1 - p.cover_quantile)))
+            hi = max(hi, float(np.quantile(x, p.cover_quantile)))
+        out[sig] = (0.0 if sig in _ONE_SIDED else max(0.0, lo), hi)
+    return out
+
+
+def steady_band(
+    series: pd.DataFrame,
+    t_fail: float,
+    params: RecoveryParams | None = None,
+    baseline: tuple[float, float] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Per available signal (lag_ms, throughput, latency_p99_ms, rate_in) the (lo, hi) band of "normal".
+
+    Learned from the samples in ``baseline`` = [start, end) (default [t_fail - baseline_s, t_fail)).
+    Raises KhaosError if the window holds fewer than ``min_baseline_samples`` samples; a signal with
+    fewer non-NaN values than that is left out of the result.
+    """
+    p = params or RecoveryParams()
+    rows, _ = _baseline(_prepare(series), t_fail, p, baseline)
+    return _bands(rows, p)
+
+
+def _first(t: np.ndarray, mask: np.ndarray) -> float:
+    idx = np.flatnonzero(mask)
+    return float(t[idx[0]]) if len(idx) else _NAN
+
+
+def _distinct_median(sig: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per column, a centered rolling median of ``k`` over the distinct values only: a sample that
+    repeats its predecessor's value (the REST metric cache serving the same second again) gets the
+    smoothed value of the sample it repeats. NaN stays NaN."""
+    out = {}
+    for col in sig.columns:
+        x = sig[col]
+        new = x.notna() & x.ne(x.ffill().shift())
+        group = new.cumsum()
+        smoothed = x[new].rolling(k, center=True, min_periods=1).median()
+        out[col] = group.map(pd.Series(smoothed.to_numpy(), index=group[new].to_numpy())).where(x.notna())
+    return pd.DataFrame(out, index=sig.index)
+
+
+def _per_second(rows: pd.DataFrame) -> pd.DataFrame:
+    """The sink's per-second values placed on the second they describe.
+
+    ``sink_second`` is the epoch second [S, S+1) the sample's ``throughput`` (sink count) and
+    ``latency_p99_ms`` (sink p99) describe. One row per distinct S, at ``t = S``, from the first sample that
+    reported it; the row also carries that sample's ``lag_ms`` / ``backlog`` / ``rate_in``, which were
+    read right after second S (the fetch that saw S finished happened during S+1). A second reported
+    more than SINK_SECOND_MAX_AGE_S after its end is stale and dropped. Samples that saw the tasks not
+    running are kept at their own time, with ``all_running`` 0 and no values, so they break a run.
+    """
+    s = rows["sink_second"]
+    ok = s.notna() & (rows["t"] >= s + 1 - 0.5) & (rows["t"] - (s + 1) <= SINK_SECOND_MAX_AGE_S)
+    sec = rows[ok].drop_duplicates("sink_second", keep="first").copy()
+    sec["t"] = sec["sink_second"]
+    down = rows[rows["all_running"] == 0.0].copy()
+    down.loc[:, [c for c in _NUMERIC if c in down.columns]] = _NAN
+    return pd.concat([sec, down]).sort_values("t", kind="stable").reset_index(drop=True)
+
+
+def _normal_run_start(
+    rows: pd.DataFrame, band: dict, used: list[str], p: RecoveryParams, period: float, latest_start: float
+) -> tuple[float, float]:
+    """(start, end) of the first in-band run lasting consecutive_s, or (NaN, NaN).
+
+    Signals are first smoothed by a centered rolling median of ``smooth_samples`` (so one stray sample,
+    e.g. a GC pause or a checkpoint-alignment spike, cannot break a run; a monotone return to normal
+    is not shifted). A run starts only at a sample whose raw values are all in band: the median may
+    keep a run going, but never makes a sample that still shows the catch-up its start. A run is broken
+    by an out-of-band sample, by all_running False, or by a hole > max_gap_s between usable samples;
+    samples where a used signal is NaN are skipped (holes). Once a run has seen two distinct in-band
+    values, one stray second that the REST cache served to two or three samples does not break it
+    either (see :func:`_distinct_median`). A run of samples t_first..t_last lasts
+    ``t_last - t_first + period`` s (each sample stands for the second before it); a quarter period of
+    jitter is tolerated.
+    """
+    t = rows["t"].to_numpy()
+    sig = rows[used]
+    missing = sig.isna().to_numpy().any(axis=1)
+    k = max(1, p.smooth_samples)
+    lo = np.array([band[s][0] for s in used])
+    hi = np.array([band[s][1] for s in used])
+    vals = sig.rolling(k, center=True, min_periods=1).median().to_numpy(dtype=float)
+    inside = ((vals >= lo) & (vals <= hi)).all(axis=1)
+    raw = sig.to_numpy(dtype=float)
+    raw_inside = ((raw >= lo) & (raw <= hi)).all(axis=1)
+    # The REST cache serves one per-second value to 2-3 consecutive samples, so a single stray second
+    # can fill two of the three samples of the median above. Smoothed over distinct values instead, it
+    # is one stray: once a run has seen two distinct in-band seconds, such an excursion does not break
+    # it. The catch-up itself (before a run starts) and frozen metrics (one repeated value) are judged
+    # per sample, as before.
+    dvals = _distinct_median(sig, k).to_numpy(dtype=float)
+    inside_distinct = ((dvals >= lo) & (dvals <= hi)).all(axis=1)
+    fresh = (sig.ne(sig.shift()) & sig.notna()).to_numpy().any(axis=1)
+    ar = rows["all_running"].to_numpy()
+    start, last, seen = _NAN, _NAN, 0
+    for i in range(len(t)):
+        if ar[i] == 0.0:
+            start, last = _NAN, t[i]
+            continue
+        if missing[i]:
+            continue
+        if not math.isnan(last) and t[i] - last > p.max_gap_s:
+            start = _NAN
+        last = t[i]
+        if not inside[i] and not (inside_distinct[i] and not math.isnan(start) and seen >= 2):
+            start = _NAN
+            continue
+        if math.isnan(start):
+            if not raw_inside[i]:
+                continue  # smoothing keeps a run going; it never starts one on an anomalous sample
+            if t[i] > latest_start:
+                return _NAN, _NAN
+            start, seen = t[i], 0
+        seen += bool(fresh[i]) and bool(inside[i])
+        if t[i] - start + period >= p.consecutive_s - 0.25 * period:
+            return float(start), float(t[i])
+    return _NAN, _NAN
+
+
+# ---------------------------------------------------------------------------------------------- measure
+
+
+def measure(
+    series: pd.DataFrame,
+    t_fail: float,
+    params: RecoveryParams | None = None,
+    t_detect: float | None = None,
+    t_running: float | None = None,
+    baseline: tuple[float, float] | None = None,
+) -> FailureMeasure:
+    """Measure one failure at ``t_fail`` (epoch s). See the module docstring for the definitions.
+
+    ``t_detect`` / ``t_running`` override the series-derived times (e.g. from Flink's exception
+    history); ``baseline`` overrides the [start, end) window the bands are learned from.
+    Needs lag_ms or throughput in the baseline, else KhaosError.
+    """
+    p = params or RecoveryParams()
+    df = _prepare(series)
+    base, base_s = _baseline(df, t_fail, p, baseline)
+    band = _bands(base, p)
+    used = [s for s in p.signals if s in band]
+    if not {"lag_ms", "throughput"} & set(used):
+        raise KhaosError(
+            f"cannot judge recovery of the failure at {t_fail:.1f}: the series has neither "
+            "lag_ms nor throughput before it"
+        )
+    period = _period(df)
+    pre_rate = base["rate_in"].mean() if base["rate_in"].notna().any() else base["throughput"].mean()
+    pre_lat = base["latency_p99_ms"].dropna()
+    pre_lat_p99 = float(pre_lat.quantile(0.99)) if len(pre_lat) else _NAN
+    prior = df.loc[df["t"] <= t_fail, "restarts"].dropna()
+    r0 = float(prior.iloc[-1]) if len(prior) else _NAN
+
+    after = df[(df["t"] > t_fail) & (df["t"] <= t_fail + p.timeout_s + p.consecutive_s + p.max_gap_s)]
+    t = after["t"].to_numpy()
+    ar = after["all_running"].to_numpy()
+    if t_detect is None:
+        t_det = _first(t, (ar == 0.0) | (after["restarts"].to_numpy() > r0))
+    else:
+        t_det = float(t_detect)
+    has_ar = bool(np.isfinite(ar).any())
+    # Flink's own RUNNING timestamp of the first attempt started after the failure (the probe's
+    # running_since), where the series has it: exact, not rounded up to a sample.
+    exact = after.loc[(after["all_running"] == 1.0) & (after["running_since"] > t_fail), "running_since"]
+    if t_running is not None:
+        t_run = float(t_running)
+    elif len(exact):
+        t_run = float(exact.iloc[0])
+    elif not math.isnan(t_det) and has_ar:  # running again after having been seen not running
+        t_down = _first(t, ar == 0.0)
+        t_run = _first(t, (t >= (t_det if math.isnan(t_down) else max(t_det, t_down))) & (ar == 1.0))
+    else:
+        t_run = _NAN
+
+    # Where the search for the normal run starts: running again; without a visible failure, at the
+    # failure; without all_running in the series, at detection (signals alone must show normality).
+    if not math.isnan(t_run):
+        search = t_run
+    elif math.isnan(t_det):
+        search = t_fail
+    else:
+        search = _NAN if has_ar else t_det
+    # Where the series says which second the sink's values describe (the sample job's latencySecond),
+    # the run is searched over those seconds, not over the sample times (which are 1-3 s later and
+    # jitter with the REST metric cache). A run then starts at the start of its first normal second.
+    timeline, step = after, period
+    if after["sink_second"].notna().any():
+        timeline, step = _per_second(after), 1.0
+    rec_start = rec_end = _NAN
+    if not math.isnan(search):
+        rec_start, rec_end = _normal_run_start(
+            timeline[timeline["t"] >= search], band, used, p, step, t_fail + p.timeout_s
+        )
+    recovered = not math.isnan(rec_start)
+
+    seen = after[after["t"] <= rec_end] if recovered else after
+    upto = after[after["t"] <= rec_start] if recovered else after
+    if timeline is not after:  # samples up to the one that reported the recovery second
+        first = after.loc[after["sink_second"] >= rec_start, "t"]
+        upto = after[after["t"] <= first.iloc[0]] if recovered and len(first) else upto
+        last = after.loc[after["sink_second"] >= rec_end, "t"]
+        seen = after[after["t"] <= last.iloc[0]] if recovered and len(last) else seen
+    caught = _NAN
+    if recovered and not math.isnan(t_run) and not math.isnan(pre_rate):
+        if timeline is after:
+            dt = df["t"].diff()
+            win = (df["t"] > t_run) & (df["t"] <= rec_start) & df["throughput"].notna()
+            caught = float(((df.loc[win, "throughput"] - pre_rate) * dt[win]).sum())
+        else:  # whole seconds of sink counts
+            win = (timeline["t"] >= t_run) & (timeline["t"] < rec_start) & timeline["throughput"].notna()
+            caught = float((timeline.loc[win, "throughput"] - pre_rate).sum())
+
+    def peak(col: str) -> float:
+        v = upto[col].dropna()
+        return float(v.max()) if len(v) else _NAN
+
+    r_after = seen["restarts"].dropna()
+    return FailureMeasure(
+        t_fail=float(t_fail),
+        detect_s=t_det - t_fail,
+        running_s=t_run - t_fail,
+        recovery_s=rec_start - t_fail,
+        recovered=recovered,
+        catchup_s=rec_start - t_run if recovered else _NAN,
+        pre_rate=float(pre_rate),
+        pre_latency_p99_ms=pre_lat_p99,
+        peak_lag_ms=peak("lag_ms"),
+        peak_backlog=peak("backlog"),
+        caught_up_records=caught,
+        restarts_delta=float(r_after.max() - r0) if len(r_after) and not math.isnan(r0) else _NAN,
+        signals=tuple(used),
+        samples=len(seen),
+        baseline_samples=len(base),
+        baseline_s_used=base_s,
+        band=band,
+    )
+
+
+def measure_all(series: pd.DataFrame, failures: list[dict], params: RecoveryParams | None = None) -> pd.DataFrame:
+    """One row per failure (dicts with ``t_fail`` and optional ``t_detect`` / ``t_running``; other keys
+    are copied into the row).
+
+    Each failure is measured on the series cut at the next failure, and its baseline starts no earlier
+    than the previous failure's recovery point (so it never contains that failure's outage or catch-up):
+    ``baseline_s_used`` shows how much was left. If that clean window holds fewer than
+    ``min_baseline_samples`` samples (previous failure not recovered, or too close), the previous
+    failure's baseline window is reused (``baseline_reused`` True). A KhaosError for one failure fills
+    its ``error`` column instead of aborting the others; such a failure is assumed over after timeout_s.
+    """
+    p = params or RecoveryParams()
+    df = _prepare(series)
+    rows, prev_window, clean_since = [], None, -math.inf
+    fails = sorted(failures, key=lambda f: f["t_fail"])
+    for i, f in enumerate(fails):
+        t_fail = float(f["t_fail"])
+        t_next = float(fails[i + 1]["t_fail"]) if i + 1 < len(fails) else math.inf
+        window = (max(t_fail - p.baseline_s, clean_since), t_fail)
+        n_clean = int(((df["t"] >= window[0]) & (df["t"] < window[1])).sum())
+        reused = n_clean < p.min_baseline_samples and prev_window is not None
+        if reused:
+            window = prev_window
+        row = {k: v for k, v in f.items()}
+        try:
+            m = measure(df[df["t"] < t_next], t_fail, p, f.get("t_detect"), f.get("t_running"), baseline=window)
+            row.update(m.as_dict(), baseline_reused=reused, error=None)
+            prev_window = window
+        except KhaosError as e:
+            m = None
+            row.update(t_fail=t_fail, recovered=False, baseline_reused=reused, error=str(e))
+        # The next baseline starts where this failure is over: its recovery point; never, if it did not
+        # recover; after timeout_s if it could not be measured.
+        if m is None:
+            clean_since = min(t_fail + p.timeout_s, t_next)
+        else:
+            clean_since = t_fail + m.recovery_s if m.recovered else t_next
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def remeasure(results: pd.DataFrame, series_dir: str | Path, params: RecoveryParams | None = None) -> pd.DataFrame:
+    """Measure a stored profile again from its raw series, e.g. after a change of this module.
+
+    ``results`` is the profile's ``results.csv`` (one row per failure: ``trial``, ``cluster``, ``mode``,
+    ``rep``, ``t_fail``, ``detect_s``); ``series_dir`` holds its ``<cluster>-<unit>.csv`` sample series.
+    Each failure is measured as the profiler did: :func:`measure` on its unit's series cut at the unit's
+    next failure, with the baseline ``[t_fail - baseline_s, t_fail)`` and Flink's detection time
+    ``t_fail + detect_s``. ``params`` must be the profile's: ``baseline_s = max(10, warmup_s - 5)``,
+    ``consecutive_s`` and ``timeout_s = recovery_timeout_s`` of its experiment. Returns a copy of
+    ``results`` with the measured columns replaced; a series that is missing or unmeasurable raises
+    KhaosError naming the trial.
+    """
+    p = params or RecoveryParams()
+    out = results.copy().reset_index(drop=True)
+    need = [c for c in ("trial", "cluster", "mode", "rep", "t_fail", "detect_s") if c not in out.columns]
+    if need:
+        raise KhaosError(f"results lack column(s) {', '.join(need)}: not a khaos profile results.csv")
+    units = [
+        str(r.trial)[: -len(f"-{r.mode}{r.rep}")] if str(r.trial).endswith(f"-{r.mode}{r.rep}") else None
+        for r in out.itertuples()
+    ]
+    series: dict[str, pd.DataFrame] = {}
+    for i, r in enumerate(out.itertuples()):
+        if units[i] is None:
+            raise KhaosError(f"trial {r.trial!r} does not end in -<mode><rep>; cannot find its unit's series")
+        path = Path(series_dir) / f"{r.cluster}-{units[i]}.csv"
+        if str(path) not in series:
+            if not path.is_file():
+                raise KhaosError(f"no series {path} for trial {r.trial}")
+            series[str(path)] = _prepare(pd.read_csv(path))
+        df = series[str(path)]
+        t_fail = float(r.t_fail)
+        later = [
+            float(o.t_fail)
+            for j, o in enumerate(out.itertuples())
+            if units[j] == units[i] and o.cluster == r.cluster and float(o.t_fail) > t_fail
+        ]
+        if later:
+            df = df[df["t"] < min(later)]
+        t_detect = t_fail + float(r.detect_s) if pd.notna(r.detect_s) else None
+        try:
+            m = measure(df, t_fail, p, t_detect=t_detect)
+        except KhaosError as e:
+            raise KhaosError(f"trial {r.trial}: {e}") from None
+        for col, v in (
+            ("detect_s", m.detect_s),
+            ("running_s", m.running_s),
+            ("recovery_s", m.recovery_s),
+            ("recovered", m.recovered),
+            ("catchup_s", m.catchup_s),
+            ("pre_rate", m.pre_rate),
+            ("latency_p99_ms", m.pre_latency_p99_ms),
+            ("peak_lag_ms", m.peak_lag_ms),
+        ):
+            out.loc[i, col] = v
+    return out

@@ -1,0 +1,303 @@
+"""One way to read the project's YAML files (experiment, evaluation, daemon config).
+
+Each file type is a pydantic model: its fields are the single table of (key, type, default, bounds,
+help) that validates a file, fills in its defaults and renders the docs table (:func:`docs_table`;
+a test keeps the docs in step). Every problem is ONE line ``FILE: field.path: what is wrong``.
+Numbers are strict (``"5"`` and ``true`` are not numbers) and finite; unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from .errors import KhaosError
+
+MAX_FILE_BYTES = 1 << 20  # a config file larger than 1 MiB is not a config file
+
+
+class Section(BaseModel):
+    """A mapping of a config file: strict, finite numbers, no unknown keys; ``key: null`` = the default."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, validate_default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {
+                k: v
+                for k, v in data.items()
+                if not (
+                    v is None
+                    and k in cls.model_fields
+                    and not cls.model_fields[k].is_required()
+                    and not _nullable(cls.model_fields[k])
+                )
+            }
+        return data
+
+
+def _nullable(f: FieldInfo) -> bool:
+    t = f.annotation
+    return typing.get_origin(t) in (typing.Union, types.UnionType) and type(None) in typing.get_args(t)
+
+
+def field_error(path: Path | str, where: str, what: str) -> KhaosError:
+    """`FILE: field: what is wrong`."""
+    return KhaosError(f"{path}: {where}: {what}")
+
+
+def read_mapping(path: str | Path, kind: str) -> tuple[Path, dict]:
+    """Parse a YAML file whose top level must be a mapping (one-line errors, also for binary or
+    absurdly nested input)."""
+    path = Path(path)
+    if not path.exists():
+        raise KhaosError(f"{path}: no such {kind} file")
+    if not path.is_file():
+        raise KhaosError(f"{path}: {kind} file is not a regular file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise KhaosError(f"{path}: cannot read the {kind} file: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise KhaosError(f"{path}: {len(data)} bytes is too large for a {kind} file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KhaosError(f"{path}: not a text file (not UTF-8)") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise field_error(
+            path, f"line {mark.line + 1}" if mark else "YAML", f"malformed YAML ({getattr(e, 'problem', None) or e})"
+        ) from None
+    except RecursionError:
+        raise field_error(path, "YAML", "nested too deeply") from None
+    if not isinstance(raw, dict):
+        raise field_error(path, "top level", "must be a mapping")
+    return path, raw
+
+
+def _field(model: type[BaseModel], loc: tuple) -> FieldInfo | None:
+    """The FieldInfo at ``loc`` (names and list indexes) inside ``model``."""
+    cur: Any = model
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
+            return None
+        info = cur.model_fields[part]
+        cur = _inner(info.annotation)
+    return info
+
+
+def _inner(t: Any) -> Any:
+    """The model class inside Optional[...] / list[...] annotations, else ``t``."""
+    for a in typing.get_args(t) or ():
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+        inner = _inner(a)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return t
+
+
+def _known(model: type[BaseModel], loc: tuple) -> str:
+    parent = _field(model, loc[:-1]) if len(loc) > 1 else None
+    cls = _inner(parent.annotation) if parent is not None else model
+    names = sorted(cls.model_fields) if isinstance(cls, type) and issubclass(cls, BaseModel) else []
+    return f" (known: {', '.join(names)})" if names else ""
+
+
+def _bound(ctx: dict, key: str) -> str:
+    v = ctx.get(key)
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def describe(err: dict, model: type[BaseModel]) -> str:
+    """One pydantic error as plain words."""
+    kind, loc, value, ctx = err["type"], tuple(err["loc"]), err.get("input"), err.get("ctx") or {}
+    info = _field(model, loc)
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    if kind == "missing" or (value is None and info is not None and info.is_required()):
+        return f"missing ({info.description})" if info is not None and info.description else "missing"
+    if kind == "extra_forbidden":
+        return "unknown field" + _known(model, loc)
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "must be a mapping" + (
+            f" of {', '.join(sorted(_inner(info.annotation).model_fields))}"
+            if info is not None
+            and isinstance(_inner(info.annotation), type)
+            and issubclass(_inner(info.annotation), BaseModel)
+            else ""
+        )
+    if kind in ("float_type", "float_parsing"):
+        return f"{shown} is not a number"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{shown} is not a whole number"
+    if kind == "finite_number":
+        return f"{shown} is not a finite number"
+    if kind in ("string_type",):
+        return f"{shown} is not a string"
+    if kind == "string_too_short":
+        return f"{shown} is not a non-empty string"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{shown} is not true or false"
+    if kind in ("list_type", "tuple_type"):
+        return "must be a list"
+    if kind == "too_short":
+        return "must not be empty" if ctx.get("min_length", 1) <= 1 else f"needs at least {ctx['min_length']} items"
+    if kind == "too_long":
+        return f"has more than {ctx.get('max_length')} items"
+    if kind == "greater_than":
+        return f"{shown} must be > {_bound(ctx, 'gt')}"
+    if kind == "greater_than_equal":
+        return f"{shown} must be >= {_bound(ctx, 'ge')}"
+    if kind == "less_than":
+        return f"{shown} must be < {_bound(ctx, 'lt')}"
+    if kind == "less_than_equal":
+        return f"{shown} must be <= {_bound(ctx, 'le')}"
+    if kind in ("literal_error", "enum"):
+        expected = str(ctx.get("expected", "?")).replace("'", "").replace(" or ", ", ")
+        return f"{shown} is not one of {expected}"
+    if kind == "string_pattern_mismatch":
+        return f"{shown} does not match {ctx.get('pattern')}"
+    return err["msg"].removeprefix("Value error, ")
+
+
+def validate(model: type[BaseModel], raw, path: Path | str, prefix: str = ""):
+    """``model`` filled from ``raw``; KhaosError ``FILE: field.path: problem`` (the first problem).
+    ``prefix`` names where ``raw`` sits in the file when it is a section of it."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ([prefix] if prefix else []) + list(err["loc"])
+        where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+        raise field_error(path, where or "top level", describe(err, model)) from None
+    except RecursionError:
+        raise field_error(path, "top level", "nested too deeply") from None
+
+
+def load(model: type[BaseModel], path: str | Path, kind: str):
+    """Read a YAML file of type ``model``: returns (path, instance)."""
+    path, raw = read_mapping(path, kind)
+    return path, validate(model, raw, path)
+
+
+# ------------------------------------------------------------------------------------------- docs
+
+
+def _type_name(t: Any) -> str:
+    origin = typing.get_origin(t)
+    if origin is typing.Annotated:
+        base, *meta = typing.get_args(t)
+        bounds = ", ".join(b for m in meta if (b := _bounds(m)))
+        return _type_name(base) + (f" ({bounds})" if bounds else "")
+    if origin in (typing.Union, types.UnionType):
+        parts = [_type_name(a) for a in typing.get_args(t) if a is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in typing.get_args(t) else "")
+    if origin is typing.Literal:
+        return " / ".join(str(a) for a in typing.get_args(t))
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(t) if a is not Ellipsis]
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    names = {float: "number", int: "integer", str: "string", bool: "true/false", dict: "mapping"}
+    return names.get(t, getattr(t, "__name__", str(t)))
+
+
+def _bounds(info) -> str:
+    out = []
+    for m in getattr(info, "metadata", None) or [info]:
+        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "len >=")):
+            v = getattr(m, attr, None)
+            if v is not None:
+                out.append(f"{sym} {v:g}" if isinstance(v, (int, float)) else f"{sym} {v}")
+    return ", ".join(out)
+
+
+def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
+    d = info.get_default(call_default_factory=True)
+    if isinstance(d, BaseModel):
+        return "(section)"
+    if d is None or d is PydanticUndefined:
+        return "-"
+    if isinstance(d, float) and d.is_integer():
+        d = int(d)
+    return f"`{d}`"
+
+
+def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str, str]]:
+    """(key, type, default, bounds, help) for every leaf field, sections flattened as ``a.b``."""
+    out = []
+    for name, info in model.model_fields.items():
+        key = prefix + (info.alias or name)
+        sub = _inner(info.annotation)
+        if isinstance(sub, type) and issubclass(sub, BaseModel) and typing.get_origin(info.annotation) is not list:
+            if info.description:
+                out.append((key, "mapping", _default(info), "", info.description))
+            out += rows(sub, key + ".")
+        else:
+            out.append((key, _type_name(info.annotation), _default(info), _bounds(info), info.description or ""))
+    return out
+
+
+def docs_table(model: type[BaseModel]) -> str:
+    """The markdown table of every key of a file type (what docs/*.md carry between markers)."""
+    lines = ["| key | type | default | bounds | meaning |", "|---|---|---|---|---|"]
+    for key, typ, default, bounds, text in rows(model):
+        lines.append(f"| `{key}` | {typ} | {default} | {bounds} | {text.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+# The docs that carry a file type's table between <!-- schema: NAME --> and <!-- /schema --> markers.
+DOC_TABLES = {
+    "daemon": ("docs/daemon.md", "khaos_controller.control.config", "DaemonFile"),
+    "experiment": ("docs/profiling.md", "khaos_controller.profile.experiment", "ExperimentFile"),
+    "evaluation": ("docs/evaluation.md", "khaos_controller.evaluate.config", "EvaluationFile"),
+}
+
+
+def sync_docs(root: Path, write: bool = False) -> list[str]:
+    """The docs whose table differs from its schema (rewritten in place with ``write``)."""
+    import importlib
+    import re
+
+    stale = []
+    for name, (doc, module, cls) in DOC_TABLES.items():
+        path = Path(root) / doc
+        text = path.read_text()
+        table = docs_table(getattr(importlib.import_module(module), cls))
+        begin, end = f"<!-- schema: {name} -->", "<!-- /schema -->"
+        pattern = re.compile(re.escape(begin) + r"\n.*?\n" + re.escape(end), re.S)
+        if not pattern.search(text):
+            stale.append(f"{doc}: no {begin} ... {end} markers")
+            continue
+        block = f"{begin}\n{table}\n{end}"
+        new = pattern.sub(lambda _m, block=block: block, text)
+        if new != text:
+            stale.append(doc)
+            if write:
+                path.write_text(new)
+    return stale
+
+
+if __name__ == "__main__":  # python -m khaos_controller.schema: rewrite the docs tables from the schemas
+    from . import REPO_ROOT
+
+    for doc in sync_docs(REPO_ROOT, write=True):
+        print(f"updated {doc}")

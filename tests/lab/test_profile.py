@@ -1,0 +1,106 @@
+"""Profiling on real lab hosts: parallel clusters, real kills, measured recovery; and cancellation."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from khaos_controller import REPO_ROOT
+from khaos_controller.infra import lab as labmod
+from khaos_controller.profile import experiment
+from khaos_controller.profile.profiler import Profiler
+
+pytestmark = pytest.mark.lab
+
+EXPERIMENT = """
+name: itest
+job: {{jar: {jar}, name: iot-vehicles, parallelism: 2}}
+checkpoint_intervals: [2, 15]
+workload: {{rates: [2000, 6000]}}
+failures: {{modes: [process, host], target: sink, timing: before_checkpoint, margin_s: 1, seed: 3}}
+clusters: {{count: 2, hosts: 3, lab_prefix: {prefix}}}
+measurement: {{warmup_s: 20, settle_s: 8, recovery_timeout_s: 120, consecutive_s: 6}}
+output: {out}
+"""
+
+
+def write_experiment(tmp_path, prefix: str):
+    path = tmp_path / "exp.yml"
+    path.write_text(
+        EXPERIMENT.format(jar=REPO_ROOT / "build/jobs/iot-vehicles.jar", prefix=prefix, out=tmp_path / "out")
+    )
+    return path
+
+
+def labs_left(prefix: str) -> list[str]:
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [ln for ln in netns.splitlines() if ln.startswith(f"khaos-{prefix}")] + [
+        p.name for p in labmod.LAB_ROOT.glob(f"{prefix}*")
+    ]
+
+
+def test_parallel_profile_measures_real_failures(tmp_path, jar_built):
+    exp = experiment.load(write_experiment(tmp_path, "tp"))
+    try:
+        df = Profiler(exp, progress=True).run()
+    finally:
+        for i in (1, 2):
+            labmod.Lab(f"tp{i}").down(quiet=True)
+    out = tmp_path / "out"
+    assert (out / "results.csv").exists() and (out / "results.parquet").exists()
+    assert (out / "recovery_vs_rate.png").stat().st_size > 10_000
+    assert len(df) == 8 and set(df["cluster"]) == {"tp1", "tp2"}  # both clusters worked
+    assert (df["recovery_s"] > 0).all() and df["recovered"].all()
+    assert set(df["mode"]) == {"process", "host"} and set(df["ci_s"]) == {2.0, 15.0}
+    # every failure really killed something, verified on the host (JVM PID gone / every host process gone)
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    injects = [j for j in journal if j["event"] == "inject"]
+    assert len(injects) == 8
+    for j in injects:
+        assert j["kills"] and all(k["dead"] for k in j["kills"])
+        assert all(k.get("pid") or k.get("pids") for k in j["kills"])
+    # the worst case was hit: each kill came just before a checkpoint was due
+    assert (df["fire_late_s"].abs() < 0.5).all()
+    # on average a longer interval costs a longer recovery
+    by_ci = df.groupby("ci_s")["recovery_s"].mean()
+    assert by_ci[15.0] >= by_ci[2.0], by_ci
+    # exactly once across every failure
+    assert (df["audit_lost"] == 0).all() and (df["audit_duplicated"] == 0).all() and (df["audit_records"] > 0).all()
+    assert labs_left("tp") == []
+    print(df[["cluster", "ci_s", "rate", "mode", "detect_s", "running_s", "recovery_s"]].to_string())
+
+
+def test_cancelled_profile_leaves_nothing(tmp_path, jar_built):
+    path = write_experiment(tmp_path, "tc")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "khaos_controller.cli", "profile", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    journal = tmp_path / "out" / "journal.jsonl"
+    try:
+        deadline = time.monotonic() + 300
+        while not (journal.exists() and '"event": "deploy"' in journal.read_text()):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the profile never deployed a job"
+            time.sleep(1)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for i in (1, 2):
+            labmod.Lab(f"tc{i}").down(quiet=True)
+    assert proc.returncode == 1, output
+    assert "cancelled" in output.splitlines()[-1]
+    assert labs_left("tc") == []
+    events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
+    assert events.count("lab_down") == 2 and events[-1] == "end"

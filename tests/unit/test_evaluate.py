@@ -1,0 +1,207 @@
+"""khaos evaluate: the scoring rules on hand-made samples, the plan, and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from support import one_line
+
+from khaos_controller.errors import KhaosError
+from khaos_controller.evaluate import config as ev_config
+from khaos_controller.evaluate import plan, runner, score
+
+T0 = 1_800_000_000
+
+
+def samples(
+    n: int = 60,
+    fail_at: int | None = None,
+    down_s: int = 3,
+    slow_s: int = 4,
+    jid: str = "a",
+    skip: tuple[int, ...] = (),
+) -> pd.DataFrame:
+    """Two samples a second; a failure at `fail_at`: `down_s` seconds down, then `slow_s` seconds
+    of p99 5000 ms (catch-up), then normal (50 ms). Seconds in `skip` have no sink measurement."""
+    rows = []
+    for i in range(n):
+        for half in (0.1, 0.6):
+            t = T0 + i + half
+            down = fail_at is not None and fail_at <= i < fail_at + down_s
+            slow = fail_at is not None and fail_at + down_s <= i < fail_at + down_s + slow_s
+            restarts = 1 if fail_at is not None and i >= fail_at else 0
+            second = None if down or i in skip else float(T0 + i)  # the sink reports the second itself
+            rows.append(
+                {
+                    "t": t,
+                    "job_id": jid,
+                    "ci_s": 10.0,
+                    "all_running": not down,
+                    "restarts": restarts,
+                    "checkpoints": i // 10,
+                    "rate_in": 1000.0,
+                    "lag_ms": 5.0,
+                    "latency_p99_ms": 5000.0 if slow else 50.0,
+                    "latency_max_ms": 60.0,
+                    "sink_count": 1000.0,
+                    "sink_second": second,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_per_second_marks_latency_down_and_carried_seconds():
+    df = samples(fail_at=20, skip=(10, 29))
+    sec = score.per_second(df, T0, np.full(60, 1000.0), l_max_ms=1000)
+    assert len(sec) == 60 and list(sec["t"]) == list(range(60))
+    by_t = sec.set_index("t")
+    assert list(by_t.loc[20:22, "reason"]) == ["down"] * 3
+    assert list(by_t.loc[23:26, "reason"]) == ["latency"] * 4
+    assert by_t.loc[10, "measured"] == 0 and by_t.loc[10, "violation"] == 0  # a missed second after a good one
+    assert by_t.loc[27, "violation"] == 0
+    assert by_t.loc[29, "violation"] == 0 and by_t.loc[29, "reason"] == ""
+    assert sec["violation"].sum() == 7
+    assert by_t.loc[23, "latency_p99_ms"] == 5000.0 and by_t.loc[5, "offered_rate"] == 1000.0
+
+
+def test_a_missing_second_inside_an_outage_stays_violated():
+    df = samples(fail_at=20, skip=(23,))  # the first catch-up second was not seen
+    sec = score.per_second(df, T0, np.full(60, 1000.0), l_max_ms=1000).set_index("t")
+    assert sec.loc[23, "reason"] == "carried" and sec.loc[23, "violation"] == 1
+    assert sec["violation"].sum() == 7
+
+
+def test_recovery_hit_and_score():
+    s_fail, s_calm = samples(fail_at=20), samples()
+    offered = np.full(60, 1000.0)
+    secs = {
+        "static-10": score.per_second(s_fail, T0, offered, 1000),
+        "khaos": score.per_second(s_calm, T0, offered, 1000),
+    }
+    at = T0 + 20.3
+    assert score.hit(s_fail, at) and not score.hit(s_calm, at)
+    # violations 20..26, then 5 clean seconds from 27: back at 27 - 20.3 = 6.7 s
+    assert score.recovery_s(secs["static-10"], at, T0 + 60, consecutive_s=5) == pytest.approx(6.7)
+    assert score.recovery_s(secs["khaos"], at, T0 + 60, consecutive_s=5) == 0.0
+    assert math.isnan(score.recovery_s(secs["static-10"], at, T0 + 30, consecutive_s=5))  # next failure first
+    failures = [{"n": 1, "t": 20.3, "at": at, "mode": "process"}]
+    table = score.score(
+        secs,
+        {"static-10": s_fail, "khaos": s_calm},
+        failures,
+        [{"copy": "khaos", "status": "ok"}, {"copy": "khaos", "status": "failed"}],
+        {"static-10": {"records": 10, "lost": 0, "duplicated": 0}},
+        {"latency_ms": 1000, "recovery_s": 5},
+        5,
+        {"static-10": "10 s", "khaos": "khaos"},
+        T0 + 60,
+    ).set_index("copy")
+    assert failures[0]["hit"] == {"static-10": True, "khaos": False}
+    assert table.loc["static-10", "violation_s"] == 7 and table.loc["static-10", "down_s"] == 3
+    assert table.loc["static-10", "recoveries"] == 1 and table.loc["static-10", "recoveries_over_rmax"] == 1
+    assert table.loc["static-10", "recovery_max_s"] == pytest.approx(6.7)
+    assert table.loc["khaos", "violation_s"] == 0 and table.loc["khaos", "recoveries"] == 0
+    assert table.loc["khaos", "reconfigurations"] == 1
+    assert table.loc["static-10", "checkpoints"] == 5 and table.loc["static-10", "audit_records"] == 10
+    lat = secs["static-10"].query("measured == 1")["latency_p99_ms"]
+    assert table.loc["static-10", "latency_mean_ms"] == pytest.approx(lat.mean(), abs=0.05)
+
+
+def test_ratios_best_and_median():
+    t = pd.DataFrame({"copy": ["static-10", "static-30", "static-60", "khaos"], "violation_s": [20, 40, 90, 10]})
+    r = score.ratios(t)
+    assert r["best_static"] == "static-10" and r["ratio_best"] == 0.5 and r["ratio_median"] == 0.25
+    t["violation_s"] = [0, 40, 90, 5]
+    assert score.ratios(t)["ratio_best"] is None  # nothing to divide by: reported as n/a
+    t["violation_s"] = [0, 40, 90, 0]
+    assert score.ratios(t)["ratio_best"] == 0.0
+
+
+def test_the_shared_target_takes_down_every_copy_with_the_fewest_hosts():
+    assert plan.covering_hosts({"static-10": ["h2", "h3"], "khaos": ["h2", "h3"]}) == ["h2"]
+    # after a host kill the restarted statics gathered on h3, the resubmitted Khaos job on h2
+    assert plan.covering_hosts({"static-10": ["h3"], "static-30": ["h2", "h3"], "khaos": ["h2"]}) == ["h2", "h3"]
+    assert plan.covering_hosts({"static-10": ["h3"], "static-30": ["h3"], "khaos": []}) == ["h3"]
+    with pytest.raises(KhaosError, match="nothing to kill"):
+        plan.covering_hosts({"khaos": []})
+
+
+def test_failure_schedule_is_seeded_spaced_and_cycles_modes(tmp_path):
+    ev = ev_config.load(
+        write(
+            tmp_path,
+            "failures: {count: 5, modes: [process, host], first_s: 100, min_gap_s: 120}\nworkload: {seconds: 1200}\n",
+        )
+    )
+    a, b = plan.failure_schedule(ev, 1200), plan.failure_schedule(ev, 1200)
+    assert a == b and len(a) == 5
+    times = [f["t"] for f in a]
+    assert times[0] >= 100 and times[-1] <= 1200 - 90 and min(np.diff(times)) >= 120
+    assert [f["mode"] for f in a] == ["process", "host", "process", "host", "process"]
+    ev.seed += 1
+    assert [f["t"] for f in plan.failure_schedule(ev, 1200)] != times
+    ev.failures["count"] = 12
+    with pytest.raises(KhaosError, match="do not fit"):
+        plan.failure_schedule(ev, 1200)
+
+
+def write(tmp_path, extra: str = "", base: bool = True) -> str:
+    text = (
+        "statics: [10, 30]\nlimits: {latency_ms: 1000, recovery_s: 8}\n"
+        "khaos: {results: examples/profile-lab-results.csv}\n"
+        if base
+        else ""
+    ) + extra
+    p = tmp_path / "eval.yml"
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize(
+    "extra, base, message",
+    [
+        ("name: x\n", False, "statics: missing"),
+        (
+            "statics: [10, 10]\nlimits: {latency_ms: 1000, recovery_s: 8}\nkhaos: {results: examples/profile-lab-results.csv}\n",
+            False,
+            "statics: has duplicates",
+        ),
+        (
+            "statics: [10]\nlimits: {latency_ms: 1000}\nkhaos: {results: examples/profile-lab-results.csv}\n",
+            False,
+            "limits.recovery_s: missing",
+        ),
+        ("statics: [10]\nlimits: {latency_ms: 1000, recovery_s: 8}\n", False, "khaos: missing (needs model"),
+        (
+            "khaos: {results: examples/profile-lab-results.csv, ci: {minimum: 3}}\n",
+            True,
+            "khaos.ci.minimum: unknown field",
+        ),
+        (
+            "khaos: {results: examples/profile-lab-results.csv, mode: teleport}\n",
+            True,
+            "khaos.mode: 'teleport' is not one",
+        ),
+        ("khaos: {results: examples/profile-lab-results.csv, loop: {period_s: -5}}\n", True, "khaos.loop.period_s: -5"),
+        ("cluster: {lab: BAD NAME!}\n", True, "cluster.lab: 'BAD NAME!' does not match"),
+        ("failures: {first_s: .nan}\n", True, "failures.first_s: nan is not a finite number"),
+        ("failures: {modes: [crash]}\n", True, "failures.modes"),
+        ("workload: {trace: nope.txt}\n", True, "workload.trace: nope.txt does not exist"),
+        ("workload: {low: 900, high: 100}\n", True, "low 900 > high 100"),
+        ("colour: red\n", True, "colour: unknown field"),
+    ],
+)
+def test_bad_evaluation_files_give_one_line(tmp_path, extra, base, message):
+    with pytest.raises(KhaosError) as e:
+        ev_config.load(write(tmp_path, extra, base))
+    assert message in one_line(e.value)
+
+
+def test_dry_run_prints_the_plan(tmp_path, capsys):
+    assert runner.run(write(tmp_path), dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "static-10 (eval-static-10), static-30 (eval-static-30), khaos (eval-khaos)" in out
+    assert "6 slots per TaskManager" in out and "nothing started" in out

@@ -1,0 +1,74 @@
+"""The layout keeps its promises: docs tables match the schemas, the bastion role's defaults are valid
+daemon settings, docs/architecture.md names real sub-packages, the examples load."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from khaos_controller import REPO_ROOT
+from khaos_controller.control.config import DaemonFile
+from khaos_controller.schema import rows, sync_docs, validate
+
+
+def test_docs_tables_match_the_schemas():
+    assert sync_docs(REPO_ROOT) == [], "run: python -m khaos_controller.schema"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def test_bastion_role_defaults_are_valid_daemon_settings():
+    defaults = yaml.safe_load((REPO_ROOT / "roles/khaos_controller/defaults/main.yml").read_text())
+    given = defaults["khaos_controller_config_defaults"]
+    managed = {"job": "j", "flink": {"rest_url": "http://x:8081"}, "inventory": "i.yml", "model": "m.json"}
+    validate(DaemonFile, {**given, **managed}, "role defaults")  # raises on a key or value the daemon refuses
+    schema_default = {key: default for key, _t, default, _b, _h in rows(DaemonFile)}
+    on_purpose = {"ci.min", "limits.latency_ms", "limits.recovery_s"}  # no schema default / a bastion's choice
+    for key, value in _flatten(given).items():
+        if key not in on_purpose:
+            assert schema_default[key] == f"`{value}`", f"{key} repeats a daemon default differently"
+    # the timeout the role derives its systemd stop timeout from is the schema's default
+    role_vars = (REPO_ROOT / "roles/khaos_controller/vars/main.yml").read_text()
+    timeout = re.search(r"timeout_s \| default\((\d+)\)", role_vars).group(1)
+    assert schema_default["reconfigure.timeout_s"] == f"`{timeout}`"
+
+
+def test_architecture_names_every_sub_package_and_only_real_ones():
+    text = (REPO_ROOT / "docs/architecture.md").read_text()
+    named = set(re.findall(r"^\| `(\w+)/` \|", text, re.M))
+    real = {p.name for p in (REPO_ROOT / "khaos_controller").iterdir() if (p / "__init__.py").exists()}
+    assert named == real
+    for pkg, mods in re.findall(r"^\| `(\w+)/` \| [^|]+ \| (.+) \|$", text, re.M):
+        while re.search(r"\([^()]*\)", mods):
+            mods = re.sub(r"\([^()]*\)", "", mods)  # what is said of a module, not module names
+        listed = re.findall(r"`(\w+)`", mods)
+        assert listed, pkg
+        for mod in listed:
+            assert (REPO_ROOT / "khaos_controller" / pkg / f"{mod}.py").exists(), (pkg, mod)
+
+
+def test_no_module_is_a_whole_stage():
+    sizes = {
+        p.relative_to(REPO_ROOT): len(p.read_text().splitlines())
+        for p in (REPO_ROOT / "khaos_controller").rglob("*.py")
+    }
+    assert max(sizes.values()) <= 600, max(sizes.items(), key=lambda kv: kv[1])
+
+
+def test_the_examples_load(jar_built):
+    from khaos_controller.evaluate import config as ev_config
+    from khaos_controller.profile import experiment
+
+    assert experiment.load(REPO_ROOT / "examples/experiment-lab.yml").failures == 8
+    assert ev_config.load(REPO_ROOT / "examples/evaluate.yml").copies[-1] == "khaos"
+    raw = yaml.safe_load((REPO_ROOT / "examples/controller.yml").read_text())
+    validate(DaemonFile, raw, "examples/controller.yml")

@@ -1,0 +1,244 @@
+"""Checkpoint-interval recommendation on models with a known answer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+from support import PROFILE as REAL
+from support.models import hand_model as make_model
+
+from khaos_controller.control import planner as optimizer
+from khaos_controller.control.planner import Policy
+from khaos_controller.errors import KhaosError
+from khaos_controller.model import fit as models
+from khaos_controller.model import store
+from khaos_controller.model.store import Spec
+
+_NAMES = {"dead_band": "dead_band_s", "step": "ci_step"}
+
+
+def recommend(model, rate, current_ci, last_change_ts=None, now=None, breach_overrides_cooldown=True, **policy):
+    """planner.recommend with the policy given as keywords (the old optimizer's signature)."""
+    return optimizer.recommend(
+        model,
+        rate,
+        current_ci,
+        Policy(**{_NAMES.get(k, k): v for k, v in policy.items()}),
+        last_change_ts=last_change_ts,
+        now=now,
+        breach_overrides_cooldown=breach_overrides_cooldown,
+    )
+
+
+# With the default make_model: latency <= 300 ms  <=> ci >= 5; recovery <= 50 s <=> ci <= 45.
+LIMITS = dict(l_max_ms=300.0, r_max_s=50.0)
+
+
+def test_picks_the_longest_feasible_interval():
+    r = recommend(make_model(), rate=2000, current_ci=10, **LIMITS)
+    assert r.best_ci_s == 45.0 and r.ci_s == 45.0
+    assert r.action == "change" and r.feasible and not r.alert
+    assert r.predicted_recovery_s == pytest.approx(50.0) and r.ratios["recovery"] == pytest.approx(1.0)
+    assert r.longer_breaks == ["recovery"] and r.shorter_breaks == ["latency"]
+    feasible = [c.ci_s for c in r.candidates if c.feasible]
+    assert feasible == list(np.arange(5.0, 46.0))
+    assert len(r.candidates) == 120
+
+
+def test_longest_feasible_on_a_fitted_model():
+    m = models.fit(models.load_results(REAL))
+    r = recommend(m, rate=2000, current_ci=10, l_max_ms=200, r_max_s=20)
+    ok = [c.ci_s for c in r.candidates if c.feasible]
+    assert r.feasible and r.best_ci_s == max(ok)
+    assert all(not c.feasible for c in r.candidates if c.ci_s > r.best_ci_s)
+
+
+def test_no_feasible_interval_alerts_and_minimises_the_worse_ratio():
+    # latency <= 150 needs ci >= 20, recovery <= 20 needs ci <= 15: impossible
+    r = recommend(make_model(), rate=2000, current_ci=60, l_max_ms=150, r_max_s=20)
+    assert not r.feasible and r.alert and r.action == "change"
+    assert "no interval" in r.reason
+    worst = [max(c.latency_ratio, c.recovery_ratio) for c in r.candidates]
+    assert max(r.best_ratios.values()) == pytest.approx(min(worst))
+    assert r.best_ci_s == 16.0  # 16 s: max(162.5/150, 21/20) = 1.083; 17 s: max(1.059, 1.10) = 1.10
+    assert "ALERT" in optimizer.explain(r)
+
+
+def test_tie_in_the_worse_ratio_goes_to_the_longer_interval():
+    # recovery limit broken everywhere by the same amount (flat recovery), latency fine everywhere
+    m = make_model(lat=(10.0, 0.0), rec=(100.0, 0.0))
+    r = recommend(m, rate=2000, current_ci=60, l_max_ms=300, r_max_s=50)
+    assert r.alert and r.best_ci_s == 120.0
+
+
+def test_dead_band_keeps_the_current_interval():
+    r = recommend(make_model(), rate=2000, current_ci=42, dead_band=5, **LIMITS)
+    assert r.action == "keep" and r.ci_s == 42.0 and r.best_ci_s == 45.0 and not r.alert
+    assert "dead band" in r.reason
+    r = recommend(make_model(), rate=2000, current_ci=39, dead_band=5, **LIMITS)
+    assert r.action == "change" and r.ci_s == 45.0
+    r = recommend(make_model(), rate=2000, current_ci=45, dead_band=0, **LIMITS)
+    assert r.action == "keep"
+
+
+def test_dead_band_does_not_keep_a_predicted_violation():
+    r = recommend(make_model(), rate=2000, current_ci=48, dead_band=5, **LIMITS)  # 48 s: recovery 53 > 50
+    assert r.action == "change" and r.ci_s == 45.0 and not r.alert
+    assert "breaks the recovery limit" in r.reason
+
+
+def test_cooldown_waits():
+    r = recommend(make_model(), rate=2000, current_ci=20, last_change_ts=1000.0, cooldown_s=600, now=1100.0, **LIMITS)
+    assert r.action == "wait" and r.ci_s == 20.0 and r.best_ci_s == 45.0
+    assert not r.alert  # 20 s is inside both limits
+    r = recommend(make_model(), rate=2000, current_ci=20, last_change_ts=1000.0, cooldown_s=600, now=1700.0, **LIMITS)
+    assert r.action == "change" and r.ci_s == 45.0
+    # a predicted breach that a feasible interval fixes overrides the cooldown ...
+    r = recommend(make_model(), rate=2000, current_ci=90, last_change_ts=1000.0, cooldown_s=600, now=1100.0, **LIMITS)
+    assert r.action == "change" and r.ci_s == 45.0 and not r.alert
+    assert "inside the 600 s cooldown: the current interval breaks the recovery limit" in r.reason
+    # ... but not after a failed attempt; and waiting on an interval that breaks a limit is not silent
+    r = recommend(
+        make_model(),
+        rate=2000,
+        current_ci=90,
+        last_change_ts=1000.0,
+        cooldown_s=600,
+        now=1100.0,
+        breach_overrides_cooldown=False,
+        **LIMITS,
+    )
+    assert r.action == "wait" and r.alert and "recovery" in optimizer.explain(r)
+
+
+def test_young_daly():
+    r = recommend(make_model(ckpt_s=0.5), rate=2000, current_ci=10, mtbf_h=24, **LIMITS)
+    assert r.young_s == pytest.approx(math.sqrt(2 * 0.5 * 86400))  # 293.9 s
+    assert r.daly_s == pytest.approx(math.sqrt(2 * 0.5 * 86400) - 0.5)
+    y, d = optimizer.young_daly(2.0, 1.0)
+    assert y == pytest.approx(120.0) and d == pytest.approx(118.0)
+    assert optimizer.young_daly(None, 24) == (None, None)
+    assert "Young/Daly suggest 294/293 s for a 24 h MTBF" in optimizer.explain(r)
+
+
+def test_explain_mentions_both_limits_and_the_binding_one():
+    r = recommend(make_model(), rate=3000, current_ci=10, **LIMITS)
+    text = optimizer.explain(r)
+    assert "At 3000 events/s a 45 s interval" in text
+    assert "(limit 50 s)" in text and "(limit 300 ms)" in text
+    assert "longer intervals would break the recovery limit" in text
+    assert "Change the interval from 10 s to 45 s" in text
+
+
+def test_explain_when_the_longest_interval_is_feasible():
+    r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500)
+    assert r.best_ci_s == 120.0
+    assert "longest allowed interval" in optimizer.explain(r)
+
+
+def test_candidate_grid_includes_ci_max():
+    assert list(optimizer.candidate_intervals(1, 10, 4)) == [1.0, 5.0, 9.0, 10.0]
+    assert list(optimizer.candidate_intervals(10, 12, 0.5)) == [10.0, 10.5, 11.0, 11.5, 12.0]
+
+
+def one_line(e: Exception) -> str:
+    text = str(e)
+    assert "\n" not in text and len(text) < 400, text
+    return text
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(l_max_ms=None), "missing limit"),
+        (dict(r_max_s=None), "missing limit"),
+        (dict(l_max_ms=float("nan")), "latency limit"),
+        (dict(rate=float("inf")), "rate must be > 0"),
+        (dict(ci_min=60, ci_max=10), "inverted"),
+        (dict(ci_min=10, ci_max=10), "inverted"),
+        (dict(rate=0), "rate must be > 0"),
+        (dict(rate=-5), "rate must be > 0"),
+        (dict(step=0), "--step"),
+        (dict(l_max_ms=-1), "latency limit"),
+        (dict(current_ci=0), "current CI"),
+    ],
+)
+def test_bad_input(kw, words):
+    args = dict(rate=2000, current_ci=10, **LIMITS)
+    args.update(kw)
+    with pytest.raises(KhaosError) as e:
+        recommend(make_model(), **args)
+    assert words in one_line(e.value)
+
+
+def test_unknown_model_file(tmp_path):
+    with pytest.raises(KhaosError) as e:
+        store.load(tmp_path / "nope.json")
+    assert "does not exist" in one_line(e.value)
+
+
+def test_extrapolation_is_noted():
+    m = make_model()
+    r = recommend(m, rate=50000, current_ci=10, **LIMITS)
+    assert any("outside the profiled" in w for w in r.warnings)
+    assert "Note: rate 50000" in optimizer.explain(r)
+
+
+def test_cli_recommend(tmp_path, capsys):
+    path = store.save(make_model(), tmp_path / "m.json")
+    parser = argparse.ArgumentParser(prog="khaos")
+    optimizer.add_cli(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(
+        ["recommend", "--model", str(path), "--rate", "3000", "--current-ci", "10", "--l-max", "300", "--r-max", "50"]
+    )
+    args.func(args)
+    out = capsys.readouterr().out
+    assert "a 45 s interval" in out and "action: change" in out
+    args = parser.parse_args(
+        [
+            "recommend",
+            "--model",
+            str(path),
+            "--rate",
+            "3000",
+            "--current-ci",
+            "10",
+            "--l-max",
+            "300",
+            "--r-max",
+            "50",
+            "--json",
+        ]
+    )
+    args.func(args)
+    d = json.loads(capsys.readouterr().out)
+    assert d["ci_s"] == 45.0 and d["action"] == "change" and d["candidates"] == 120
+    args = parser.parse_args(
+        ["recommend", "--model", str(path), "--rate", "3000", "--current-ci", "10", "--r-max", "50"]
+    )
+    with pytest.raises(KhaosError) as e:
+        args.func(args)
+    assert "missing limit" in one_line(e.value)
+
+
+def test_rate_above_capacity_alerts_without_numeric_noise(recwarn):
+    m = make_model()
+    m.recovery.physics = Spec.model_validate(
+        {
+            "name": "drain",
+            "features": ["L0*rate/(cap-rate)"],
+            "coef": [1.0],
+            "intercept": 5.0,
+            "constants": {"margin_s": 0.0, "downtime_s": {"*": 5.0}, "capacity": 10000.0},
+        }
+    )
+    r = recommend(m, rate=12000, current_ci=10, **LIMITS)
+    assert r.alert and not r.feasible and r.best_recovery_s == float("inf")
+    assert r.best_ci_s == 120.0  # every interval fails the same way: the least overhead wins
+    assert "never recover" in optimizer.explain(r)
+    json.dumps(r.to_dict())  # inf becomes null, still valid JSON
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
