@@ -6,12 +6,13 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 KHAOS := $(VENV)/bin/khaos
+# The Flink version, in one place: the distribution (khaos dist) and the jobs (-Dflink.version) follow it.
 FLINK_VERSION ?= 2.3.0
-DIST := $(HOME)/.cache/khaos/dist/flink-$(FLINK_VERSION)-bin-scala_2.12.tgz
-FLINK_LIB := build/flink-$(FLINK_VERSION)/lib
 JOB_JAR := build/jobs/iot-vehicles.jar
-JOB_SRC := $(shell find jobs/iot-vehicles/src -name '*.java' 2>/dev/null)
-DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless procps python3 python3-venv util-linux
+JOB_JARS := $(JOB_JAR) build/jobs/ysb.jar build/jobs/plain-kafka.jar
+JOB_SRC := $(shell find jobs tests/support/jobs -path jobs/kafka-dist -prune -o -path '*/target' -prune -o \( -name '*.java' -o -name pom.xml \) -print 2>/dev/null)
+MVN := mvn -q -B
+DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless maven procps python3 python3-venv util-linux
 
 .PHONY: help deps venv debs dist job lint test test-unit demo bench clean
 help:
@@ -35,12 +36,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 dist: venv
 	$(KHAOS) dist --version $(FLINK_VERSION)
 
-# The sample job, compiled with javac against the dist's lib/ (no Maven).
-$(FLINK_LIB): | dist
-	mkdir -p build && tar -xzf $(DIST) -C build flink-$(FLINK_VERSION)/lib
-job: $(JOB_JAR)
-$(JOB_JAR): $(JOB_SRC) jobs/iot-vehicles/build.sh | $(FLINK_LIB)
-	bash jobs/iot-vehicles/build.sh build/flink-$(FLINK_VERSION) $@
+# The jobs, built with Maven from jobs/pom.xml (Flink provided, the Kafka connector shaded in; the
+# Flink version is the pom's flink.version): iot-vehicles, ysb and tests/support/jobs/plain-kafka.
+job: $(JOB_JARS)
+$(JOB_JARS) &: $(JOB_SRC) | debs
+	$(MVN) -f jobs/pom.xml -Dflink.version=$(FLINK_VERSION) clean package
+	mkdir -p build/jobs
+	cp jobs/iot-vehicles/target/iot-vehicles.jar build/jobs/iot-vehicles.jar
+	cp jobs/ysb/target/ysb.jar build/jobs/ysb.jar
+	cp tests/support/jobs/plain-kafka/target/plain-kafka.jar build/jobs/plain-kafka.jar
 
 # Python: ruff lint + format check (ruff.toml); Ansible: ansible-lint's production profile.
 lint: venv

@@ -23,6 +23,7 @@ final class ReplayReader implements SourceReader<VehicleEvent, ReplaySplit> {
 
     private final Schedule schedule;
     private final long vehicles;
+    private final double skew;
     private final Counter emitted;
     private final ScheduledExecutorService timer;
 
@@ -32,9 +33,10 @@ final class ReplayReader implements SourceReader<VehicleEvent, ReplaySplit> {
     private volatile long next; // next event index to emit
     private CompletableFuture<Void> available = new CompletableFuture<>(); // completed by addSplits / timer
 
-    ReplayReader(SourceReaderContext ctx, Schedule schedule, long vehicles) {
+    ReplayReader(SourceReaderContext ctx, Schedule schedule, long vehicles, double skew) {
         this.schedule = schedule;
         this.vehicles = vehicles;
+        this.skew = skew;
         this.emitted = ctx.metricGroup().counter("emitted");
         ctx.metricGroup().gauge("backlog", this::backlog);
         ctx.metricGroup().gauge("eventTimeLagMs", this::eventTimeLagMs);
@@ -54,7 +56,7 @@ final class ReplayReader implements SourceReader<VehicleEvent, ReplaySplit> {
         long i = next, start = startMs, due = start + schedule.offsetMs(i);
         int n = 0;
         while (due <= now && n < BATCH) {
-            output.collect(VehicleEvent.of(i, vehicles, due), due);
+            output.collect(VehicleEvent.of(i, vehicles, skew, due), due);
             i++;
             n++;
             due = start + schedule.offsetMs(i);

@@ -24,11 +24,17 @@ public final class ReplaySource implements Source<VehicleEvent, ReplaySplit, Lis
     private static final long serialVersionUID = 1L;
     private final Schedule schedule;
     private final long vehicles;
+    private final double skew;  // 0: vehicle = i mod vehicles; > 0: Zipf-like exponent
     private final long startMs; // <= 0: use the time the split is first created
 
     public ReplaySource(Schedule schedule, long vehicles, long startMs) {
+        this(schedule, vehicles, 0.0, startMs);
+    }
+
+    public ReplaySource(Schedule schedule, long vehicles, double skew, long startMs) {
         this.schedule = schedule;
         this.vehicles = vehicles;
+        this.skew = skew;
         this.startMs = startMs;
     }
 
@@ -37,7 +43,7 @@ public final class ReplaySource implements Source<VehicleEvent, ReplaySplit, Lis
 
     @Override
     public SourceReader<VehicleEvent, ReplaySplit> createReader(SourceReaderContext ctx) {
-        return new ReplayReader(ctx, schedule, vehicles);
+        return new ReplayReader(ctx, schedule, vehicles, skew);
     }
 
     @Override
