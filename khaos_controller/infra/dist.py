@@ -1,9 +1,14 @@
-"""Build the official Flink binary tarball layout offline, from the PyPI wheels.
+"""Build the distributions the roles install, offline and byte-for-byte reproducible (fixed mtimes
+and order; one tar writer, `_pack`), cached under cache_dir()/dist.
 
-apache-flink-libraries carries the jars (lib/ opt/ plugins/ bin/bash-java-utils.jar),
-apache-flink the scripts (bin/) and conf/. Both are downloaded with --no-deps and only
-unzipped, never installed. The result is flink-<v>-bin-scala_2.12.tgz plus a .sha512 file
-in the Apache format, cached, and byte-for-byte reproducible (fixed mtimes and order).
+Flink: the official binary tarball layout from the PyPI wheels. apache-flink-libraries carries the
+jars (lib/ opt/ plugins/ bin/bash-java-utils.jar), apache-flink the scripts (bin/) and conf/. Both
+are downloaded with --no-deps and only unzipped, never installed. The result is
+flink-<v>-bin-scala_2.12.tgz plus a .sha512 file in the Apache format.
+
+Kafka (KRaft): the broker and its runtime dependencies resolved from Maven Central with
+jobs/kafka-dist/pom.xml, plus that directory's config templates and start script (bin/kafka-run).
+The result is kafka-<v>.tgz plus a .sha256 file; libs.sha256 inside records every jar's sha256.
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ import gzip
 import hashlib
 import io
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
+from .. import REPO_ROOT
 from ..errors import KhaosError
 
 FLINK_VERSION = "2.3.0"
+KAFKA_VERSION = "4.4.0"  # the newest kafka_2.13 on Maven Central that resolves whole (jobs/kafka-dist/README.md)
+KAFKA_DIST_DIR = REPO_ROOT / "jobs" / "kafka-dist"  # pom.xml, config templates, bin/kafka-run
 _TOP_DIRS = ("bin", "conf", "lib", "opt", "plugins", "licenses")
 _MTIME = 1_700_000_000  # fixed, for reproducible archives
+_VERSION_RE = re.compile(r"^\d+(\.\d+){1,3}([.-]?(a|b|rc|dev|post)\d*)?$")  # 2.3.0, 2.0.0rc1, ...
 
 
 def cache_dir() -> Path:
@@ -30,13 +41,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KHAOS_CACHE", Path.home() / ".cache" / "khaos"))
 
 
+def check_version(version: str, product: str = "Flink") -> str:
+    """``version`` if it looks like a release of ``product`` (it becomes a file name and a pip or Maven version)."""
+    if not _VERSION_RE.match(version):
+        example = KAFKA_VERSION if product == "Kafka" else FLINK_VERSION
+        raise KhaosError(f"{product} version {version!r} is not a release number like {example}")
+    return version
+
+
 def dist_path(version: str = FLINK_VERSION) -> Path:
     """The cached Flink tarball of ``version``."""
+    check_version(version)
     return cache_dir() / "dist" / f"flink-{version}-bin-scala_2.12.tgz"
 
 
 def download_wheels(version: str, dest: Path) -> list[Path]:
     """pip download --no-deps the two wheels (only when not cached)."""
+    check_version(version)
     dest.mkdir(parents=True, exist_ok=True)
     wanted = {"apache_flink-": None, "apache_flink_libraries-": None}
     for prefix in wanted:
@@ -56,8 +77,11 @@ def download_wheels(version: str, dest: Path) -> list[Path]:
             f"apache-flink-libraries=={version}",
         ]
         print(f"khaos dist: downloading apache-flink {version} wheels from PyPI (~330 MB)", flush=True)
-        if subprocess.run(cmd).returncode != 0:
-            raise KhaosError(f"pip download of apache-flink=={version} failed (is PyPI reachable?)")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()] or ["no output"]
+            why = next((ln for ln in lines if ln.lower().startswith("error")), lines[-1])
+            raise KhaosError(f"pip download of apache-flink=={version} failed (is PyPI reachable?): {why[:300]}")
         return download_wheels(version, dest)
     return list(wanted.values())
 
@@ -75,6 +99,47 @@ def _members(wheels: list[Path]):
                     continue
                 executable = (parts[1] == "bin" and not rel.endswith(".jar")) or rel.endswith(".sh")
                 yield rel, zf.read(info), 0o755 if executable else 0o644
+
+
+def _pack(out: Path, top: str, files: dict[str, tuple[bytes, int]], algo: str, empty_dirs: tuple = ()) -> Path:
+    """Write ``files`` ({path inside ``top``: (bytes, mode)}) as the reproducible tarball ``out``: every
+    directory first, then the files, both sorted, fixed mtimes, owner root, gzip without a timestamp.
+    ``out.<algo>`` beside it holds "<hex digest>  <name>" (what sha512sum/sha256sum -c read).
+    Written to a temporary file and renamed: a crash never leaves a partial archive under ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    digest = hashlib.new(algo)
+
+    class _Hashing(io.RawIOBase):
+        def __init__(self, fh):
+            self.fh = fh
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            digest.update(b)
+            return self.fh.write(b)
+
+    print(f"khaos dist: packing {len(files)} files into {out}", flush=True)
+    with (
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(fileobj=_Hashing(raw), mode="wb", compresslevel=1, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        parents = {"/".join(rel.split("/")[:i]) for rel in files for i in range(1, rel.count("/") + 1)}
+        for d in ["", *sorted(parents | set(empty_dirs))]:
+            ti = tarfile.TarInfo(f"{top}/{d}".rstrip("/"))
+            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, _MTIME
+            tar.addfile(ti)
+        for rel in sorted(files):
+            data, mode = files[rel]
+            ti = tarfile.TarInfo(f"{top}/{rel}")
+            ti.size, ti.mode, ti.mtime = len(data), mode, _MTIME
+            tar.addfile(ti, io.BytesIO(data))
+    os.replace(tmp, out)
+    out.with_name(f"{out.name}.{algo}").write_text(f"{digest.hexdigest()}  {out.name}\n")
+    return out
 
 
 def build(version: str = FLINK_VERSION, force: bool = False) -> Path:
@@ -102,51 +167,101 @@ def build(version: str = FLINK_VERSION, force: bool = False) -> Path:
     ]
     if missing:
         raise KhaosError(f"wheels for Flink {version} lack {', '.join(missing)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    digest = hashlib.sha512()
-
-    class _Hashing(io.RawIOBase):
-        def __init__(self, fh):
-            self.fh = fh
-
-        def writable(self):
-            return True
-
-        def write(self, b):
-            digest.update(b)
-            return self.fh.write(b)
-
-    print(f"khaos dist: packing {len(files)} files into {out}", flush=True)
-    with (
-        open(tmp, "wb") as raw,
-        gzip.GzipFile(fileobj=_Hashing(raw), mode="wb", compresslevel=1, mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as tar,
-    ):
-        dirs = sorted({"/".join(rel.split("/")[:i]) for rel in files for i in range(1, rel.count("/") + 1)} | {"log"})
-        for d in ["", *dirs]:
-            ti = tarfile.TarInfo(f"{top}/{d}".rstrip("/"))
-            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, _MTIME
-            tar.addfile(ti)
-        for rel in sorted(files):
-            data, mode = files[rel]
-            ti = tarfile.TarInfo(f"{top}/{rel}")
-            ti.size, ti.mode, ti.mtime = len(data), mode, _MTIME
-            tar.addfile(ti, io.BytesIO(data))
-    os.replace(tmp, out)
-    sha.write_text(f"{digest.hexdigest()}  {out.name}\n")
-    return out
+    return _pack(out, top, files, "sha512", empty_dirs=("log",))
 
 
 def verify(archive: Path) -> None:
-    """Check the archive against its .sha512 file."""
-    sha = archive.with_name(archive.name + ".sha512")
+    """Check the archive against the checksum file beside it (Flink: .sha512, Kafka: .sha256)."""
+    kafka = archive.name.startswith("kafka-")
+    algo = "sha256" if kafka else "sha512"
+    sha = archive.with_name(f"{archive.name}.{algo}")
     if not archive.exists():
-        raise KhaosError(f"Flink archive {archive} does not exist (run `khaos dist`)")
+        product, command = ("Kafka", "khaos dist kafka") if kafka else ("Flink", "khaos dist")
+        raise KhaosError(f"{product} archive {archive} does not exist (run `{command}`)")
+    if not sha.exists():
+        raise KhaosError(f"{archive} has no {sha.name} beside it (rebuild it with --force)")
     expected = sha.read_text().split()[0]
-    h = hashlib.sha512()
+    h = hashlib.new(algo)
     with open(archive, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     if h.hexdigest() != expected:
-        raise KhaosError(f"{archive}: sha512 mismatch (expected {expected[:16]}..., got {h.hexdigest()[:16]}...)")
+        raise KhaosError(f"{archive}: {algo} mismatch (expected {expected[:16]}..., got {h.hexdigest()[:16]}...)")
+
+
+# ---- Kafka ----------------------------------------------------------------------------------
+# jars that must be among the resolved ones (the broker, its server and raft layers, the clients, the tools)
+_KAFKA_NEEDED = (
+    "kafka_2.13-{v}.jar",
+    "kafka-server-{v}.jar",
+    "kafka-raft-{v}.jar",
+    "kafka-clients-{v}.jar",
+    "kafka-tools-{v}.jar",
+)
+# path in the tarball -> (file in jobs/kafka-dist, mode)
+_KAFKA_FILES = {
+    "bin/kafka-run": ("bin/kafka-run", 0o755),
+    "config/server.properties": ("server.properties", 0o644),
+    "config/log4j2.properties": ("log4j2.properties", 0o644),
+}
+
+
+def kafka_dist_path(version: str = KAFKA_VERSION) -> Path:
+    """The cached Kafka tarball of ``version``."""
+    check_version(version, "Kafka")
+    return cache_dir() / "dist" / f"kafka-{version}.tgz"
+
+
+def resolve_kafka_jars(version: str, dest: Path) -> list[Path]:
+    """The broker's runtime jars, copied by Maven (jobs/kafka-dist/pom.xml) into ``dest``, emptied first so
+    that no jar of another version stays; Maven's own cache (~/.m2) makes a second resolve offline."""
+    check_version(version, "Kafka")
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KhaosError("`khaos dist kafka` needs Maven (mvn): run `make deps` (Debian package maven)")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    cmd = [
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(KAFKA_DIST_DIR / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-Dkafka.version={version}",
+        f"-Dkafka.dist.libs={dest}",
+    ]
+    print(f"khaos dist: resolving Kafka {version} and its runtime dependencies from Maven Central (mvn)", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()] or ["no output"]
+        why = next((ln for ln in lines if ln.startswith("[ERROR]")), lines[-1]).removeprefix("[ERROR]").strip()
+        raise KhaosError(f"mvn could not resolve Kafka {version} (is Maven Central reachable?): {why[:300]}")
+    missing = [n.format(v=version) for n in _KAFKA_NEEDED if not (dest / n.format(v=version)).is_file()]
+    if missing:
+        raise KhaosError(f"Maven resolved Kafka {version} without {', '.join(missing)}")
+    return sorted(dest.glob("*.jar"))
+
+
+def pack_kafka(version: str, jars: list[Path], out: Path | None = None) -> Path:
+    """kafka-<v>.tgz (+ .sha256) from resolved jars and jobs/kafka-dist's config templates and start script:
+    bin/kafka-run, config/server.properties, config/log4j2.properties, libs/*.jar and libs.sha256 (every
+    jar's sha256, as `sha256sum -c` reads it inside kafka-<v>/)."""
+    out = out or kafka_dist_path(version)
+    files = {rel: ((KAFKA_DIST_DIR / src).read_bytes(), mode) for rel, (src, mode) in _KAFKA_FILES.items()}
+    sums = []
+    for jar in sorted(jars, key=lambda j: j.name):
+        data = jar.read_bytes()
+        files[f"libs/{jar.name}"] = (data, 0o644)
+        sums.append(f"{hashlib.sha256(data).hexdigest()}  libs/{jar.name}\n")
+    files["libs.sha256"] = ("".join(sums).encode(), 0o644)
+    return _pack(out, f"kafka-{version}", files, "sha256")
+
+
+def build_kafka(version: str = KAFKA_VERSION, force: bool = False) -> Path:
+    """Return the cached Kafka tarball, resolving the jars and packing it first if needed."""
+    out = kafka_dist_path(version)
+    if out.exists() and out.with_name(out.name + ".sha256").exists() and not force:
+        return out
+    jars = resolve_kafka_jars(version, cache_dir() / "kafka-libs" / version)
+    return pack_kafka(version, jars, out)

@@ -1,0 +1,1 @@
+"""Kafka workloads: record a live topic, replay it (or a synthetic workload) into one topic per copy, lag and latency."""

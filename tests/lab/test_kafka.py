@@ -1,0 +1,170 @@
+"""Kafka on a real lab host (issue 13, items 1-2): `khaos dist kafka`, playbooks/kafka.yml twice (the second
+run changes nothing), topics through the kafka_topic module, records produced and consumed from this machine,
+the broker SIGKILLed by inject_failure.yml and back with its topics and committed records, and a bad bootstrap
+address in one line. One lab (2 Flink hosts, nothing deployed on them, + 1 Kafka host) for the whole module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support.labs import fresh_lab
+
+from khaos_controller.errors import KhaosError
+from khaos_controller.infra import ansible, dist, kafka
+
+LAB = "tkafka"
+BROKER = f"{LAB}-kafka1"
+TOPIC = {"name": "tk-events", "partitions": 2, "replication": 1, "retention_ms": 3_600_000}
+RECORDS = 3000
+
+
+@pytest.fixture(scope="module")
+def kafka_lab(tmp_path_factory):
+    """`khaos dist kafka` (cached after the first build), then a lab with one Kafka host."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "khaos"), "dist", "kafka"], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    archive = Path(proc.stdout.strip().splitlines()[-1])
+    assert archive == dist.kafka_dist_path()
+    dist.verify(archive)
+    lab = fresh_lab(LAB, hosts=2, kafka=1)
+    try:
+        lab.ansible_base = tmp_path_factory.mktemp("ansible")
+        lab.runs = {}
+        yield lab
+    finally:
+        lab.down(quiet=True)
+
+
+def run(lab, playbook: str, **kw) -> ansible.PlaybookResult:
+    return ansible.run_playbook(playbook, lab.inventory, base_dir=lab.ansible_base, **kw)
+
+
+def admin(lab):
+    return kafka.admin(lab.kafka_bootstrap, timeout=10)
+
+
+def test_inventory_names_the_broker(kafka_lab):
+    assert kafka.bootstrap_of(kafka_lab.inventory) == kafka_lab.kafka_bootstrap == f"{kafka_lab.host(BROKER).ip}:9092"
+    facts = ansible.inventory_list(kafka_lab.inventory)
+    assert facts["kafka"]["hosts"] == [BROKER]
+    assert BROKER not in facts["flink_taskmanager"]["hosts"] + facts["flink_jobmanager"]["hosts"]
+
+
+def test_role_deploys_a_broker_and_a_second_run_changes_nothing(kafka_lab):
+    t0 = time.monotonic()
+    first = run(kafka_lab, "kafka", extravars={"kafka_topics": [TOPIC]})
+    first_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    second = run(kafka_lab, "kafka", extravars={"kafka_topics": [TOPIC]})
+    second_s = time.monotonic() - t0
+    print(f"kafka.yml: first run {first_s:.1f} s changed={first.changed()}, second {second_s:.1f} s changed=0")
+    assert first.changed(BROKER) > 5
+    assert second.changed() == 0, second.stats
+    facts = kafka.cluster(admin(kafka_lab))
+    assert list(facts["brokers"]) == [1]
+    topic = kafka.ensure_topic(admin(kafka_lab), kafka.TopicSpec.of(TOPIC), check_mode=True)
+    assert topic == {"changed": False, "actions": [], "partitions": 2, "replication": 1}
+
+
+def test_topic_module_updates_a_topic_once(kafka_lab):
+    wider = {**TOPIC, "partitions": 3, "retention_ms": 7_200_000}
+    first = run(kafka_lab, "kafka", extravars={"kafka_topics": [wider]}, tags="kafka_topics")
+    again = run(kafka_lab, "kafka", extravars={"kafka_topics": [wider]}, tags="kafka_topics")
+    assert (first.changed(), again.changed()) == (1, 0)
+    assert kafka.ensure_topic(admin(kafka_lab), kafka.TopicSpec.of(wider), check_mode=True)["changed"] is False
+    with pytest.raises(KhaosError, match="has 3 partitions, not 1: Kafka cannot remove partitions") as bad:
+        run(kafka_lab, "kafka", extravars={"kafka_topics": [{**wider, "partitions": 1}]}, tags="kafka_topics")
+    assert "\n" not in str(bad.value)
+
+
+def _consume(bootstrap: str, group: str, want: int, timeout: float = 60.0) -> set[int]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "logger": kafka._QUIET,
+        }
+    )
+    consumer.subscribe([TOPIC["name"]])
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < want and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=1):
+                if msg.error() is None:
+                    seen.add(int(msg.value()))
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    return seen
+
+
+def _committed(bootstrap: str, group: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "logger": kafka._QUIET})
+    try:
+        parts = [TopicPartition(TOPIC["name"], p) for p in range(3)]
+        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=30)}
+    finally:
+        consumer.close()
+
+
+def test_records_survive_a_broker_kill(kafka_lab):
+    from confluent_kafka import Producer
+
+    bootstrap = kafka_lab.kafka_bootstrap
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "logger": kafka._QUIET}
+    )
+    for i in range(RECORDS):
+        producer.produce(TOPIC["name"], key=str(i % 11), value=str(i))
+    assert producer.flush(30) == 0
+    assert _consume(bootstrap, "tk-audit", RECORDS) == set(range(RECORDS))
+    committed = _committed(bootstrap, "tk-audit")
+    assert sum(committed.values()) == RECORDS
+
+    kill = run(kafka_lab, "inject_failure", extravars={"chaos_component": "kafka", "chaos_target": "random"})
+    [killed] = kill.data["chaos_kills"]
+    assert killed["host"] == BROKER and killed["component"] == "kafka" and killed["dead"]
+    back = kafka.wait_brokers(bootstrap, [1], timeout=120)
+    print(f"broker back {time.time() - killed['killed_at']:.1f} s after its SIGKILL (restart delay 2 s)")
+    # the supervisor started a new JVM; topic, configs, records and the group's offsets are all there
+    pid_file = kafka_lab.host_dir(kafka_lab.host(BROKER)) / "root" / "opt" / "kafka" / "run" / "kafka.pid"
+    assert int(pid_file.read_text()) != killed["pid"] and back["brokers"] == {1: bootstrap}
+    spec = kafka.TopicSpec.of({**TOPIC, "partitions": 3, "retention_ms": 7_200_000})
+    assert kafka.ensure_topic(admin(kafka_lab), spec, check_mode=True)["changed"] is False
+    assert _committed(bootstrap, "tk-audit") == committed
+    assert _consume(bootstrap, "tk-reread", RECORDS) == set(range(RECORDS))
+
+
+def test_a_bad_bootstrap_address_is_one_line(kafka_lab):
+    with pytest.raises(KhaosError) as malformed:
+        kafka.admin("tkafka-kafka1")
+    assert str(malformed.value) == (
+        "Kafka bootstrap address 'tkafka-kafka1' is not host:port[,host:port...] (e.g. 10.0.0.5:9092)"
+    )
+    wrong = f"{kafka_lab.host(BROKER).ip}:9099"  # the broker's host, a port nothing listens on
+    with pytest.raises(KhaosError, match=f"Kafka at {wrong} did not answer within 3 s") as silent:
+        kafka.admin(wrong, timeout=3)
+    assert "\n" not in str(silent.value)
+    with pytest.raises(KhaosError) as played:  # the same line where a playbook reads the address
+        run(
+            kafka_lab,
+            "kafka",
+            extravars={"kafka_topics": [TOPIC], "kafka_bootstrap": wrong},
+            tags="kafka_topics",
+        )
+    text = str(played.value)
+    assert "\n" not in text and f"Kafka at {wrong} did not answer" in text and "Create or update the topics" in text
