@@ -1,7 +1,8 @@
 """End to end on the simulated cloud: provision.yml -> a one-failure profile (`khaos profile` on the
 OpenStack inventory: flink_cluster.yml, the sample job, a host kill through the API - stop, then start -
 recovery measured, sink audited) -> teardown.yml, and the simulator holds nothing afterwards.
-1 JobManager + 1 TaskManager."""
+1 JobManager + 1 TaskManager. The started server is a fresh host with a NEW SSH host key: the chaos role
+pins it from the server's console log, and the roles re-join it with StrictHostKeyChecking=yes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import re
 
 import pytest
 from support.os_sim import Simulator
-from test_openstack import no_leftovers, sim_inventory
+from test_openstack import address, known_hosts, no_leftovers, server, sim_inventory
 
 from khaos_controller.flink.client import FlinkClient
 from khaos_controller.infra import ansible, dist
@@ -44,6 +45,9 @@ def test_provision_profile_with_host_kill_teardown(tmp_path, jar_built):
     try:
         inv = sim_inventory(sim, tmp_path, "e2e", taskmanagers=1, extra={"flink_dist_archive": str(dist.dist_path())})
         ansible.run_playbook("provision", inv, base_dir=tmp_path)
+        tm = server(sim, "khaos-e2e-tm-1")
+        first_key = known_hosts(tmp_path)[address(tm)]
+        assert first_key == sim.cloud.host_key(tm)  # pinned from the console before any SSH
         (tmp_path / "exp.yml").write_text(EXPERIMENT.format(jar=jar_built, inventory=inv, out=tmp_path / "out"))
         # the profiler deploys Flink (flink_cluster.yml), the job, kills the sink's host through the API
         # (inject_failure.yml: os-stop, then os-start and the roles re-join it), measures recovery, audits the sink
@@ -58,8 +62,13 @@ def test_provision_profile_with_host_kill_teardown(tmp_path, jar_built):
         ]
         [killed] = inject["kills"]
         assert killed["host"] == "khaos-e2e-tm-1" and killed["action"] == "stop" and killed["dead"]
-        actions = [r for r in sim.cloud.log if r["path"].endswith("/action")]
-        assert len(actions) == 2  # os-stop, then os-start (the simulator refuses them out of order)
+        actions = [r["action"] for r in sim.cloud.log if r["path"].endswith("/action")]
+        # os-stop, then os-start (the simulator refuses them out of order); the consoles read: both servers
+        # at provision, the started one by the chaos role (nothing is accepted on first contact)
+        assert [a for a in actions if a != "os-getConsoleOutput"] == ["os-stop", "os-start"]
+        assert actions.count("os-getConsoleOutput") == 3
+        assert sim.cloud.host_key(tm) != first_key  # a fresh host, reached with its NEW key, pinned
+        assert known_hosts(tmp_path)[address(tm)] == sim.cloud.host_key(tm)
         jm = next(h for h in sim.cloud.lab.hosts.values() if h.name.endswith("-jm-1"))
         assert FlinkClient(f"http://{jm.ip}:8081").overview()["taskmanagers"] == 1  # the cluster re-formed
 

@@ -2,9 +2,12 @@
 
 Only what the openstack role uses, with the JSON shapes openstacksdk expects (version
 discovery documents, microversions, error bodies). Booting a server boots a REAL lab host
-(khaos_controller.lab: netns + sshd) at the server's port address; stop kills it, start and
+(khaos_controller.infra.lab: netns + sshd) at the server's port address; stop kills it, start and
 a hard reboot boot a fresh one at the same address, delete removes it. Security group rules
-are stored, not enforced. Every request is logged (method, path, microversion, user agent).
+are stored, not enforced. Every request is logged (method, path, server action, microversion, user agent).
+A server's console log (os-getConsoleOutput) holds one cloud-init boot per boot, each with the SSH
+host key block of the lab host of that boot (a fresh host = a new key); `Cloud.console_faults` makes a
+console hold its keys back ("hold") or print a key sshd does not have ("forge"), for tests.
 
     python tests/support/os_sim.py --lab sim --port 5000   # writes ./clouds.yaml; Ctrl-C / SIGTERM removes everything
 """
@@ -12,17 +15,22 @@ are stored, not enforced. Every request is logged (method, path, microversion, u
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import re
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from khaos_controller.lab import Lab
+from khaos_controller.infra.lab import Lab
 
 USER, PASSWORD, PROJECT = "khaos", "s3cret", "khaos"
 COMPUTE_VERSION = "2.96"
@@ -120,6 +128,10 @@ class Cloud:
             "project_id": self.project_id,
         }
         self.floatingips: dict[str, dict] = {}
+        # server name -> "hold" (cloud-init has not printed the host keys yet) or "forge" (the console
+        # prints a key the server's sshd does not have); read at request time
+        self.console_faults: dict[str, str] = {}
+        self._forged: dict[str, str] = {}
         self.servers: dict[str, dict] = {}
         self.keypairs: dict[str, dict] = {}
         self.server_groups: dict[str, dict] = {}
@@ -205,7 +217,9 @@ class Cloud:
             "_lab_host": host_name,
             "_port": port["id"],
             "_group": group,
+            "_boots": [],
         }
+        self._booted(server)
         self.servers[sid] = server
         if group:
             self.server_groups[group]["members"].append(sid)
@@ -296,7 +310,7 @@ class Cloud:
             self.server_groups[s["_group"]]["members"].remove(sid)
         del self.servers[sid]
 
-    def action(self, sid: str, body: dict) -> None:
+    def action(self, sid: str, body: dict) -> dict | None:
         s = self.server(sid)
         if "os-stop" in body:
             if s["status"] != "ACTIVE":
@@ -311,16 +325,90 @@ class Cloud:
                     409, "conflictingRequest", f"Cannot 'start' instance {sid} while it is in vm_state active"
                 )
             self.lab.restore(s["_lab_host"])
+            self._booted(s)
             self._attach_floating(s)
             s.update({"status": "ACTIVE", "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:power_state": 1})
         elif "reboot" in body and (body["reboot"] or {}).get("type") == "HARD":
             self.lab.kill(s["_lab_host"])
             self.lab.restore(s["_lab_host"])
+            self._booted(s)
             self._attach_floating(s)
             s.update({"status": "ACTIVE", "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:power_state": 1})
+        elif "os-getConsoleOutput" in body:
+            length = (body["os-getConsoleOutput"] or {}).get("length")
+            lines = self.console(s).splitlines(keepends=True)
+            if length is not None and int(length) >= 0:
+                lines = lines[-int(length) :] if int(length) else []
+            return {"output": "".join(lines)}
         else:
             raise ApiError(400, "badRequest", f"unsupported action {sorted(body)}")
         s["updated"] = _now()
+        return None
+
+    # ---- the console log: what cloud-init prints at each boot --------------------------------
+    def _booted(self, server: dict) -> None:
+        """A boot of the server's lab host: its console gets that boot's output, with the host's key."""
+        pub = self.lab.host_dir(self.lab.host(server["_lab_host"])) / "ssh_host_ed25519_key.pub"
+        kind, key = pub.read_text().split()[:2]
+        server["_boots"].append({"at": datetime.now(UTC), "key": f"{kind} {key}"})
+
+    def host_key(self, server: dict) -> str:
+        """The key (type base64) the server's sshd presents now."""
+        return server["_boots"][-1]["key"]
+
+    def console_key(self, server: dict) -> str:
+        """The key (type base64) the console log of the server's current boot prints."""
+        fault = self.console_faults.get(server["name"])
+        return self._forged_key(server["id"]) if fault == "forge" else self.host_key(server)
+
+    def _forged_key(self, sid: str) -> str:
+        if sid not in self._forged:
+            with tempfile.TemporaryDirectory() as d:
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{d}/k"], check=True)
+                self._forged[sid] = " ".join(Path(d, "k.pub").read_text().split()[:2])
+        return self._forged[sid]
+
+    def console(self, server: dict) -> str:
+        """The console log: every boot, the last one as console_faults says."""
+        fault = self.console_faults.get(server["name"])
+        out = []
+        for i, boot in enumerate(server["_boots"]):
+            last = i == len(server["_boots"]) - 1
+            key = self._forged_key(server["id"]) if last and fault == "forge" else boot["key"]
+            out.append(_boot_log(server["name"], boot["at"], key, keys=not (last and fault == "hold")))
+        return "".join(out)
+
+
+def _boot_log(name: str, at: datetime, key: str, keys: bool = True) -> str:
+    """One boot on a serial console, as a Debian cloud image prints it: kernel, cloud-init, and (once
+    cloud-init's final stage ran) the host key fingerprints via logger and the keys themselves."""
+    kind, b64 = key.split()
+    stamp, day = at.strftime("%a, %d %b %Y %H:%M:%S +0000"), at.strftime("%b %d %H:%M:%S")
+    fp = base64.b64encode(hashlib.sha256(base64.b64decode(b64)).digest()).decode().rstrip("=")
+    lines = [
+        "[    0.000000] Linux version 6.1.0-28-cloud-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC",
+        "[    0.000000] Command line: BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-cloud-amd64 root=LABEL=root ro console=ttyS0",
+        "[    2.418823] EXT4-fs (vda1): mounted filesystem with ordered data mode. Quota mode: none.",
+        f"[    4.902211] cloud-init[412]: Cloud-init v. 22.4.2 running 'init-local' at {stamp}. Up 4.85 seconds.",
+        f"[    6.150042] cloud-init[455]: Cloud-init v. 22.4.2 running 'init' at {stamp}. Up 6.11 seconds.",
+        "[    6.201337] cloud-init[455]: ci-info: ++++++++++++++++++++++Net device info+++++++++++++++++++++++",
+        "[    6.733310] cloud-init[455]: Generating public/private ed25519 key pair.",
+    ]
+    if keys:
+        lines += [
+            f"<14>{day} ec2: ",
+            f"<14>{day} ec2: #############################################################",
+            f"<14>{day} ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----",
+            f"<14>{day} ec2: 256 SHA256:{fp} root@{name} ({kind.removeprefix('ssh-').upper()})",
+            f"<14>{day} ec2: -----END SSH HOST KEY FINGERPRINTS-----",
+            f"<14>{day} ec2: #############################################################",
+            "-----BEGIN SSH HOST KEY KEYS-----",
+            f"{kind} {b64} root@{name}",
+            "-----END SSH HOST KEY KEYS-----",
+            f"[    9.870456] cloud-init[601]: Cloud-init v. 22.4.2 finished at {stamp}. "
+            "Datasource DataSourceOpenStackLocal [net,ver=2].  Up 9.84 seconds",
+        ]
+    return "".join(f"{ln}\r\n" for ln in lines)
 
 
 def _public(obj: dict) -> dict:
@@ -373,6 +461,7 @@ class Handler(BaseHTTPRequestHandler):
                 "method": method,
                 "path": url.path,
                 "query": url.query,
+                "action": next(iter(body), None) if path.endswith("/action") and isinstance(body, dict) else None,
                 "status": status,
                 "microversion": self.headers.get("OpenStack-API-Version"),
                 "agent": self.headers.get("User-Agent", ""),
@@ -583,8 +672,8 @@ class Handler(BaseHTTPRequestHandler):
                 }
             }
         if (r := m(r"/servers/([^/]+)/action")) and method == "POST":
-            c.action(r[1], body)
-            return 202, None
+            out = c.action(r[1], body)
+            return (202, None) if out is None else (200, out)
         if r := m(r"/servers/([^/]+)"):
             if method == "DELETE":
                 c.delete_server(r[1])
@@ -731,8 +820,6 @@ if __name__ == "__main__":
     ap.add_argument("--quota", type=int, default=10)
     args = ap.parse_args()
     sim = Simulator(args.lab, args.port, args.quota)
-    from pathlib import Path
-
     sim.clouds_yaml(Path("clouds.yaml"))
     print(
         f"OpenStack simulator on {sim.url}, servers boot in lab {args.lab}; ./clouds.yaml written (cloud 'sim')",
