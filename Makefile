@@ -8,13 +8,15 @@ PY := $(VENV)/bin/python
 KHAOS := $(VENV)/bin/khaos
 # The Flink version, in one place: the distribution (khaos dist) and the jobs (-Dflink.version) follow it.
 FLINK_VERSION ?= 2.3.0
+# The Kafka broker (khaos dist kafka: Maven Central jars of jobs/kafka-dist/pom.xml; roles/kafka installs it).
+KAFKA_VERSION ?= 4.4.0
 JOB_JAR := build/jobs/iot-vehicles.jar
 JOB_JARS := $(JOB_JAR) build/jobs/ysb.jar build/jobs/plain-kafka.jar
 JOB_SRC := $(shell find jobs tests/support/jobs -path jobs/kafka-dist -prune -o -path '*/target' -prune -o \( -name '*.java' -o -name pom.xml \) -print 2>/dev/null)
 MVN := mvn -q -B
 DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless maven procps python3 python3-venv util-linux
 
-.PHONY: help deps venv debs dist job lint test test-unit demo bench clean
+.PHONY: help deps venv debs dist kafka-dist job lint test test-unit demo bench clean
 help:
 	@echo "make demo   the whole loop on the local lab: profile, fit, daemon changing a live job (root)"
 	@echo "make test   install everything needed and run lint + the whole test suite (root)"
@@ -36,6 +38,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 dist: venv
 	$(KHAOS) dist --version $(FLINK_VERSION)
 
+# Kafka (KRaft) broker tarball, resolved with Maven from Maven Central (cached in ~/.cache/khaos).
+kafka-dist: venv | debs
+	$(KHAOS) dist kafka --version $(KAFKA_VERSION)
+
 # The jobs, built with Maven from jobs/pom.xml (Flink provided, the Kafka connector shaded in; the
 # Flink version is the pom's flink.version): iot-vehicles, ysb and tests/support/jobs/plain-kafka.
 job: $(JOB_JARS)
@@ -55,10 +61,10 @@ lint: venv
 test-unit: venv
 	$(PY) -m pytest -q tests/unit
 
-test: deps dist job lint
+test: deps dist kafka-dist job lint
 	$(PY) -m pytest -q --durations=12 tests
 
-demo: deps dist job
+demo: deps dist kafka-dist job
 	$(KHAOS) demo
 
 # Every benchmark under bench/ (root; about an hour here): lab start-up, the daemon's footprint and

@@ -5,10 +5,42 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 import time
 
 from .errors import KhaosError
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are the command's: one line ``khaos: error: ...``, exit 1
+    (argparse's own is a usage block and exit 2). Sub-command parsers are of this class too."""
+
+    def error(self, message: str):
+        """Print the one line and exit 1."""
+        verb = self.prog.removeprefix("khaos").strip()
+        where = f"{verb}: " if verb else ""
+        message = " ".join(message.split())
+        self.exit(1, f"khaos: error: {where}{message} (see `{self.prog} --help`)\n")
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
 
 
 def _lab(args):
@@ -19,8 +51,9 @@ def _lab(args):
         return
     name_lab = lab.Lab(args.name)
     if args.lab_cmd == "up":
-        name_lab.up(hosts=args.hosts)
-        print(f"lab {args.name}: {args.hosts} hosts up; inventory {name_lab.inventory}")
+        name_lab.up(hosts=args.hosts, kafka=args.kafka)
+        brokers = f" + {args.kafka} Kafka (bootstrap {name_lab.kafka_bootstrap})" if args.kafka else ""
+        print(f"lab {args.name}: {args.hosts} hosts{brokers} up; inventory {name_lab.inventory}")
     elif args.lab_cmd == "down":
         name_lab.down()
     elif args.lab_cmd == "status":
@@ -48,7 +81,10 @@ def _lab(args):
 def _dist(args):
     from .infra import dist
 
-    print(dist.build(version=args.version, force=args.force))
+    if args.product == "kafka":
+        print(dist.build_kafka(version=args.version or dist.KAFKA_VERSION, force=args.force))
+    else:
+        print(dist.build(version=args.version or dist.FLINK_VERSION, force=args.force))
 
 
 def _demo(args):
@@ -69,9 +105,14 @@ def _demo(args):
 
 
 def _profile(args):
-    from .profile import experiment, profiler
+    from .profile import experiment
+    from .schema import out_dir
 
     exp = experiment.load(args.experiment)
+    if args.out:
+        out_dir(args.out, "--out")
+    from .profile import profiler  # pandas & co. only for a valid experiment
+
     prof = profiler.Profiler(exp, out=args.out)
     print(prof.describe())
     if args.dry_run:
@@ -93,7 +134,10 @@ def _profile(args):
 
 def _evaluate(args):
     from .evaluate import runner
+    from .schema import out_dir
 
+    if args.out:
+        out_dir(args.out, "--out")  # a run builds a lab before it writes there
     rc = runner.run(args.evaluation, dry_run=args.dry_run, keep=args.keep, out=args.out)
     if rc:
         raise KhaosError("a copy's sink audit found lost or duplicated records (see the table above)")
@@ -101,10 +145,20 @@ def _evaluate(args):
 
 def _workload(args):
     from .profile import workload
+    from .schema import out_file, url_problem
 
-    if args.wl_cmd == "record":
+    if args.wl_cmd == "record" and args.bootstrap:
+        from .kafka.cli import record
+
+        record(args)
+    elif args.wl_cmd == "record":
         from .flink.client import FlinkClient
 
+        if args.topic or args.max_records is not None:
+            raise KhaosError("--topic and --max-records record a Kafka topic: give --bootstrap, not --rest")
+        if url_problem(args.rest):
+            raise KhaosError(f"--rest: {url_problem(args.rest)}")
+        out_file(args.out, "--out")
         client = FlinkClient(args.rest)
         job_id = client.running_job(args.job)
         n = workload.record_rate(
@@ -122,6 +176,7 @@ def _workload(args):
         )
         print(pts.to_string(index=False))
     elif args.wl_cmd == "window":
+        out_file(args.out, "--out")
         series = workload.trace_window(workload.load_trace(args.trace), args.center, args.before, args.after)
         workload.write_trace(series, args.out)
         print(f"{len(series)} seconds written to {args.out} (a --trace file for the job)")
@@ -133,16 +188,26 @@ _HEAVY = {
     "promote": ("model.cli", "replace the daemon's model only if the new one's CV error is not worse"),
     "recommend": ("control.cli", "recommend a checkpoint interval for a rate under latency and recovery limits"),
     "run": ("control.cli", "run the runtime controller: keep a job's checkpoint interval inside its limits"),
+    "replay": ("kafka.cli", "produce a recorded or synthetic workload into one Kafka topic per copy, never early"),
 }
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser (only the verb asked for imports its heavy modules)."""
-    p = argparse.ArgumentParser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
+    p = Parser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("dist", help="build the Flink binary tarball offline from the PyPI wheels (cached)")
-    d.add_argument("--version", default="2.3.0", help="Flink version (default 2.3.0)")
+    d = sub.add_parser(
+        "dist", help="build a distribution offline (cached): Flink from the PyPI wheels, Kafka from Maven Central"
+    )
+    d.add_argument(
+        "product",
+        nargs="?",
+        choices=("flink", "kafka"),
+        default="flink",
+        help="flink (default): flink-<v>-bin-scala_2.12.tgz + .sha512; kafka: kafka-<v>.tgz + .sha256",
+    )
+    d.add_argument("--version", help="version (default: Flink 2.3.0, Kafka 4.4.0)")
     d.add_argument("--force", action="store_true", help="rebuild even if cached")
     d.set_defaults(func=_dist)
 
@@ -175,12 +240,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     wl = sub.add_parser("workload", help="record a job's input rate, pick failure points, cut trace windows")
     wl_sub = wl.add_subparsers(dest="wl_cmd", required=True)
-    rec = wl_sub.add_parser("record", help="record a running job's input rate per second into a CSV (t,rate)")
-    rec.add_argument("--rest", required=True, help="JobManager REST URL, e.g. http://10.213.0.11:8081")
+    rec = wl_sub.add_parser(
+        "record",
+        help="record a running job's input rate per second into a CSV (t,rate), or a live Kafka topic's rate "
+        "and records into a Parquet file (--bootstrap; docs/kafka-workload.md)",
+    )
+    where = rec.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rest", help="JobManager REST URL, e.g. http://10.213.0.11:8081")
+    where.add_argument("--bootstrap", help="Kafka bootstrap HOST:PORT: record --topic instead of a job's rate")
+    rec.add_argument("--topic", help="with --bootstrap: the topic to record")
+    rec.add_argument("--max-records", type=int, help="with --bootstrap: records kept (default 2000000; then a sample)")
     rec.add_argument("--job", help="job name or id (default: the only running job)")
-    rec.add_argument("--seconds", type=float, required=True, help="how long to record")
+    rec.add_argument("--seconds", type=positive_float, required=True, help="how long to record")
     rec.add_argument("--source", help="part of the source vertex name (default: every source)")
-    rec.add_argument("--out", required=True, help="CSV file to write")
+    rec.add_argument("--out", required=True, help="file to write (CSV; with --bootstrap Parquet)")
     pts = wl_sub.add_parser("points", help="failure points across the whole rate range of a trace")
     pts.add_argument("trace", help="trace file (one number per line) or recorded CSV")
     pts.add_argument("--count", type=int, default=12, help="number of points (default 12)")
@@ -234,10 +307,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             sp.add_argument("--name", default="khaos", help="lab name (default khaos); one lab = one cluster")
         if verb == "up":
             sp.add_argument("--hosts", type=int, default=3, help="hosts: 1 JobManager + N-1 TaskManagers (default 3)")
+            sp.add_argument(
+                "--kafka",
+                type=int,
+                nargs="?",
+                const=1,
+                default=0,
+                help="also N Kafka broker hosts in group kafka (N-kafka1, ...; --kafka alone: 1)",
+            )
         if verb in ("kill", "restore"):
             sp.add_argument("host", nargs="+", help="host name(s), e.g. khaos-2")
         if verb == "kill":
-            sp.add_argument("--at", type=float, help="kill at this time (epoch seconds) instead of now")
+            sp.add_argument("--at", type=finite_float, help="kill at this time (epoch seconds) instead of now")
             sp.add_argument("--json", action="store_true", help="print what died as JSON")
     lab.set_defaults(func=_lab)
     return p
@@ -255,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("khaos: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the last line of defence: a file or disk problem no check foresaw, in one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"khaos: error: {where}{e.strerror or e}".replace("\n", "\\n"), file=sys.stderr)
+        return 1
     return 0
 
 

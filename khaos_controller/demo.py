@@ -53,11 +53,12 @@ def run(
 ) -> None:
     """The whole demo (module docstring); the lab is removed afterwards unless ``keep``."""
     t0 = time.monotonic()
-    out_dir = REPO_ROOT / out
-    out_dir.mkdir(parents=True, exist_ok=True)
     lab = Lab(lab_name)
+    _check_args(low, high, low_s, start_ci, watch_s, profile, results, out)
     if lab.hosts:
         raise KhaosError(f"lab {lab_name!r} is already up: `khaos lab down --name {lab_name}` first")
+    out_dir = REPO_ROOT / out
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     # 1-2. profile and fit
     results_path = Path(results) if results else short_profile(t0, profile or "examples/experiment-lab.yml")
@@ -234,6 +235,30 @@ def plot_timeline(samples: list[dict], entries: list[dict], step_at: float, r_ma
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return png
+
+
+def _check_args(low, high, low_s, start_ci, watch_s, profile, results, out) -> None:
+    """Every argument checked before anything starts (a bad one must not cost a profile)."""
+    from .profile import experiment
+    from .schema import out_dir
+
+    for flag, value, low_bound in (
+        ("--low", low, 1),
+        ("--high", high, 1),
+        ("--low-seconds", low_s, 1),
+        ("--interval", start_ci, 1),
+        ("--seconds", watch_s, 1),
+    ):
+        if not low_bound <= value <= 1_000_000:
+            raise KhaosError(f"{flag} must be between {low_bound} and 1000000, got {value}")
+    if high <= low:
+        raise KhaosError(f"--high {high} must be above --low {low} (the rate steps up)")
+    out_dir(REPO_ROOT / out, "--out")
+    if results:
+        if not Path(results).is_file():
+            raise KhaosError(f"--results {results} is not a file")
+    else:
+        experiment.load(REPO_ROOT / (profile or "examples/experiment-lab.yml"))
 
 
 def short_profile(t0: float, path: str) -> Path:

@@ -20,9 +20,10 @@ from .jsonio import jsonable
 class Journal:
     """Append-only JSON lines at ``path``; ``fsync`` makes each line durable before write() returns."""
 
-    def __init__(self, path: str | os.PathLike, fsync: bool = True):
+    def __init__(self, path: str | os.PathLike, fsync: bool = True, max_bytes: int | None = None, keep: int = 5):
         self.path = Path(path)
         self.fsync = fsync
+        self.max_bytes, self.keep = max_bytes, keep  # rotation: path.1 .. path.<keep> hold older lines
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -42,6 +43,7 @@ class Journal:
         line = json.dumps(jsonable(entry), allow_nan=False, default=str)
         with self._lock:
             try:
+                self._rotate()
                 with open(self.path, "a", encoding="utf-8") as fh:
                     fh.write(line + "\n")
                     fh.flush()
@@ -50,6 +52,16 @@ class Journal:
             except OSError as e:
                 raise KhaosError(f"journal {self.path}: cannot append: {e.strerror or e}") from None
         return entry
+
+    def _rotate(self) -> None:
+        """When the file is over max_bytes: path -> path.1 -> ... -> path.<keep> (the oldest is dropped)."""
+        if not self.max_bytes or not self.path.exists() or self.path.stat().st_size < self.max_bytes:
+            return
+        for i in range(self.keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
 
     def close(self) -> None:
         """Nothing to release (each write opens and closes the file); kept for symmetry with files."""

@@ -8,8 +8,12 @@ Numbers are strict (``"5"`` and ``true`` are not numbers) and finite; unknown ke
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 import types
 import typing
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +59,42 @@ def field_error(path: Path | str, where: str, what: str) -> KhaosError:
     return KhaosError(f"{path}: {where}: {what}")
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently; a merge key ``<<`` may still be overridden)."""
+
+    def construct_mapping(self, node, deep=False):
+        """The mapping of ``node``; a key given twice is an error."""
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class says so
+                    pass
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in one line (PyYAML's own text spans several, with a copy of the input)."""
+    if isinstance(e, yaml.reader.ReaderError):
+        return f"{e.reason}: character {e.character!r} at byte {e.position}"
+    text = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+    return " ".join(str(text).split())
+
+
 def read_mapping(path: str | Path, kind: str) -> tuple[Path, dict]:
     """Parse a YAML file whose top level must be a mapping (one-line errors, also for binary or
-    absurdly nested input)."""
+    absurdly nested input, and for a key given twice)."""
     path = Path(path)
     if not path.exists():
         raise KhaosError(f"{path}: no such {kind} file")
@@ -74,17 +111,108 @@ def read_mapping(path: str | Path, kind: str) -> tuple[Path, dict]:
     except UnicodeDecodeError:
         raise KhaosError(f"{path}: not a text file (not UTF-8)") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise field_error(
-            path, f"line {mark.line + 1}" if mark else "YAML", f"malformed YAML ({getattr(e, 'problem', None) or e})"
-        ) from None
+        where = f"line {mark.line + 1}" if mark else "YAML"
+        what = _yaml_problem(e)
+        raise field_error(path, where, what if isinstance(e, _DuplicateKey) else f"malformed YAML ({what})") from None
     except RecursionError:
         raise field_error(path, "YAML", "nested too deeply") from None
     if not isinstance(raw, dict):
         raise field_error(path, "top level", "must be a mapping")
     return path, raw
+
+
+# ------------------------------------------------------------------------------ values and paths
+
+
+def finite(value: float, what: str, low: float | None = None, strict_low: bool = True) -> float:
+    """``value`` if it is a finite number (above ``low``), else KhaosError naming ``what``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if strict_low else value >= low
+    if not ok:
+        bound = "" if low is None else f" {'>' if strict_low else '>='} {low:g}"
+        raise KhaosError(f"{what} must be a finite number{bound}, got {value!r}")
+    return value
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not an http(s) URL with a host (and a valid port), or None."""
+    text = url.strip()
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        return f"{url!r} is not an http(s) URL ({e})"
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in text):
+        return f"{url!r} is not an http(s) URL with a host, e.g. http://10.213.0.11:8081"
+    if port == 0:
+        return f"{url!r}: port 0 is not a port"
+    return None
+
+
+def _existing_ancestor(p: Path) -> Path:
+    a = p
+    while not os.path.lexists(a) and a != a.parent:
+        a = a.parent
+    return a
+
+
+def _probe(d: Path) -> str | None:
+    """None if a file can be created in directory ``d`` (tried for real: root passes os.access,
+    but not a read-only file system or /proc)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".khaos-probe-", dir=d)
+    except OSError as e:
+        return e.strerror or str(e)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def dir_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be an output directory (it must be a writable directory, or creatable),
+    or None. Creates nothing."""
+    p = Path(path).expanduser().absolute()
+    if os.path.lexists(p) and not p.is_dir():
+        return f"{p} is not a directory"
+    if p.is_dir():
+        why = _probe(p)
+        return f"{p} is not writable ({why})" if why else None
+    a = _existing_ancestor(p.parent)
+    if not a.is_dir():
+        return f"cannot create {p}: {a} is not a directory"
+    why = _probe(a)
+    return f"cannot create {p} in {a} ({why})" if why else None
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be written as a file (it is a directory, or its directory cannot be
+    made or written), or None. Creates nothing."""
+    p = Path(path).expanduser().absolute()
+    if p.is_dir():
+        return f"{p} is a directory, not a file"
+    if os.path.lexists(p) and not p.is_file():
+        return f"{p} is not a regular file"
+    return dir_problem(p.parent)
+
+
+def out_dir(path: str | Path, what: str) -> Path:
+    """``path`` as an output directory, checked (KhaosError ``WHAT: problem``)."""
+    why = dir_problem(path)
+    if why:
+        raise KhaosError(f"{what}: {why}")
+    return Path(path)
+
+
+def out_file(path: str | Path, what: str) -> Path:
+    """``path`` as a file to write, checked (KhaosError ``WHAT: problem``)."""
+    why = file_problem(path)
+    if why:
+        raise KhaosError(f"{what}: {why}")
+    return Path(path)
 
 
 def _field(model: type[BaseModel], loc: tuple) -> FieldInfo | None:
@@ -121,7 +249,7 @@ def _known(model: type[BaseModel], loc: tuple) -> str:
 
 def _bound(ctx: dict, key: str) -> str:
     v = ctx.get(key)
-    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def describe(err: dict, model: type[BaseModel]) -> str:
@@ -224,7 +352,7 @@ def _bounds(info) -> str:
         for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "len >=")):
             v = getattr(m, attr, None)
             if v is not None:
-                out.append(f"{sym} {v:g}" if isinstance(v, (int, float)) else f"{sym} {v}")
+                out.append(f"{sym} {v:g}" if isinstance(v, float) else f"{sym} {v}")
     return ", ".join(out)
 
 

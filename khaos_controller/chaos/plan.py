@@ -3,9 +3,10 @@
 A plan is made on the controller (playbooks/inject_failure.yml runs it through the chaos
 role's `chaos_plan` module) and carried out by the role on the target hosts.
 
-Targets: a host name, `group:NAME` (every host of a group), `random` (a seeded pick among the
-component's hosts) or `sink` (the host running the first subtask of the job's sink, found over
-REST, as the original Khaos did).
+Components: a Flink `taskmanager` or `jobmanager` JVM, or the `kafka` broker JVM (roles/kafka; its
+hosts are group kafka). Targets: a host name, `group:NAME` (every host of a group), `random` (a
+seeded pick among the component's hosts) or `sink` (the host running the first subtask of the job's
+sink, found over REST, as the original Khaos did; TaskManagers only).
 Timing: `now`, or `before_checkpoint`: read the last completed checkpoint over REST and fire
 `margin_s` before the next one is due, the worst case (almost a full interval to replay).
 """
@@ -20,7 +21,9 @@ from ..errors import KhaosError
 from ..flink.client import FlinkClient
 
 MODES = ("process", "host")
-COMPONENTS = ("taskmanager", "jobmanager")
+COMPONENTS = ("taskmanager", "jobmanager", "kafka")
+# the inventory group whose hosts run each component (the roles' default group names)
+COMPONENT_GROUPS = {"taskmanager": "flink_taskmanager", "jobmanager": "flink_jobmanager", "kafka": "kafka"}
 TIMINGS = ("now", "before_checkpoint")
 
 
@@ -91,12 +94,16 @@ def resolve_targets(
     job_id: str | None = None,
 ) -> list[str]:
     """Inventory hosts a target names: a host list, group:NAME, random (seeded) or sink."""
-    pool = groups.get(f"flink_{component}", [])
+    pool = groups.get(COMPONENT_GROUPS.get(component, ""), [])
     if target == "random":
         if len(pool) < count:
             raise KhaosError(f"cannot pick {count} of {len(pool)} {component} hosts")
         return sorted(random.Random(seed).sample(sorted(pool), count))
     if target == "sink":
+        if component == "kafka":
+            raise KhaosError(
+                "target 'sink' is a TaskManager host: for the kafka component name a host, group:kafka or random"
+            )
         if client is None or job_id is None:
             raise KhaosError("target 'sink' needs a running job")
         return [sink_host(client, job_id, addresses)]
@@ -166,6 +173,10 @@ def make_plan(
         not_tm = [t for t in targets if t not in groups.get("flink_taskmanager", [])]
         if not_tm:
             raise KhaosError(f"{', '.join(not_tm)} runs no TaskManager")
+    if component == "kafka":
+        not_broker = [t for t in targets if t not in groups.get(COMPONENT_GROUPS["kafka"], [])]
+        if not_broker:
+            raise KhaosError(f"{', '.join(not_broker)} runs no Kafka broker (group kafka)")
     if len(targets) > max_hosts:
         raise KhaosError(f"blast radius: {len(targets)} hosts ({', '.join(targets)}) > max_hosts {max_hosts}")
     if mode == "host":

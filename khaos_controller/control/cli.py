@@ -8,6 +8,11 @@ from .planner import add_cli as add_recommend
 
 
 def _run(args) -> None:
+    from .config import load_config
+
+    # the config and every file it names, before the daemon (and its imports) start; outside advisor
+    # mode the inventory must exist too
+    load_config(args.config, require_inventory=not args.advisor)
     from .daemon import run
 
     rc = run(args.config, advisor=args.advisor, once=args.once, check=args.check)

@@ -19,16 +19,25 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ..errors import KhaosError
 from ..model import store
 from ..model.store import REFERENCE_MODE, Model
-from ..schema import Section, field_error, read_mapping, validate
+from ..schema import Section, dir_problem, field_error, file_problem, read_mapping, url_problem, validate
 
 DEFAULT_STATE_DIR = "/var/lib/khaos/state"  # the flink_job role's default (khaos_state_dir)
+DAY = 86400  # upper bounds of times: a larger one is a typo (and overflows a sleep or a socket timeout)
 
 
 class FlinkSection(Section):
     """Section flink: how the daemon reaches the JobManager."""
 
     rest_url: str = Field(min_length=1, description="the JobManager REST URL, e.g. http://10.213.0.11:8081")
-    timeout_s: float = Field(10.0, gt=0, description="timeout of one REST call")
+    timeout_s: float = Field(10.0, gt=0, le=3600, description="timeout of one REST call")
+
+    @field_validator("rest_url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        why = url_problem(url)
+        if why:
+            raise ValueError(why)
+        return url
 
 
 class Limits(Section):
@@ -42,12 +51,13 @@ class CISection(Section):
     """Section ci: the candidate intervals and how often the daemon may move."""
 
     min: float = Field(1.0, ge=0.01, description="shortest interval the daemon may choose, s")
-    max: float = Field(120.0, gt=0, description="longest interval the daemon may choose, s")
+    max: float = Field(120.0, gt=0, le=DAY, description="longest interval the daemon may choose, s")
     step: float = Field(1.0, gt=0, description="spacing of the candidate intervals, s")
-    dead_band_s: float = Field(5.0, ge=0, description="no change smaller than this (unless a limit is broken)")
+    dead_band_s: float = Field(5.0, ge=0, le=DAY, description="no change smaller than this (unless a limit is broken)")
     cooldown_s: float = Field(
         600.0,
         ge=0,
+        le=30 * DAY,
         description="no change within this long after the last change or attempt, unless the interval in force is predicted to break a limit that another keeps (and the last attempt did not fail)",
     )
 
@@ -69,15 +79,16 @@ class CISection(Section):
 class LoopSection(Section):
     """Section loop: sampling, the decision period and the forecast."""
 
-    sample_s: float = Field(1.0, ge=0.2, description="seconds between samples of the job")
-    period_s: float = Field(300.0, description="seconds between decisions (>= sample_s)")
-    window_s: float = Field(300.0, description="seconds of samples a decision looks at (>= 2 x sample_s)")
+    sample_s: float = Field(1.0, ge=0.2, le=3600, description="seconds between samples of the job")
+    period_s: float = Field(300.0, le=DAY, description="seconds between decisions (>= sample_s)")
+    window_s: float = Field(300.0, le=DAY, description="seconds of samples a decision looks at (>= 2 x sample_s)")
     forecast_horizon_s: float | None = Field(
-        None, gt=0, description="how far ahead the rate is forecast (default: period_s)"
+        None, gt=0, le=7 * DAY, description="how far ahead the rate is forecast (default: period_s)"
     )
-    forecast_step_s: float = Field(60.0, description="block length of the rate forecast, s (>= sample_s)")
+    forecast_step_s: float = Field(60.0, le=DAY, description="block length of the rate forecast, s (>= sample_s)")
+    stuck_s: float = Field(120.0, gt=0, le=DAY, description="alert when the job has not run every task this long")
     min_uptime_s: float = Field(
-        600.0, ge=0, description="no decision until the job has run this long since its last (re)start"
+        600.0, ge=0, le=30 * DAY, description="no decision until the job has run this long since its last (re)start"
     )
 
     @field_validator("period_s", "window_s", "forecast_step_s")
@@ -104,10 +115,22 @@ class MetricsSection(Section):
         return port
 
 
-class ReconfigureSection(Section):
-    """Section reconfigure: how a change is made."""
+class RealizeSection(Section):
+    """Section realize: how a decided interval reaches the job."""
 
-    timeout_s: float = Field(180.0, gt=0, description="longest a savepoint or a resubmit may take, s")
+    mode: Literal["pace", "restart"] = Field(
+        "pace",
+        description="pace: trigger checkpoints over REST at the chosen interval, no restart; the job's configured interval stays in force as the safety net (Flink >= 1.17). restart: stop-with-savepoint and resubmit with the new interval (playbooks/reconfigure.yml, needs inventory)",
+    )
+    tick_s: float = Field(
+        0.5, ge=0.1, le=60, description="pace: how often the pacer checks whether a checkpoint is due, s"
+    )
+
+
+class ReconfigureSection(Section):
+    """Section reconfigure: how a restart change is made (realize.mode restart)."""
+
+    timeout_s: float = Field(180.0, gt=0, le=DAY, description="longest a savepoint or a resubmit may take, s")
     savepoint_dir: str | None = Field(
         None,
         min_length=1,
@@ -122,6 +145,16 @@ class LogSection(Section):
     format: Literal["kv", "json"] = Field("kv", description="key=value lines or one JSON object per line")
 
 
+class RetentionSection(Section):
+    """Section retention: what a daemon that runs for months keeps on disk."""
+
+    journal_mb: float = Field(64.0, gt=0, le=100_000, description="the journal rotates when it is this large, MB")
+    journal_files: int = Field(5, ge=1, le=1000, description="rotated journals kept (JOURNAL.1 ... JOURNAL.N)")
+    savepoints: int = Field(
+        5, ge=1, le=1000, description="savepoints of its changes kept per job (older file:// ones are removed)"
+    )
+
+
 class DaemonFile(Section):
     """Every key of a daemon config file (examples/controller.yml is a commented one)."""
 
@@ -130,9 +163,10 @@ class DaemonFile(Section):
         description="the Flink job to control (pipeline.name); exactly one running job of that name must exist at start",
     )
     flink: FlinkSection = Field(description="how to reach Flink")
-    inventory: str = Field(
+    inventory: str | None = Field(
+        None,
         min_length=1,
-        description="the Ansible inventory reconfigure.yml runs on (must exist unless --advisor); relative paths are relative to the config file",
+        description="the Ansible inventory reconfigure.yml runs on (required with realize.mode restart, unless --advisor); relative paths are relative to the config file",
     )
     model: str = Field(
         min_length=1, description="the model file written by khaos fit (checked at start, reloaded when it changes)"
@@ -143,7 +177,9 @@ class DaemonFile(Section):
         min_length=1,
         description="failure mode the recovery limit is planned for (process or host; must be profiled)",
     )
-    mtbf_h: float = Field(24.0, gt=0, description="mean time between failures, h (only for the Young/Daly reference)")
+    mtbf_h: float = Field(
+        24.0, gt=0, le=1_000_000, description="mean time between failures, h (only for the Young/Daly reference)"
+    )
     state_dir: str | None = Field(
         None,
         min_length=1,
@@ -157,8 +193,17 @@ class DaemonFile(Section):
     metrics: MetricsSection | None = Field(
         default_factory=MetricsSection, description="Prometheus endpoint; null or false: none"
     )
+    realize: RealizeSection = Field(default_factory=RealizeSection)
     reconfigure: ReconfigureSection = Field(default_factory=ReconfigureSection)
     log: LogSection = Field(default_factory=LogSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
+
+    @field_validator("job")
+    @classmethod
+    def _job(cls, job: str) -> str:
+        if not job.strip() or "/" in job or "\0" in job or job.strip() in (".", ".."):
+            raise ValueError(f"{job!r} is not a job name (it names files in state_dir: no '/', not empty)")
+        return job
 
     @model_validator(mode="before")
     @classmethod
@@ -170,38 +215,42 @@ class DaemonFile(Section):
 
 @dataclass
 class Config:
-    """A validated daemon config with absolute paths and the loaded model."""
+    """A validated daemon config: the file's sections (their defaults are the schema's), absolute paths
+    and the loaded model."""
 
     path: Path
-    job: str
-    rest_url: str
-    inventory: Path
+    file: DaemonFile
+    inventory: Path | None
     model_path: Path
     model: Model
-    l_max_ms: float
-    r_max_s: float
-    ci_min: float = 1.0
-    ci_max: float = 120.0
-    ci_step: float = 1.0
-    dead_band_s: float = 5.0
-    cooldown_s: float = 600.0
-    period_s: float = 300.0
-    window_s: float = 300.0
-    forecast_horizon_s: float = 300.0
-    forecast_step_s: float = 60.0
-    min_uptime_s: float = 600.0
-    sample_s: float = 1.0
-    mtbf_h: float = 24.0
-    mode: str = REFERENCE_MODE
-    journal: Path = Path("khaos-journal.jsonl")
-    metrics_host: str | None = "127.0.0.1"
-    metrics_port: int | None = 9790
-    state_dir: Path = Path(DEFAULT_STATE_DIR)
-    rest_timeout_s: float = 10.0
-    reconfigure_timeout_s: float = 180.0
-    savepoint_dir: str | None = None
-    log_level: str = "info"
-    log_format: str = "kv"
+    state_dir: Path
+    journal: Path
+    mode: str
+
+    @property
+    def job(self) -> str:
+        """The Flink job's name."""
+        return self.file.job
+
+    @property
+    def rest_url(self) -> str:
+        """The JobManager's REST URL."""
+        return self.file.flink.rest_url
+
+    @property
+    def limits(self) -> Limits:
+        """L_max and R_max."""
+        return self.file.limits
+
+    @property
+    def ci(self) -> CISection:
+        """The candidate intervals and the rules of moving."""
+        return self.file.ci
+
+    @property
+    def loop(self) -> LoopSection:
+        """Sampling, period, window, forecast (forecast_horizon_s is filled in)."""
+        return self.file.loop
 
     @property
     def record(self) -> Path:
@@ -224,12 +273,22 @@ def inventory_state_dir(inventory: Path) -> str | None:
         return None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a daemon config; every problem is one line `FILE: field: problem`."""
+def load_config(path: str | Path, require_inventory: bool = False) -> Config:
+    """Read and validate a daemon config; every problem is one line `FILE: field: problem`. The files
+    it names are checked too (the model loads, the state dir and the journal can be written, the
+    inventory exists with ``require_inventory`` (i.e. unless --advisor) and realize.mode restart), so
+    that `khaos run --check` passing means the daemon does not stop later for a config reason."""
     path, raw = read_mapping(path, "config")
     f: DaemonFile = validate(DaemonFile, raw, path)
     base = path.resolve().parent
-    inventory = _resolve(base, f.inventory)
+    inventory = _resolve(base, f.inventory) if f.inventory else None
+    if require_inventory and f.realize.mode == "restart":
+        if inventory is None:
+            raise field_error(path, "inventory", "missing: realize.mode restart runs reconfigure.yml on it")
+        if not inventory.exists():
+            raise field_error(path, "inventory", f"{inventory} does not exist (reconfigure.yml runs on it)")
+    if inventory is not None and inventory.exists() and not (inventory.is_file() or inventory.is_dir()):
+        raise field_error(path, "inventory", f"{inventory} is not a file or a directory")
     model_path = _resolve(base, f.model)
     try:
         model = store.load(model_path)
@@ -240,39 +299,26 @@ def load_config(path: str | Path) -> Config:
     if missing:
         raise field_error(path, "mode", missing)
     state_dir = (
-        _resolve(base, f.state_dir) if f.state_dir else Path(inventory_state_dir(inventory) or DEFAULT_STATE_DIR)
+        _resolve(base, f.state_dir)
+        if f.state_dir
+        else Path((inventory and inventory_state_dir(inventory)) or DEFAULT_STATE_DIR)
     )
     journal = _resolve(base, f.journal) if f.journal else state_dir / f"{f.job}.journal.jsonl"
-    loop = f.loop
+    why = dir_problem(state_dir)
+    if why:
+        raise field_error(path, "state_dir" if f.state_dir else "state_dir (default)", why)
+    why = file_problem(journal)
+    if why:
+        raise field_error(path, "journal" if f.journal else "journal (default)", why)
+    f.job, f.flink.rest_url = f.job.strip(), f.flink.rest_url.strip()
+    f.loop.forecast_horizon_s = f.loop.forecast_horizon_s or f.loop.period_s
     return Config(
         path=path,
-        job=f.job.strip(),
-        rest_url=f.flink.rest_url.strip(),
+        file=f,
         inventory=inventory,
         model_path=model_path,
         model=model,
-        l_max_ms=float(f.limits.latency_ms),
-        r_max_s=float(f.limits.recovery_s),
-        ci_min=float(f.ci.min),
-        ci_max=float(f.ci.max),
-        ci_step=float(f.ci.step),
-        dead_band_s=float(f.ci.dead_band_s),
-        cooldown_s=float(f.ci.cooldown_s),
-        period_s=float(loop.period_s),
-        window_s=float(loop.window_s),
-        forecast_horizon_s=float(loop.forecast_horizon_s or loop.period_s),
-        forecast_step_s=float(loop.forecast_step_s),
-        min_uptime_s=float(loop.min_uptime_s),
-        sample_s=float(loop.sample_s),
-        mtbf_h=float(f.mtbf_h),
-        mode=mode,
-        journal=journal,
-        metrics_host=f.metrics.host if f.metrics else None,
-        metrics_port=f.metrics.port if f.metrics else None,
         state_dir=state_dir,
-        rest_timeout_s=float(f.flink.timeout_s),
-        reconfigure_timeout_s=float(f.reconfigure.timeout_s),
-        savepoint_dir=f.reconfigure.savepoint_dir,
-        log_level=f.log.level,
-        log_format=f.log.format,
+        journal=journal,
+        mode=mode,
     )

@@ -4,8 +4,12 @@ A collector thread samples the job every ``loop.sample_s`` (collector.py). Every
 the loop runs one step::
 
     collect (the window) -> plan (forecast the rate, predict at the current interval, decide with the
-    planner's rules and the cooldown) -> realize (a change: playbooks/reconfigure.yml; --advisor:
-    nothing) -> publish (the listeners: journal, Prometheus metrics, log)
+    planner's rules and the cooldown) -> realize (pace: the pacer's interval; restart:
+    playbooks/reconfigure.yml; --advisor: nothing) -> publish (the listeners: journal, metrics, log)
+
+With realize.mode pace a pacer thread (pacer.py) triggers checkpoints at the chosen interval; the job's
+configured interval is the safety net, so the candidates stop there and a move costs nothing (no
+dead band, no cooldown).
 
 SIGTERM/SIGINT let the step in flight finish (a running reconfigure playbook is never interrupted),
 then the daemon exits 0. On start, a change a killed daemon left pending in the deployment record is
@@ -14,9 +18,8 @@ finished first. docs/daemon.md has it all.
 
 from __future__ import annotations
 
-import fcntl
+import dataclasses
 import logging
-import math
 import os
 import threading
 import time
@@ -27,18 +30,21 @@ from typing import Any
 from ..errors import KhaosError
 from ..flink import deployment
 from ..flink.client import FlinkClient, FlinkError
+from ..flink.lock import JobLock
 from ..journal import Journal
 from ..model import store
 from ..model.predict import predict
 from ..signals import name as signal_name
 from ..signals import on_stop
-from . import log
+from . import log, publish
 from .collector import FlinkCollector, Observation
 from .config import Config, load_config
 from .forecast import forecast
+from .health import Health
 from .metrics import Metrics, MetricsServer
+from .pacer import Pacer
 from .planner import Policy, explain, recommend
-from .realizer import AdvisorRealizer, PlaybookRealizer, Realizer, last_change_ts, orphan_runs
+from .realizer import AdvisorRealizer, PaceRealizer, PlaybookRealizer, Realizer, last_change_ts, orphan_runs
 
 MIN_RATE = 1.0  # events/s: an idle job is planned for as if it had 1 event/s (the model needs rate > 0)
 event = log.event
@@ -57,22 +63,38 @@ class Daemon:
         clock: Callable[[], float] = time.time,
     ):
         self.cfg, self.advisor = cfg, advisor
-        self.client = client or FlinkClient(cfg.rest_url, timeout=cfg.rest_timeout_s)
+        self.client = client or FlinkClient(cfg.rest_url, timeout=cfg.file.flink.timeout_s)
         self.collector = collector
-        self.realizer: Realizer = realizer or (AdvisorRealizer() if advisor else PlaybookRealizer(cfg))
         self.clock = clock
         self.metrics = Metrics({"flink_job": cfg.job})
-        self.metrics.set("khaos_latency_limit_milliseconds", cfg.l_max_ms)
-        self.metrics.set("khaos_recovery_limit_seconds", cfg.r_max_s)
+        self.metrics.set("khaos_latency_limit_milliseconds", cfg.limits.latency_ms)
+        self.metrics.set("khaos_recovery_limit_seconds", cfg.limits.recovery_s)
         self.metrics.set("khaos_up", 0)
-        self.journal = Journal(cfg.journal)
-        self.listeners: list[Callable[[dict, Observation], None]] = [self._metrics, self._journal, self._log]
+        keep = cfg.file.retention
+        self.journal = Journal(cfg.journal, max_bytes=int(keep.journal_mb * 2**20), keep=keep.journal_files)
+        self.pacer: Pacer | None = None
+        if realizer is None and advisor:
+            realizer = AdvisorRealizer()
+        elif realizer is None and cfg.file.realize.mode == "pace":
+            self.pacer = Pacer(self.client, cfg.job, self.journal, self.metrics, tick_s=cfg.file.realize.tick_s)
+            realizer = PaceRealizer(self.pacer)
+        elif realizer is None:
+            realizer = PlaybookRealizer(cfg)
+        elif isinstance(realizer, PaceRealizer):
+            self.pacer = realizer.pacer
+        self.realizer: Realizer = realizer
+        self.health = Health(cfg.job, cfg.loop.stuck_s, self.metrics, self.journal)
+        self.listeners: list[Callable[[dict, Observation], None]] = [
+            publish.Metrics(self.metrics),
+            publish.Journal(self.journal),
+            publish.Log(cfg.job),
+        ]
         self.server: MetricsServer | None = None
         self.stopping = threading.Event()
         self.last_change_ts: float | None = None
         self.last_attempt_failed = False  # a failed reconfiguration waits out the cooldown, breach or not
         self.iteration = 0
-        self._lock_fh = None
+        self.lock = JobLock(cfg.state_dir, cfg.job, "daemon")
         self._model_mtime = self._mtime(cfg.model_path)
 
     # ---- signals ----------------------------------------------------------------------------------
@@ -95,28 +117,6 @@ class Daemon:
         self.stopping.set()
 
     # ---- start ------------------------------------------------------------------------------------
-    def _take_lock(self) -> None:
-        lock = self.cfg.state_dir / f".{self.cfg.job}.daemon.lock"
-        try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(lock, "a+")  # noqa: SIM115 - held (with its flock) for the daemon's life
-        except OSError as e:
-            raise KhaosError(f"{self.cfg.path}: state_dir: cannot create {lock}: {e.strerror or e}") from None
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            other = fh.read().strip() or "?"
-            fh.close()
-            raise KhaosError(
-                f"another khaos daemon (pid {other}) already controls job {self.cfg.job!r} ({lock})"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._lock_fh = fh
-
     def _wait_orphans(self) -> None:
         base = getattr(self.realizer, "base_dir", None)
         if base is None:
@@ -124,7 +124,7 @@ class Daemon:
         pids = orphan_runs(base)
         if not pids:
             return
-        limit = 2 * self.cfg.reconfigure_timeout_s + 60
+        limit = deployment.worst_case_s(self.cfg.file.reconfigure.timeout_s)
         event(
             logging.WARNING,
             "waiting_for_orphan_reconfigure",
@@ -143,29 +143,31 @@ class Daemon:
                 f"still running after {limit:.0f}s: inspect or stop it, then start the daemon again"
             )
 
-    def reconcile(self) -> dict | None:
-        """Finish a change a killed daemon left pending in the record (reconfigure.yml reconciles first)."""
+    def reconcile(self, at_start: bool = True) -> dict | None:
+        """Finish a change left pending in the record (a killed daemon, a failed or unclear change): at
+        start, and again on every step. At start a failure stops the daemon; later it is an alert."""
         path = self.cfg.record
         if not path.exists():
             return None
-        try:
-            record = deployment.load(path)
-        except ValueError as e:
-            raise KhaosError(f"deployment record {path} is not valid JSON: {e}") from None
-        self.last_change_ts = last_change_ts(record)
+        record = deployment.load(path)
+        if at_start:
+            self.last_change_ts = last_change_ts(record)
         pending = record.get("pending")
         if not pending:
             return None
-        target = float(pending.get("new_s") or pending.get("old_s"))
+        target = float(pending.get("new_s") or pending.get("old_s") or 0)
         if not self.realizer.changes_job:
             event(
                 logging.ERROR,
                 "pending_change",
                 record=str(path),
                 target_s=target,
-                detail="a change is pending and --advisor never changes the job: run without --advisor to finish it",
+                detail=f"a restart change is pending and realize {self.realizer.kind} never restarts the job: "
+                "run with realize.mode restart (and without --advisor) to finish it",
             )
-            self.journal.write({"event": "pending_change", "job": self.cfg.job, "pending": pending, "advisor": True})
+            self.journal.write(
+                {"event": "pending_change", "job": self.cfg.job, "pending": pending, "realize": self.realizer.kind}
+            )
             return None
         event(
             logging.WARNING, "reconcile_started", record=str(path), target_s=target, savepoint=pending.get("savepoint")
@@ -174,10 +176,14 @@ class Daemon:
             {"event": "reconcile_started", "job": self.cfg.job, "pending": pending, "target_ci_s": target}
         )
         try:
-            result = self.realizer(target)
+            result = self.realizer.reconcile()
         except KhaosError as e:
             self.journal.write({"event": "reconcile", "job": self.cfg.job, "status": "failed", "error": str(e)})
-            raise KhaosError(f"finishing the change pending in {path} failed: {e}") from None
+            self.metrics.inc("khaos_reconciliation_failures_total")
+            if at_start:
+                raise KhaosError(f"finishing the change pending in {path} failed: {e}") from None
+            event(logging.WARNING, "ALERT", job=self.cfg.job, kind="reconcile_failed", detail=str(e))
+            return {"status": "failed", "error": str(e)}
         self.metrics.inc("khaos_reconciliations_total")
         self.last_change_ts = self.clock()
         self.journal.write({"event": "reconcile", "job": self.cfg.job, "status": "ok", "target_ci_s": target, **result})
@@ -214,10 +220,13 @@ class Daemon:
 
     def start(self) -> None:
         """Lock, wait for an orphaned reconfiguration, reconcile, check the job; then serve and sample."""
-        self._take_lock()
+        try:
+            self.lock.acquire()
+        except KhaosError as e:
+            raise KhaosError(f"{self.cfg.path}: state_dir: {e}") from None
         if self.realizer.changes_job:
-            if not self.cfg.inventory.exists():
-                raise KhaosError(f"{self.cfg.path}: inventory: {self.cfg.inventory} does not exist")
+            if self.cfg.inventory is None or not self.cfg.inventory.exists():
+                raise KhaosError(f"{self.cfg.path}: inventory: {self.cfg.inventory or 'missing'} does not exist")
             self._wait_orphans()
         self.journal.write(
             {
@@ -225,10 +234,11 @@ class Daemon:
                 "job": self.cfg.job,
                 "pid": os.getpid(),
                 "advisor": self.advisor,
+                "realize": self.realizer.kind,
                 "config": str(self.cfg.path),
                 "model": str(self.cfg.model_path),
                 "model_data_hash": self.cfg.model.data_hash,
-                "limits": {"latency_ms": self.cfg.l_max_ms, "recovery_s": self.cfg.r_max_s},
+                "limits": {"latency_ms": self.cfg.limits.latency_ms, "recovery_s": self.cfg.limits.recovery_s},
             }
         )
         self.reconcile()
@@ -238,36 +248,42 @@ class Daemon:
                 f"{self.cfg.path}: state_dir: no deployment record {self.cfg.record}: reconfigure.yml "
                 f"needs the record deploy_job.yml writes (or run with --advisor)"
             )
-        if self.cfg.metrics_port is not None:
-            self.server = MetricsServer(self.metrics, self.cfg.metrics_host, self.cfg.metrics_port).start()
+        if self.cfg.file.metrics is not None:
+            self.server = MetricsServer(self.metrics, self.cfg.file.metrics.host, self.cfg.file.metrics.port).start()
             event(logging.INFO, "metrics", url=f"http://{self.server.host}:{self.server.port}/metrics")
         if self.collector is None:
             self.collector = FlinkCollector(
-                self.client, self.cfg.job, self.cfg.sample_s, keep_s=max(self.cfg.window_s, self.cfg.sample_s * 2)
+                self.client,
+                self.cfg.job,
+                self.cfg.loop.sample_s,
+                keep_s=max(self.cfg.loop.window_s, self.cfg.loop.sample_s * 2),
             )
         self.collector.start()
+        if self.pacer is not None:
+            self.pacer.start()
         event(
             logging.INFO,
             "started",
             job=self.cfg.job,
             advisor=self.advisor,
-            period_s=self.cfg.period_s,
-            window_s=self.cfg.window_s,
-            l_max_ms=self.cfg.l_max_ms,
-            r_max_s=self.cfg.r_max_s,
+            realize=self.realizer.kind,
+            period_s=self.cfg.loop.period_s,
+            window_s=self.cfg.loop.window_s,
+            l_max_ms=self.cfg.limits.latency_ms,
+            r_max_s=self.cfg.limits.recovery_s,
             journal=str(self.cfg.journal),
         )
 
     def close(self) -> None:
-        """Stop sampling and serving; release the lock."""
+        """Stop pacing, sampling and serving; release the lock."""
+        if self.pacer is not None:
+            self.pacer.stop()
         if self.collector is not None:
             self.collector.stop()
         if self.server is not None:
             self.server.stop()
             self.server = None
-        if self._lock_fh is not None:
-            self._lock_fh.close()
-            self._lock_fh = None
+        self.lock.release()
 
     # ---- the model --------------------------------------------------------------------------------
     @staticmethod
@@ -319,9 +335,9 @@ class Daemon:
             return f"the last sample failed: {obs.error}"
         if not obs.all_running:
             return f"job {obs.job_id} is {obs.state} but not every task runs"
-        if obs.uptime_s < cfg.min_uptime_s:
-            return f"job up for {obs.uptime_s:.0f} s, less than min_uptime_s {cfg.min_uptime_s:g}"
-        need = max(2, int(0.5 * cfg.window_s / cfg.sample_s))
+        if obs.uptime_s < cfg.loop.min_uptime_s:
+            return f"job up for {obs.uptime_s:.0f} s, less than min_uptime_s {cfg.loop.min_uptime_s:g}"
+        need = max(2, int(0.5 * cfg.loop.window_s / cfg.loop.sample_s))
         if obs.samples < need:
             return f"{obs.samples} rate samples in the window, need {need}"
         if obs.ci_s is None or obs.ci_s <= 0:
@@ -335,12 +351,25 @@ class Daemon:
 
         demand = obs.demand_rate if obs.demand_rate is not None else obs.rate_mean
         shift = demand - obs.rate_mean  # the backlog growth also applies to the forecast
-        step = max(1, round(self.cfg.forecast_step_s / self.cfg.sample_s))
+        step = max(1, round(self.cfg.loop.forecast_step_s / self.cfg.loop.sample_s))
         fc = (
-            forecast(pd.Series(obs.rates, dtype=float), self.cfg.forecast_horizon_s / self.cfg.sample_s, step_s=step)
+            forecast(
+                pd.Series(obs.rates, dtype=float),
+                self.cfg.loop.forecast_horizon_s / self.cfg.loop.sample_s,
+                step_s=step,
+            )
             + shift
         )
         return max(fc, 0.0), max(demand, fc, MIN_RATE)
+
+    def policy(self, safety_net_s: float | None) -> Policy:
+        """The planner's rules. Pacing: the candidates stop at the safety net (the periodic checkpoints
+        come at least that often) and a move costs nothing, so there is no dead band and no cooldown."""
+        p = Policy.of(self.cfg)
+        if self.pacer is None:
+            return p
+        top = p.ci_max if safety_net_s is None else max(p.ci_min + p.ci_step, min(p.ci_max, safety_net_s))
+        return dataclasses.replace(p, ci_max=top, dead_band_s=0.0, cooldown_s=0.0)
 
     def plan(self, obs: Observation, now: float) -> dict:
         """The decision on ``obs`` as a journal entry (``decision``: change, keep or wait, with why)."""
@@ -351,32 +380,35 @@ class Daemon:
             "iteration": self.iteration,
             "advisor": self.advisor,
             "inputs": obs.inputs(),
-            "limits": {"latency_ms": cfg.l_max_ms, "recovery_s": cfg.r_max_s},
+            "limits": {"latency_ms": cfg.limits.latency_ms, "recovery_s": cfg.limits.recovery_s},
             "last_change_ts": self.last_change_ts,
-            "cooldown_s": cfg.cooldown_s,
+            "cooldown_s": cfg.ci.cooldown_s,
         }
         alert = False
         if obs.jobs_running > 1:
             alert = True
             entry["warning"] = f"{obs.jobs_running} jobs named {cfg.job!r} run; deciding on the newest"
+        current = self.pacer.effective_s(obs.ci_s) if self.pacer is not None else obs.ci_s
+        if self.pacer is not None:
+            entry["safety_net_s"] = obs.ci_s
         why = self._wait_reason(obs)
         if why:
             entry["decision"] = {
                 "action": "wait",
-                "ci_s": obs.ci_s,
-                "current_ci_s": obs.ci_s,
+                "ci_s": current,
+                "current_ci_s": current,
                 "alert": alert,
                 "reason": why,
             }
             return entry
         try:
             fc, rate = self.plan_rate(obs)
-            lat, rec_s = predict(cfg.model, rate, obs.ci_s, cfg.mode)
+            lat, rec_s = predict(cfg.model, rate, current, cfg.mode)
             d = recommend(
                 cfg.model,
                 rate,
-                obs.ci_s,
-                Policy.of(cfg),
+                current,
+                self.policy(obs.ci_s),
                 last_change_ts=self.last_change_ts,
                 now=now,
                 breach_overrides_cooldown=not self.last_attempt_failed,
@@ -384,18 +416,18 @@ class Daemon:
         except KhaosError as e:
             entry["decision"] = {
                 "action": "wait",
-                "ci_s": obs.ci_s,
-                "current_ci_s": obs.ci_s,
+                "ci_s": current,
+                "current_ci_s": current,
                 "alert": True,
                 "reason": f"cannot evaluate: {e}",
             }
             return entry
         entry["forecast_rate"], entry["plan_rate"] = fc, rate
-        entry["predicted_at_current"] = {"ci_s": obs.ci_s, "latency_ms": lat, "recovery_s": rec_s}
+        entry["predicted_at_current"] = {"ci_s": current, "latency_ms": lat, "recovery_s": rec_s}
         entry["decision"] = {
             "action": d.action,
             "ci_s": d.ci_s,
-            "current_ci_s": obs.ci_s,
+            "current_ci_s": current,
             "best_ci_s": d.best_ci_s,
             "alert": alert or d.alert,
             "feasible": d.feasible,
@@ -412,17 +444,22 @@ class Daemon:
 
     def realize(self, ci_s: float, obs: Observation, entry: dict) -> dict:
         """Apply a change through the realizer; returns what happened (status ok, failed or advisor)."""
-        if not self.realizer.changes_job:
+        current = entry["decision"].get("current_ci_s")
+        if self.realizer.kind == "advisor":
             event(
                 logging.INFO,
                 "advice",
                 job=self.cfg.job,
-                from_s=obs.ci_s,
+                from_s=current,
                 to_s=ci_s,
                 detail="--advisor: the job is not changed",
             )
             return self.realizer(ci_s)
-        event(logging.INFO, "reconfigure_started", job=self.cfg.job, job_id=obs.job_id, from_s=obs.ci_s, to_s=ci_s)
+        if self.realizer.kind == "pace":  # free: no cooldown starts
+            result = self.realizer(ci_s)
+            event(logging.INFO, "paced", job=self.cfg.job, from_s=current, to_s=ci_s, **result)
+            return {"status": "ok", "target_ci_s": ci_s, **result}
+        event(logging.INFO, "reconfigure_started", job=self.cfg.job, job_id=obs.job_id, from_s=current, to_s=ci_s)
         # the decision and its inputs go to the journal before the playbook: a daemon killed while it
         # runs leaves them behind (the `decision` line is written after the realization)
         self.journal.write(
@@ -431,7 +468,7 @@ class Daemon:
                 "job": self.cfg.job,
                 "iteration": self.iteration,
                 "job_id": obs.job_id,
-                "from_ci_s": obs.ci_s,
+                "from_ci_s": current,
                 "target_ci_s": ci_s,
                 **{k: entry[k] for k in ("inputs", "forecast_rate", "plan_rate", "decision") if k in entry},
             }
@@ -467,70 +504,24 @@ class Daemon:
         self.iteration += 1
         now = self.clock()
         self.reload_model()
-        obs = self.collector.snapshot(self.cfg.window_s)  # collect
+        if self.realizer.changes_job:
+            self.reconcile(at_start=False)  # a change left pending (by us or anyone) is finished first
+        obs = self.collector.snapshot(self.cfg.loop.window_s)  # collect
+        alerts = self.health.check(obs)
         entry = self.plan(obs, now)  # plan
+        if alerts:
+            entry["job_alerts"] = alerts
+            entry["decision"]["alert"] = True
         d = entry["decision"]
         if d["action"] == "change":
             entry["realize"] = self.realize(d["ci_s"], obs, entry)  # realize
+            if entry["realize"].get("status") == "failed":
+                d["alert"] = True  # the job may be down until the next step reconciles it
         entry["decision_ts"] = now
         entry["loop_seconds"] = round(time.monotonic() - t0, 3)
         for listener in self.listeners:  # publish
             listener(entry, obs)
         return entry
-
-    # ---- listeners --------------------------------------------------------------------------------
-    def _metrics(self, entry: dict, obs: Observation) -> None:
-        m, d, r = self.metrics, entry["decision"], entry.get("realize") or {}
-        m.set("khaos_up", 1 if (obs.job_id and obs.all_running and not obs.error) else 0)
-        m.set(
-            "khaos_checkpoint_interval_seconds",
-            (r.get("interval_s") or r.get("target_ci_s")) if r.get("status") == "ok" else obs.ci_s,
-        )
-        m.set("khaos_job_uptime_seconds", obs.uptime_s)
-        m.set("khaos_latency_p99_milliseconds", obs.latency_p99_ms)
-        m.set("khaos_input_rate", obs.demand_rate)
-        if "plan_rate" in entry:
-            lat, rec = entry["predicted_at_current"]["latency_ms"], entry["predicted_at_current"]["recovery_s"]
-            m.set("khaos_forecast_rate", entry["forecast_rate"])
-            m.set("khaos_predicted_latency_milliseconds", lat if math.isfinite(lat) else None)
-            m.set("khaos_predicted_recovery_seconds", rec if math.isfinite(rec) else math.inf)
-            m.set("khaos_recommended_checkpoint_interval_seconds", d["best_ci_s"])
-        if r.get("status") == "ok":
-            m.inc("khaos_reconfigurations_total")
-        elif r.get("status") == "failed":
-            m.inc("khaos_reconfiguration_failures_total")
-        m.inc("khaos_decisions_total", action=d["action"])
-        if d["alert"]:
-            m.inc("khaos_alerts_total")
-        m.set("khaos_last_decision_timestamp_seconds", entry["decision_ts"])
-        m.set("khaos_loop_duration_seconds", entry["loop_seconds"])
-
-    def _journal(self, entry: dict, obs: Observation) -> None:
-        self.journal.write({k: v for k, v in entry.items() if k != "decision_ts"})
-
-    def _log(self, entry: dict, obs: Observation) -> None:
-        d = entry["decision"]
-        fields = {
-            "iteration": self.iteration,
-            "action": d["action"],
-            "ci_s": d.get("ci_s"),
-            "current_ci_s": d.get("current_ci_s"),
-            "rate": obs.demand_rate,
-            "plan_rate": entry.get("plan_rate"),
-            "latency_p99_ms": obs.latency_p99_ms,
-            "alert": d["alert"],
-            "reason": d["reason"],
-        }
-        if "realize" in entry:
-            fields["realize"] = entry["realize"].get("status")
-        event(logging.WARNING if d["alert"] else logging.INFO, "decision", **fields)
-        if d["alert"]:
-            event(
-                logging.WARNING,
-                "ALERT",
-                job=self.cfg.job,
-                detail=entry.get("explain") or entry.get("warning") or d["reason"],
-            )
 
     # ---- the loop ---------------------------------------------------------------------------------
     def run(self, once: bool = False) -> int:
@@ -539,7 +530,7 @@ class Daemon:
             self.start()
             if self.stopping.is_set():
                 return 0
-            next_at = time.monotonic() + self.cfg.window_s
+            next_at = time.monotonic() + self.cfg.loop.window_s
             while not self.stopping.is_set():
                 if self.stopping.wait(max(0.0, next_at - time.monotonic())):
                     break
@@ -549,7 +540,7 @@ class Daemon:
                     event(logging.ERROR, "step_failed", error=str(e))
                 if once:
                     break
-                next_at = max(next_at + self.cfg.period_s, time.monotonic())
+                next_at = max(next_at + self.cfg.loop.period_s, time.monotonic())
             return 0
         finally:
             try:
@@ -572,11 +563,11 @@ def run(config: str | Path, advisor: bool = False, once: bool = False, check: bo
     cfg = load_config(config)
     if check:
         print(
-            f"{cfg.path}: ok: job {cfg.job!r} on {cfg.rest_url}, limits {cfg.l_max_ms:g} ms / {cfg.r_max_s:g} s, "
-            f"CI {cfg.ci_min:g}-{cfg.ci_max:g} s, model {cfg.model_path} ({cfg.model.data_hash[:19]})"
+            f"{cfg.path}: ok: job {cfg.job!r} on {cfg.rest_url}, limits {cfg.limits.latency_ms:g} ms / {cfg.limits.recovery_s:g} s, "
+            f"CI {cfg.ci.min:g}-{cfg.ci.max:g} s, model {cfg.model_path} ({cfg.model.data_hash[:19]})"
         )
         return 0
-    log.setup(cfg.log_level, cfg.log_format)
+    log.setup(cfg.file.log.level, cfg.file.log.format)
     d = Daemon(cfg, advisor=advisor)
     with on_stop(d.on_signal):
         return d.run(once=once)

@@ -56,6 +56,28 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "pending changes left by a killed daemon that were finished on start",
         (),
     ),
+    "khaos_job_problem_seconds": (
+        "gauge",
+        "seconds the job has been gone, duplicated or not fully running (0: fine)",
+        (),
+    ),
+    "khaos_job_alerts_total": ("counter", "steps that found the job gone, duplicated or stuck, by kind", ("kind",)),
+    "khaos_reconciliation_failures_total": (
+        "counter",
+        "pending changes that could not be finished (retried every step)",
+        (),
+    ),
+    "khaos_checkpoint_triggers_total": (
+        "counter",
+        "paced checkpoints triggered over REST, by result (completed, failed)",
+        ("result",),
+    ),
+    "khaos_paced_interval_seconds": ("gauge", "interval the pacer triggers checkpoints at (no sample: not pacing)", ()),
+    "khaos_safety_net_interval_seconds": (
+        "gauge",
+        "the job's configured (periodic) interval, in force when the pacer does not trigger sooner",
+        (),
+    ),
     "khaos_alerts_total": (
         "counter",
         "decisions whose running interval is predicted to break a limit (incl. no feasible interval)",
@@ -79,6 +101,8 @@ class Metrics:
                 self._families[name].labels(**self.labels)  # counters start at 0
         for action in ("change", "keep", "wait"):
             self._families["khaos_decisions_total"].labels(**self.labels, action=action)
+        for result in ("completed", "failed"):
+            self._families["khaos_checkpoint_triggers_total"].labels(**self.labels, result=result)
 
     def _child(self, name: str, labels: dict):
         return self._families[name].labels(**self.labels, **labels)

@@ -63,14 +63,14 @@ class Policy:
     def of(cls, cfg) -> Policy:
         """The policy of a daemon :class:`~.config.Config`."""
         return cls(
-            l_max_ms=cfg.l_max_ms,
-            r_max_s=cfg.r_max_s,
-            ci_min=cfg.ci_min,
-            ci_max=cfg.ci_max,
-            ci_step=cfg.ci_step,
-            dead_band_s=cfg.dead_band_s,
-            cooldown_s=cfg.cooldown_s,
-            mtbf_h=cfg.mtbf_h,
+            l_max_ms=cfg.limits.latency_ms,
+            r_max_s=cfg.limits.recovery_s,
+            ci_min=cfg.ci.min,
+            ci_max=cfg.ci.max,
+            ci_step=cfg.ci.step,
+            dead_band_s=cfg.ci.dead_band_s,
+            cooldown_s=cfg.ci.cooldown_s,
+            mtbf_h=cfg.file.mtbf_h,
             mode=cfg.mode,
         )
 
@@ -421,37 +421,41 @@ def _cli_recommend(args) -> None:
 
 def add_cli(subparsers) -> None:
     """Register ``khaos recommend`` on the ``khaos`` sub-command parser (defaults: the daemon schema's)."""
+    from ..cli import finite_float  # ranges are checked by recommend(), with the same words as the daemon's
+
     d = Policy(l_max_ms=1.0, r_max_s=1.0)
     p = subparsers.add_parser("recommend", help="recommend a checkpoint interval from a fitted model and two limits")
     p.add_argument("--model", required=True, help="model file written by khaos fit")
-    p.add_argument("--rate", type=float, required=True, help="input rate, events/s")
-    p.add_argument("--current-ci", type=float, required=True, help="the job's current checkpoint interval, s")
-    p.add_argument("--l-max", type=float, help="p99 latency limit, ms (required)")
-    p.add_argument("--r-max", type=float, help="recovery time limit, s (required)")
+    p.add_argument("--rate", type=finite_float, required=True, help="input rate, events/s")
+    p.add_argument("--current-ci", type=finite_float, required=True, help="the job's current checkpoint interval, s")
+    p.add_argument("--l-max", type=finite_float, help="p99 latency limit, ms (required)")
+    p.add_argument("--r-max", type=finite_float, help="recovery time limit, s (required)")
     p.add_argument(
-        "--ci-min", type=float, default=d.ci_min, help=f"shortest candidate interval, s (default {d.ci_min:g})"
+        "--ci-min", type=finite_float, default=d.ci_min, help=f"shortest candidate interval, s (default {d.ci_min:g})"
     )
     p.add_argument(
-        "--ci-max", type=float, default=d.ci_max, help=f"longest candidate interval, s (default {d.ci_max:g})"
+        "--ci-max", type=finite_float, default=d.ci_max, help=f"longest candidate interval, s (default {d.ci_max:g})"
     )
-    p.add_argument("--step", type=float, default=d.ci_step, help=f"candidate spacing, s (default {d.ci_step:g})")
+    p.add_argument("--step", type=finite_float, default=d.ci_step, help=f"candidate spacing, s (default {d.ci_step:g})")
     p.add_argument(
         "--dead-band",
-        type=float,
+        type=finite_float,
         default=d.dead_band_s,
         help=f"do not move for less than this, s (default {d.dead_band_s:g})",
     )
     p.add_argument(
         "--mtbf-h",
-        type=float,
+        type=finite_float,
         default=d.mtbf_h,
         help=f"mean time between failures for Young/Daly, h (default {d.mtbf_h:g})",
     )
     p.add_argument("--mode", default=d.mode, help=f"failure mode to plan for: process or host (default {d.mode})")
-    p.add_argument("--last-change-ts", type=float, help="epoch s of the last interval change (enables the cooldown)")
+    p.add_argument(
+        "--last-change-ts", type=finite_float, help="epoch s of the last interval change (enables the cooldown)"
+    )
     p.add_argument(
         "--cooldown-s",
-        type=float,
+        type=finite_float,
         default=d.cooldown_s,
         help=f"no change within this long after the last one (default {d.cooldown_s:g})",
     )

@@ -1,8 +1,10 @@
 """Realize: how a decided interval reaches the job. A realizer is any callable ``(ci_s) -> dict`` that
 changes the job's interval (or says it would) and raises KhaosError when it could not.
 
-* :class:`PlaybookRealizer` runs playbooks/reconfigure.yml (stop-with-savepoint, resubmit, rollback)
-  through ansible-runner: the only way the daemon changes a job.
+* :class:`PaceRealizer` (realize.mode pace, the default) sets the interval the pacer triggers
+  checkpoints at (control/pacer.py): no restart, no playbook, no cost.
+* :class:`PlaybookRealizer` (realize.mode restart) runs playbooks/reconfigure.yml (stop-with-savepoint,
+  resubmit, rollback) through ansible-runner: the only way the daemon restarts a job.
 * :class:`AdvisorRealizer` (``khaos run --advisor``) changes nothing.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,38 +20,71 @@ from ..errors import KhaosError
 from ..flink import deployment
 from ..flink.client import FlinkClient
 from .config import Config
+from .pacer import Pacer
 
-RUN_BASE = Path(tempfile.gettempdir()) / "khaos-daemon"  # ansible-runner dirs of the daemon's playbook runs
+
+def run_base(cfg: Config) -> Path:
+    """The daemon's private directory for ansible-runner runs (0700, under the state dir; never a
+    predictable path in /tmp that another local user could prepare)."""
+    return cfg.state_dir / "runs" / cfg.job
 
 
 class Realizer(Protocol):
     """Changes the job's checkpoint interval to ``ci_s``; returns what happened."""
 
-    changes_job: bool
+    kind: str  # advisor, pace or restart
+    changes_job: bool  # restarts the job (needs the inventory and the deployment record)
 
     def __call__(self, ci_s: float) -> dict:
         """Change the interval to ``ci_s``; raise KhaosError if it could not."""
+        ...
+
+    def reconcile(self) -> dict:
+        """Finish a change left pending in the deployment record; raise KhaosError if it could not."""
         ...
 
 
 class AdvisorRealizer:
     """Never changes the job: the decision is journaled, logged and exported only."""
 
-    changes_job = False
+    kind, changes_job = "advisor", False
 
     def __call__(self, ci_s: float) -> dict:
         """Nothing to do."""
         return {"status": "advisor", "target_ci_s": ci_s}
 
+    def reconcile(self) -> dict:
+        """Nothing to do (an advisor never touches the job)."""
+        return {"status": "advisor"}
+
+
+class PaceRealizer:
+    """Sets the pacer's interval: checkpoints are triggered over REST, the job keeps running."""
+
+    kind, changes_job = "pace", False
+
+    def __init__(self, pacer: Pacer):
+        self.pacer = pacer
+
+    def __call__(self, ci_s: float) -> dict:
+        """Pace at ``ci_s`` (at or above the safety net: the periodic checkpoints alone)."""
+        net = self.pacer.safety_net_s
+        self.pacer.set_interval(None if net is not None and ci_s >= net else ci_s)
+        return {"seconds": 0.0, "interval_s": self.pacer.effective_s(net), "safety_net_s": net}
+
+    def reconcile(self) -> dict:
+        """Nothing to finish: pacing never leaves a change pending."""
+        return {"status": "pace"}
+
 
 class PlaybookRealizer:
-    """Changes the interval the only way the daemon may: playbooks/reconfigure.yml via ansible-runner."""
+    """Restarts the job with the new interval: playbooks/reconfigure.yml via ansible-runner."""
 
-    changes_job = True
+    kind, changes_job = "restart", True
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.base_dir = RUN_BASE / cfg.job
+        self.base_dir = run_base(cfg)
 
     def extravars(self, ci_s: float) -> dict:
         """The playbook's variables for a change to ``ci_s``."""
@@ -59,14 +93,22 @@ class PlaybookRealizer:
             "flink_job_name": self.cfg.job,
             "flink_job_state_dir": str(self.cfg.state_dir),
             "flink_job_rest_url": FlinkClient(self.cfg.rest_url).url,
-            "flink_job_reconfigure_timeout": math.ceil(self.cfg.reconfigure_timeout_s),
+            "flink_job_reconfigure_timeout": math.ceil(self.cfg.file.reconfigure.timeout_s),
+            "flink_job_keep_savepoints": self.cfg.file.retention.savepoints,
         }
-        if self.cfg.savepoint_dir:
-            ev["flink_job_savepoint_dir"] = self.cfg.savepoint_dir
+        if self.cfg.file.reconfigure.savepoint_dir:
+            ev["flink_job_savepoint_dir"] = self.cfg.file.reconfigure.savepoint_dir
         return ev
 
     def __call__(self, ci_s: float) -> dict:
         """Run reconfigure.yml; returns seconds taken, the new job id, interval and savepoint."""
+        return self._run(self.extravars(ci_s))
+
+    def reconcile(self) -> dict:
+        """Run reconfigure.yml in reconcile-only mode: finish a change left pending in the record."""
+        return self._run({**self.extravars(0), "flink_job_reconcile_only": True})
+
+    def _run(self, extravars: dict) -> dict:
         from ..infra import ansible
 
         t0 = time.monotonic()
@@ -75,8 +117,8 @@ class PlaybookRealizer:
         ansible.run_playbook(
             "reconfigure",
             self.cfg.inventory,
-            extravars=self.extravars(ci_s),
-            ident=f"reconfigure-{self.cfg.job}-{int(time.time())}",
+            extravars=extravars,
+            ident=f"reconfigure-{self.cfg.job}",
             base_dir=self.base_dir,
             cancel=lambda: False,
         )

@@ -18,7 +18,7 @@ from .. import REPO_ROOT
 from ..control.config import CISection, Limits, LoopSection
 from ..errors import KhaosError
 from ..model import store
-from ..schema import Section, field_error, read_mapping, validate
+from ..schema import Section, dir_problem, field_error, read_mapping, validate
 
 KHAOS = "khaos"  # the name of the Khaos-managed copy
 MODES = ("process", "host")
@@ -70,8 +70,16 @@ class KhaosSection(Section):
 
     model: str | None = Field(None, min_length=1, description="a `khaos fit` model (or results)")
     results: list[str] | str | None = Field(None, description="profile results.csv to fit at the start")
+    realize: Literal["pace", "restart"] = Field(
+        "restart",
+        description="how the daemon changes the interval: restart (stop-with-savepoint + resubmit) or pace "
+        "(checkpoints triggered over REST; the copy's configured interval is the safety net)",
+    )
     start_ci_s: float | None = Field(
-        None, ge=1, le=3600, description="the interval the Khaos copy starts with (default: the middle static)"
+        None,
+        ge=1,
+        le=3600,
+        description="the interval the Khaos copy starts with (default: the middle static; with pace: the longest, its safety net)",
     )
     mode: Literal["process", "host"] = Field("process", description="failure mode the daemon plans for")
     ci: dict = Field(
@@ -242,9 +250,20 @@ def load(path: str | Path) -> Evaluation:
         if missing:
             raise field_error(path, "khaos.mode", missing)
     else:
+        from ..model import fit as model_fit
+
         results = [
             _file(path, "khaos.results", r) for r in (kh.results if isinstance(kh.results, list) else [kh.results])
         ]
+        try:  # fitted at the start of the run: it must be fittable now
+            rec, _, _ = model_fit.usable(model_fit.load_results(results))
+        except KhaosError as e:
+            raise field_error(path, "khaos.results", str(e)) from None
+        profiled = sorted(set(rec["mode"]))
+        if kh.mode not in profiled:
+            raise field_error(
+                path, "khaos.mode", f"{kh.mode!r} was not profiled in khaos.results (they have {', '.join(profiled)})"
+            )
     ci = validate(
         CISection,
         {"min": 2, "max": max(statics), "step": 1, "dead_band_s": 3, "cooldown_s": 60, **kh.ci},
@@ -253,7 +272,12 @@ def load(path: str | Path) -> Evaluation:
     )
     loop = validate(LoopSection, {**LOOP_DEFAULTS, **kh.loop}, path, "khaos.loop")
     khaos = {
-        "start_ci_s": float(kh.start_ci_s if kh.start_ci_s is not None else statics[len(statics) // 2]),
+        "start_ci_s": float(
+            kh.start_ci_s
+            if kh.start_ci_s is not None
+            else (max(statics) if kh.realize == "pace" else statics[len(statics) // 2])
+        ),
+        "realize": kh.realize,
         "mode": kh.mode,
         "ci": ci.model_dump(),
         "loop": loop.model_dump(exclude_none=True),
@@ -304,4 +328,7 @@ def load(path: str | Path) -> Evaluation:
     )
     if not ev.output.is_absolute():
         ev.output = REPO_ROOT / ev.output
+    why = dir_problem(ev.output)
+    if why:
+        raise field_error(path, "output" if f.output else "output (default)", why)
     return ev

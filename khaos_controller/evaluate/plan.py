@@ -51,7 +51,7 @@ def describe(ev: Evaluation, trace: pd.Series, schedule: list[dict]) -> str:
         f"  workload: {len(trace)} s, {trace.min():.0f}..{trace.max():.0f} events/s (mean {trace.mean():.0f})"
         + (f" from {ev.trace_file}" if ev.trace_file else f" synthetic day, {ev.synthetic['bursts']} bursts"),
         f"  limits: p99 latency {ev.limits['latency_ms']:g} ms, recovery {ev.limits['recovery_s']:g} s",
-        f"  khaos: starts at {ev.khaos['start_ci_s']:g} s, candidates {ev.khaos['ci']['min']:g}-{ev.khaos['ci']['max']:g} s, "
+        f"  khaos ({ev.khaos.get('realize', 'restart')}): starts at {ev.khaos['start_ci_s']:g} s, candidates {ev.khaos['ci']['min']:g}-{ev.khaos['ci']['max']:g} s, "
         f"decides every {ev.khaos['loop']['period_s']:g} s, model "
         + (str(ev.model_path) if ev.model_path else "fitted from " + ", ".join(map(str, ev.results))),
         f"  failures ({len(schedule)}, target {ev.failures['target']}): "

@@ -108,7 +108,7 @@ def plot_timeline(
 
     fig, ax = plt.subplots(3, 1, figsize=(11, 8), sharex=True)
     ax[0].plot(df["t"], df["offered_rate"], lw=1, color="grey", label="offered")
-    ax[0].plot(df["t"], df["rate"], lw=1, color="tab:blue", label="measured")
+    ax[0].plot(df["t"], df["rate_in"], lw=1, color="tab:blue", label="measured")
     ax[0].set_ylabel("rate (events/s)")
     ax[1].plot(df["t"], df["latency_p99_ms"], lw=1, color="tab:red")
     ax[1].axhline(latency_limit_ms, color="tab:red", ls="--", lw=1)

@@ -216,6 +216,7 @@ class Runner:
             "limits": dict(ev.limits),
             "ci": kh["ci"],
             "loop": kh["loop"],
+            "realize": {"mode": kh.get("realize", "restart")},
             "journal": str(self.journal),
             "metrics": None,
             "log": {"level": "info", "format": "kv"},

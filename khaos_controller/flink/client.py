@@ -19,7 +19,12 @@ TERMINAL = {"FINISHED", "CANCELED", "FAILED"}
 
 
 class FlinkError(KhaosError):
-    """The Flink REST API refused, failed or could not be reached."""
+    """The Flink REST API refused, failed or could not be reached. ``ambiguous``: no clear answer came
+    back (a timeout, a lost connection, garbage), so the request may or may not have taken effect."""
+
+    def __init__(self, message: str, status: int | None = None, ambiguous: bool = False):
+        super().__init__(message)
+        self.status, self.ambiguous = status, ambiguous
 
 
 class SavepointError(FlinkError):
@@ -34,6 +39,7 @@ class FlinkClient:
         if not self.url.startswith(("http://", "https://")):
             self.url = "http://" + self.url
         self.timeout = timeout
+        self.run_timeout = max(timeout, 60.0)  # a job submission compiles the job graph: it takes longer
         self.session = requests.Session()
 
     # ---- transport ------------------------------------------------------------------
@@ -42,14 +48,34 @@ class FlinkClient:
         kw.setdefault("timeout", self.timeout)
         try:
             resp = self.session.request(method, self.url + path, **kw)
-        except requests.ConnectionError as e:
-            reason = "connection refused" if "refused" in str(e).lower() else "cannot connect"
-            raise FlinkError(f"Flink REST at {self.url} is unreachable ({reason})") from None
         except requests.Timeout:
-            raise FlinkError(f"Flink REST at {self.url}: {method} {path} timed out after {kw['timeout']}s") from None
+            raise FlinkError(
+                f"Flink REST at {self.url}: {method} {path} timed out after {kw['timeout']}s", ambiguous=True
+            ) from None
+        except requests.ConnectionError as e:
+            refused = "refused" in str(e).lower()
+            raise FlinkError(
+                f"Flink REST at {self.url} is unreachable ({'connection refused' if refused else 'cannot connect'})",
+                ambiguous=not refused,
+            ) from None
+        except requests.RequestException as e:
+            raise FlinkError(f"Flink REST {method} {path}: {type(e).__name__}", ambiguous=True) from None
         if resp.status_code >= 400:
-            raise FlinkError(f"Flink REST {method} {path}: HTTP {resp.status_code}: {_error_text(resp)}")
-        return resp.json() if resp.content else {}
+            raise FlinkError(
+                f"Flink REST {method} {path}: HTTP {resp.status_code}: {_error_text(resp)}",
+                status=resp.status_code,
+                ambiguous=resp.status_code >= 502,
+            )
+        if not resp.content:
+            return {}
+        try:
+            return resp.json()
+        except ValueError:
+            raise FlinkError(
+                f"Flink REST {method} {path}: the answer is not JSON ({resp.content[:60]!r})",
+                status=resp.status_code,
+                ambiguous=True,
+            ) from None
 
     def get(self, path: str, **kw) -> Any:
         """GET ``path``."""
@@ -92,6 +118,7 @@ class FlinkClient:
         savepoint: str | None = None,
         allow_non_restored: bool = False,
         config: dict[str, str] | None = None,
+        job_id: str | None = None,
     ) -> str:
         """Start a job from an uploaded jar; per-job settings go in `config` (flinkConfiguration)."""
         body: dict[str, Any] = {"programArgsList": list(args or [])}
@@ -104,7 +131,12 @@ class FlinkClient:
             body["allowNonRestoredState"] = allow_non_restored
         if config:
             body["flinkConfiguration"] = {k: str(v) for k, v in config.items()}
-        return self.request("POST", f"/jars/{jar_id}/run", json=body, timeout=max(self.timeout, 60))["jobid"]
+        if job_id:
+            body["jobId"] = job_id  # a fixed id: Flink refuses a second job with an id it knows
+        answer = self.request("POST", f"/jars/{jar_id}/run", json=body, timeout=self.run_timeout)
+        if not isinstance(answer, dict) or not isinstance(answer.get("jobid"), str):
+            raise FlinkError(f"Flink REST POST /jars/{jar_id}/run: no jobid in {str(answer)[:80]}", ambiguous=True)
+        return answer["jobid"]
 
     # ---- jobs -----------------------------------------------------------------------
     def jobs(self) -> list[dict]:
@@ -128,6 +160,15 @@ class FlinkClient:
             want = f"job {job!r}" if job else "exactly one running job"
             raise KhaosError(f"{self.url}: need {want}; running: {names}")
         return hits[0]["jid"]
+
+    def job_or_none(self, job_id: str) -> dict | None:
+        """GET /jobs/:id, or None when Flink does not know the job (HTTP 404)."""
+        try:
+            return self.job(job_id)
+        except FlinkError as e:
+            if e.status == 404:
+                return None
+            raise
 
     def job(self, job_id: str) -> dict:
         """GET /jobs/:id (state, vertices, timestamps)."""
@@ -191,25 +232,67 @@ class FlinkClient:
     ) -> str:
         """Stop the job with a savepoint; returns its location. Raises SavepointError if it fails
         (Flink then keeps the job running)."""
+        return self.await_savepoint(job_id, self.trigger_stop(job_id, target_dir, drain), timeout)
+
+    def trigger_stop(self, job_id: str, target_dir: str | None = None, drain: bool = False) -> str:
+        """POST /jobs/:id/stop (stop-with-savepoint); returns the trigger id to await."""
         body: dict[str, Any] = {"drain": drain}
         if target_dir:
             body["targetDirectory"] = target_dir
-        trigger = self.request("POST", f"/jobs/{job_id}/stop", json=body)["request-id"]
-        return self._await_savepoint(job_id, trigger, timeout)
+        answer = self.request("POST", f"/jobs/{job_id}/stop", json=body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("request-id"), str):
+            raise FlinkError(
+                f"Flink REST POST /jobs/{job_id}/stop: no request-id in {str(answer)[:80]}", ambiguous=True
+            )
+        return answer["request-id"]
 
-    def _await_savepoint(self, job_id: str, trigger: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
+    def await_savepoint(self, job_id: str, trigger: str, timeout: float) -> str:
+        """Poll a savepoint trigger; its location, SavepointError if Flink says it failed (the job then
+        keeps running), an ambiguous FlinkError if no answer says either within ``timeout``."""
+        op = self._await(f"/jobs/{job_id}/savepoints/{trigger}", f"savepoint of job {job_id}", timeout)
+        if "location" in op:
+            return op["location"]
+        raise SavepointError(f"savepoint of job {job_id} failed: {_failure(op)}")
+
+    def trigger_checkpoint(self, job_id: str) -> str:
+        """POST /jobs/:id/checkpoints (Flink >= 1.17): a normal checkpoint of the configured type, now;
+        returns the trigger id to await."""
+        answer = self.request("POST", f"/jobs/{job_id}/checkpoints", json={"checkpointType": "CONFIGURED"})
+        if not isinstance(answer, dict) or not isinstance(answer.get("request-id"), str):
+            raise FlinkError(
+                f"Flink REST POST /jobs/{job_id}/checkpoints: no request-id in {str(answer)[:80]}", ambiguous=True
+            )
+        return answer["request-id"]
+
+    def await_checkpoint(self, job_id: str, trigger: str, timeout: float) -> int:
+        """Poll a checkpoint trigger; the id of the completed checkpoint, FlinkError if it failed."""
+        op = self._await(f"/jobs/{job_id}/checkpoints/{trigger}", f"checkpoint of job {job_id}", timeout)
+        if isinstance(op.get("checkpointId"), int):
+            return op["checkpointId"]
+        raise FlinkError(f"checkpoint of job {job_id} failed: {_failure(op)}")
+
+    def _await(self, path: str, what: str, timeout: float) -> dict:
+        """Poll an asynchronous operation until Flink says COMPLETED; its ``operation``. Busy or
+        garbled answers are asked again until ``timeout`` (then an ambiguous FlinkError)."""
+        deadline, last = time.monotonic() + timeout, "no answer"
         while time.monotonic() < deadline:
-            st = self.get(f"/jobs/{job_id}/savepoints/{trigger}")
-            if st["status"]["id"] == "COMPLETED":
-                op = st.get("operation", {})
-                if "location" in op:
-                    return op["location"]
-                cause = op.get("failure-cause", {})
-                text = (cause.get("stack-trace") or cause.get("class") or "unknown cause").strip().splitlines()[0]
-                raise SavepointError(f"savepoint of job {job_id} failed: {text}")
+            try:
+                st = self.get(path)
+            except FlinkError as e:
+                if not e.ambiguous and e.status != 500:
+                    raise
+                last = str(e)
+                time.sleep(0.5)
+                continue
+            if not isinstance(st, dict) or not isinstance(st.get("status"), dict):
+                last = f"not understood: {str(st)[:80]}"
+                time.sleep(0.5)
+                continue
+            if st["status"].get("id") == "COMPLETED":
+                op = st.get("operation")
+                return op if isinstance(op, dict) else {}
             time.sleep(0.2)
-        raise SavepointError(f"savepoint of job {job_id} not complete after {timeout:.0f}s")
+        raise FlinkError(f"{what} not complete after {timeout:.0f}s ({last})", ambiguous=True)
 
     # ---- metrics --------------------------------------------------------------------
     def vertex_id(self, job_id: str, name_part: str) -> str:
@@ -241,6 +324,13 @@ class FlinkClient:
         """Job-level metrics by name."""
         rows = self.get(f"/jobs/{job_id}/metrics", params={"get": ",".join(names)})
         return {r["id"]: float(r["value"]) for r in rows if "value" in r}
+
+
+def _failure(op: dict) -> str:
+    """The telling line of an operation's failure-cause."""
+    cause = op.get("failure-cause") or {}
+    text = (cause.get("stack-trace") or cause.get("class") or "unknown cause").strip().splitlines()
+    return text[0] if text else "unknown cause"
 
 
 def _error_text(resp: requests.Response) -> str:

@@ -13,12 +13,16 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass
 
+from ..kafka import metrics as kafka_metrics
 from .client import FlinkClient, FlinkError
 
 RATE_WINDOW_S = 3.0
 # (metric suffix, field, aggregation over subtasks)
 _GAUGES = (
     (".emitted", "emitted", "sum"),
+    # a FLIP-27 source's standard backlog (KafkaSource: records behind the partitions' end offsets);
+    # the sample job's own `backlog` gauge, listed after it, wins where both exist
+    ("pendingRecords", "backlog", "sum"),
     (".backlog", "backlog", "sum"),
     (".eventTimeLagMs", "lag_ms", "max"),
     ("latencyP99Ms", "latency_p99_ms", "max"),  # last complete second (sample job)
@@ -84,6 +88,10 @@ class JobProbe:
                 hits = [n for n in names if n.endswith(suffix)]
                 if hits:
                     found.setdefault(v["id"], []).append((hits[0], field, agg))
+            # no pendingRecords (an older connector): the Kafka consumer's records-lag-max, summed
+            found_kafka = kafka_metrics.source_metrics(names, found.get(v["id"]))
+            if found_kafka:
+                found.setdefault(v["id"], []).extend(found_kafka)
             has_emitted = any(f == "emitted" for _, f, _ in found.get(v["id"], []))
             if v["name"].startswith("Source") and not has_emitted and "numRecordsOut" in names:
                 found.setdefault(v["id"], []).append(("numRecordsOut", "emitted", "sum"))
@@ -144,6 +152,9 @@ class JobProbe:
                     setattr(s, per_s, (now - before) / (s.t - first.t))
         if s.sink_count is not None:
             s.throughput = s.sink_count
+        # no event-time lag gauge (any Kafka-fed job): the backlog in ms of input; a job's own gauge is kept
+        own_lag = any(f == "lag_ms" for metrics in self._metric_ids.values() for _, f, _ in metrics)
+        kafka_metrics.fill_lag(s, has_lag_gauge=own_lag)
         return s
 
     def _running_time(self, job: dict) -> float | None:

@@ -8,6 +8,8 @@ the task and Ansible's own message.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -53,7 +55,42 @@ def _env() -> dict[str, str]:
         "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
         "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner sets it to False when unset, and Ansible then puts StrictHostKeyChecking=no
+        # before the inventory's own SSH options: every host key must match the inventory's known_hosts
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
     }
+
+
+DEFAULT_BASE = Path.home() / ".cache" / "khaos" / "ansible"  # per user; never a shared /tmp path
+KEEP_RUNS = 50  # run directories kept per base directory (the newest)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only this user can enter: created 0700; refused when it is a link or
+    belongs to someone else (a prepared directory could inject ansible-runner settings)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(path)
+    except OSError as e:
+        raise KhaosError(f"cannot create the private directory {path}: {e.strerror or e}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise KhaosError(f"{path} is not a plain directory (a link?): refusing to run playbooks from it")
+    if st.st_uid != os.geteuid():
+        raise KhaosError(f"{path} belongs to uid {st.st_uid}, not to us: refusing to run playbooks from it")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def run_dir(base_dir: Path | None, ident: str) -> Path:
+    """A fresh private directory for one ansible-runner run (mkdtemp under a private base); the oldest
+    beyond KEEP_RUNS are removed."""
+    base = private_dir(base_dir or DEFAULT_BASE)
+    runs = sorted((p for p in base.iterdir() if p.is_dir() and not p.is_symlink()), key=lambda p: p.stat().st_mtime)
+    for old in runs[: max(0, len(runs) - KEEP_RUNS + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{ident}-", dir=base))
 
 
 def _prepare(
@@ -77,9 +114,7 @@ def _prepare(
     if not inventory.exists():
         raise KhaosError(f"inventory {inventory} does not exist (for the lab: `khaos lab up` writes it)")
     ident = ident or f"{path.stem}-{uuid.uuid4().hex[:8]}"
-    base = base_dir or Path(tempfile.gettempdir()) / "khaos-ansible"
-    pdd = base / ident
-    pdd.mkdir(parents=True, exist_ok=True)
+    pdd = run_dir(base_dir, ident)
     return dict(
         private_data_dir=str(pdd),
         playbook=str(path),
@@ -207,8 +242,7 @@ def inventory_list(inventory: str | Path) -> dict:
 
 def ping(inventory: str | Path, pattern: str = "all", base_dir: Path | None = None) -> dict[str, bool]:
     """Ansible ping over the inventory's real SSH settings: {host: reachable}."""
-    pdd = (base_dir or Path(tempfile.gettempdir()) / "khaos-ansible") / f"ping-{uuid.uuid4().hex[:8]}"
-    pdd.mkdir(parents=True, exist_ok=True)
+    pdd = run_dir(base_dir, "ping")
     runner = ansible_runner.run(
         private_data_dir=str(pdd),
         inventory=str(Path(inventory).resolve()),

@@ -35,10 +35,12 @@ def _pip(*args: str) -> None:
 
 def wheelhouse(out: str | Path, requirements: str | Path | None = None) -> Path:
     """Fill `out` with the wheels of requirements.txt and khaos; return it. Idempotent."""
-    out = Path(out)
+    from ..schema import out_dir  # not at import: `khaos lab kill` must start fast
+
+    out = out_dir(out, "wheelhouse")
     req = Path(requirements or REPO_ROOT / "requirements.txt")
     if not req.is_file():
-        raise KhaosError(f"{req} does not exist")
+        raise KhaosError(f"{req} does not exist" if not req.exists() else f"{req} is not a file")
     stamp = out / ".khaos-wheelhouse.json"
     want = {
         "requirements_sha256": hashlib.sha256(req.read_bytes()).hexdigest(),
@@ -65,7 +67,9 @@ BUNDLE_FILES = ("ansible.cfg", "requirements.txt", "playbooks", "roles", "docs")
 def bundle(out: str | Path, wheel_dir: str | Path | None = None) -> Path:
     """Write the bastion bundle `out` (plain tar: wheels are compressed already); unchanged bytes when
     nothing changed (sorted entries, mtime 0, root-owned)."""
-    out = Path(out)
+    from ..schema import out_file
+
+    out = out_file(out, "bundle")
     wh = wheelhouse(wheel_dir or DEFAULT_WHEELHOUSE)
     entries = [(f"wheels/{p.name}", p) for p in wh.glob("*.whl")]
     for name in BUNDLE_FILES:
@@ -78,12 +82,16 @@ def bundle(out: str | Path, wheel_dir: str | Path | None = None) -> Path:
         ]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:  # streamed: ~170 MB of wheels
-        for arc, path in sorted(entries):
-            info = tar.gettarinfo(str(path), arcname=arc)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
-            with path.open("rb") as fh:
-                tar.addfile(info, fh)
+    try:
+        with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:  # streamed: ~170 MB of wheels
+            for arc, path in sorted(entries):
+                info = tar.gettarinfo(str(path), arcname=arc)
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+    except OSError as e:  # e.g. the disk is full
+        tmp.unlink(missing_ok=True)
+        raise KhaosError(f"bundle {out}: cannot write {tmp}: {e.strerror or e}") from None
     if out.is_file() and filecmp.cmp(tmp, out, shallow=False):
         tmp.unlink()  # same bytes: keep the old file (and its mtime)
     else:
@@ -92,10 +100,18 @@ def bundle(out: str | Path, wheel_dir: str | Path | None = None) -> Path:
 
 
 def _cli_wheelhouse(args) -> None:
+    from ..schema import out_dir
+
+    out_dir(args.out, "--out")
     print(wheelhouse(args.out, args.requirements))
 
 
 def _cli_bundle(args) -> None:
+    from ..schema import out_dir, out_file
+
+    out_file(args.out, "--out")  # both paths before a wheel is downloaded
+    if args.wheelhouse:
+        out_dir(args.wheelhouse, "--wheelhouse")
     print(bundle(args.out, args.wheelhouse))
 
 

@@ -6,8 +6,10 @@ machine) plus its own PID, mount and UTS namespaces with tini as PID 1 and its o
 /etc/hosts lists every lab host. The lab's `shared/` directory is visible at the same path
 on every host: it plays the NFS share that holds checkpoints, savepoints and sink output.
 
-One lab = one Flink cluster: the first host is the JobManager, the others TaskManagers.
-Several labs (distinct names) run side by side, each on its own bridge and subnet.
+One lab = one Flink cluster: the first host is the JobManager, the others TaskManagers; with
+``kafka`` hosts (`khaos lab up --kafka`) the lab also has Kafka brokers, hosts of their own in group
+kafka (the inventory's kafka_bootstrap names them). Several labs (distinct names) run side by side,
+each on its own bridge and subnet.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .. import REPO_ROOT
 from ..errors import KhaosError
 from ..jsonio import write_json
 from . import dist
+from .kafka import DEFAULT_PORT as KAFKA_PORT
 
 LAB_ROOT = Path(os.environ.get("KHAOS_LAB_ROOT", "/var/lib/khaos/lab"))
 INVENTORY_DIR = REPO_ROOT / "inventories" / "local"
@@ -47,6 +50,7 @@ class Host:
     mac: str
     alive: bool = False
     pid: int = 0  # the `unshare` process (parent of the host's PID 1)
+    role: str = ""  # "kafka": a Kafka broker; "": a Flink host (the first one the JobManager)
 
 
 def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -132,15 +136,21 @@ class Lab:
         write_json(self.state_file, state, durable=False)
 
     # ---- lifecycle --------------------------------------------------------------------
-    def up(self, hosts: int = 3, ready_timeout: float = 15.0) -> None:
-        """Create the bridge and `hosts` hosts, write the inventory; a half-failed up is undone."""
-        require_root()
-        if hosts < 2 or hosts > 40:
+    def up(self, hosts: int = 3, ready_timeout: float = 15.0, kafka: int = 0) -> None:
+        """Create the bridge and `hosts` Flink hosts plus `kafka` Kafka hosts (NAME-kafka1, ...), write the
+        inventory; a half-failed up is undone."""
+        if hosts < 2 or hosts > 40:  # before root: a bad argument is said first
             raise KhaosError(f"--hosts must be between 2 and 40 (1 JobManager + TaskManagers), got {hosts}")
+        if kafka < 0 or kafka > 5:
+            raise KhaosError(f"--kafka must be between 0 and 5 (Kafka broker hosts), got {kafka}")
+        require_root()
         if self.state_file.exists():
             raise KhaosError(f"lab {self.name!r} is already up (`khaos lab down --name {self.name}` first)")
         try:
-            self._network_up([f"{self.name}-{i}" for i in range(1, hosts + 1)])
+            self._network_up(
+                [f"{self.name}-{i}" for i in range(1, hosts + 1)],
+                kafka=[f"{self.name}-kafka{i}" for i in range(1, kafka + 1)],
+            )
             for h in self.hosts.values():
                 self._boot(h)
             for h in self.hosts.values():
@@ -151,12 +161,14 @@ class Lab:
             self.down(quiet=True)
             raise
 
-    def _network_up(self, names: list[str]) -> None:
-        """State, key pair, shared dirs and the bridge; hosts `names` are planned, not booted."""
+    def _network_up(self, names: list[str], kafka: list[str] = ()) -> None:
+        """State, key pair, shared dirs and the bridge; hosts `names` (and Kafka hosts `kafka`) are planned, not booted."""
         self.octet = self._free_octet()
         self.hosts = {}
         for name in names:
             self._plan_host(name)
+        for name in kafka:
+            self._plan_host(name).role = "kafka"
         self.save()
         for sub in ("ssh", "hosts", "shared/checkpoints", "shared/savepoints", "shared/jobs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -280,7 +292,7 @@ class Lab:
                 {
                     "host": h.name,
                     "ip": h.ip,
-                    "role": "jobmanager" if h.index == 1 else "taskmanager",
+                    "role": h.role or ("jobmanager" if h.index == 1 else "taskmanager"),
                     "state": "up" if running else "down",
                     "pids": len(_netns_pids(self.netns(h))),
                 }
@@ -377,9 +389,15 @@ class Lab:
                 lines.append(f"{h.ip},{h.name} {kind} {key}\n")
         (self.dir / "ssh" / "known_hosts").write_text("".join(lines))
 
+    @property
+    def kafka_bootstrap(self) -> str:
+        """The Kafka brokers' bootstrap address (host:port, comma separated; '' without Kafka hosts)."""
+        return ",".join(f"{h.ip}:{KAFKA_PORT}" for h in self.hosts.values() if h.role == "kafka")
+
     def write_inventory(self) -> Path:
         """Write inventories/local/<name>.yml for the lab's hosts."""
-        hosts = list(self.hosts.values())
+        hosts = [h for h in self.hosts.values() if h.role != "kafka"]
+        brokers = [h for h in self.hosts.values() if h.role == "kafka"]
         ssh_args = (
             f"-o UserKnownHostsFile={self.dir / 'ssh' / 'known_hosts'} -o StrictHostKeyChecking=yes "
             "-o ServerAliveInterval=1 -o ServerAliveCountMax=3 -o ConnectTimeout=5"
@@ -409,6 +427,10 @@ class Lab:
                 },
             }
         }
+        if brokers:  # a lab without Kafka hosts keeps the inventory it always had
+            inv["all"]["vars"]["kafka_bootstrap"] = self.kafka_bootstrap
+            inv["all"]["vars"]["kafka_dist_archive"] = str(dist.kafka_dist_path())
+            inv["all"]["children"]["kafka"] = {"hosts": {h.name: {"ansible_host": h.ip} for h in brokers}}
         INVENTORY_DIR.mkdir(parents=True, exist_ok=True)
         self.inventory.write_text(
             f"# Generated by `khaos lab up --name {self.name}`; removed by `khaos lab down`.\n"
@@ -474,6 +496,10 @@ _BOOT = """\
 # PID 1 of a lab host: private dirs, own /etc/hosts and hostname, then tini + sshd.
 set -e
 {binds}mount --bind {hosts} /etc/hosts
+# a fresh host's root has no shell start-up files: the machine's own (pyenv, locks in /root) stay out
+for f in /root/.bashrc /root/.profile /root/.bash_profile; do
+  if [ -e "$f" ]; then mount --bind /dev/null "$f"; fi
+done
 hostname {name}
 exec tini -- /usr/sbin/sshd -D -e -f {config}
 """

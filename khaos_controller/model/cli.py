@@ -7,11 +7,15 @@ from pathlib import Path
 
 
 def _fit(args) -> None:
+    from ..schema import out_file
     from . import fit, report, store
 
+    out = Path(args.out) if args.out else Path(args.results[0]).with_name("model.json")
+    out_file(out, "--out")  # both outputs before the fit: a bad path must not cost it
+    if args.plot:
+        out_file(args.plot, "--plot")
     df = fit.load_results(args.results)
     model = fit.fit(df, capacity=args.capacity, sources=args.results)
-    out = Path(args.out) if args.out else Path(args.results[0]).with_name("model.json")
     store.save(model, out)
     print(report.format_report(model))
     print(f"model: {out}")
@@ -30,13 +34,15 @@ def _promote(args) -> None:
 
 def add_cli(subparsers) -> None:
     """Register ``khaos fit`` and ``khaos promote``."""
+    from ..cli import positive_float
+
     p = subparsers.add_parser("fit", help="fit latency and recovery models from profile results, with CV errors")
     p.add_argument("results", nargs="+", help="profile results.csv or .parquet (several are concatenated)")
     p.add_argument("--out", help="model file to write (default: model.json beside the first results file)")
     p.add_argument("--plot", help="also write a predicted-vs-observed PNG here")
     p.add_argument(
         "--capacity",
-        type=float,
+        type=positive_float,
         help="the job's maximum throughput in events/s, if known (default: estimated from the data)",
     )
     p.set_defaults(func=_fit)

@@ -51,7 +51,7 @@ def load_results(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     frames = []
     for p in map(Path, paths):
         if not p.is_file():
-            raise KhaosError(f"results file {p} does not exist")
+            raise KhaosError(f"results file {p} " + ("is not a file" if p.exists() else "does not exist"))
         try:
             df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
         except Exception as e:  # noqa: BLE001 - any parse error is the user's file
@@ -313,10 +313,10 @@ def _choose(cands: dict[str, dict]) -> str:
 # ------------------------------------------------------------------------------------------- fit
 
 
-def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[str] = ()) -> Model:
-    """Fit baseline and physics models for latency and recovery (see docs/models.md)."""
+def usable(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(recovery rows, latency rows, row accounting) of profile results; KhaosError if too few rows
+    are usable to fit (what an evaluation's dry run checks before it builds anything)."""
     rec, lat, rows = _prepare(results)
-    used, clean = rows.pop("_used"), rows.pop("_clean")
     if len(rec) < MIN_RECOVERED_ROWS:
         why = "; ".join(f"{n} {w}" for w, n in rows["recovery_dropped"].items()) or "none dropped"
         raise KhaosError(
@@ -325,6 +325,13 @@ def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[
         )
     if len(lat) < MIN_LATENCY_ROWS:
         raise KhaosError(f"too few rows with a latency_p99_ms to fit: {len(lat)} (need >= {MIN_LATENCY_ROWS})")
+    return rec, lat, rows
+
+
+def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[str] = ()) -> Model:
+    """Fit baseline and physics models for latency and recovery (see docs/models.md)."""
+    rec, lat, rows = usable(results)
+    used, clean = rows.pop("_used"), rows.pop("_clean")
     if capacity is not None and capacity <= float(rec["rate"].max()):
         raise KhaosError(f"--capacity {capacity:g} is not above the highest profiled rate {rec['rate'].max():g}")
 

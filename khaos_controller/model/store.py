@@ -12,9 +12,9 @@ import math
 import re
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from ..errors import KhaosError
 from ..jsonio import write_json
@@ -24,6 +24,12 @@ SCHEMA_VERSION = 1
 REFERENCE_MODE = "process"  # the failure mode without an indicator column; others get "mode=<m>"
 # Feature names a model may use (features.py computes them).
 FEATURE_RE = re.compile(r"^(rate|ci|1/ci|rate/ci|L0|L0\*rate|L0\*rate/\(cap-rate\)|ckpt/ci|mode=[a-z_]+)$")
+MAX_FILE_BYTES = 64 << 20  # a model file is a few kB; this is not one
+# Strict scalars: "12" is not a number and 1 is not true (a hand-edited file must say what it means).
+Float = Annotated[float, Strict()]
+Int = Annotated[int, Strict()]
+Str = Annotated[str, Strict()]
+Bool = Annotated[bool, Strict()]
 
 
 class _Strict(BaseModel):
@@ -33,18 +39,18 @@ class _Strict(BaseModel):
 class CheckpointCost(_Strict):
     """Checkpoint duration (s) as a linear function of rate and interval (feature ckpt/ci)."""
 
-    intercept: float
-    rate: float
-    ci: float
+    intercept: Float
+    rate: Float
+    ci: Float
 
 
 class Constants(_Strict):
     """Physical constants a feature set needs, fitted with the coefficients."""
 
-    margin_s: float = Field(0.0, ge=0)  # the profiler fires this long before the next checkpoint
-    downtime_s: dict[str, float] = Field(default_factory=lambda: {"*": 0.0})  # failure -> running, per mode
-    capacity: float | None = Field(None, gt=0)  # records/s the job can process (drain feature)
-    capacity_at_grid_edge: bool = False  # the capacity fit ran into the grid's upper edge
+    margin_s: Float = Field(0.0, ge=0)  # the profiler fires this long before the next checkpoint
+    downtime_s: dict[str, Float] = Field(default_factory=lambda: {"*": 0.0})  # failure -> running, per mode
+    capacity: Float | None = Field(None, gt=0)  # records/s the job can process (drain feature)
+    capacity_at_grid_edge: Bool = False  # the capacity fit ran into the grid's upper edge
     ckpt_model: CheckpointCost | None = None
 
     @model_validator(mode="after")
@@ -59,11 +65,11 @@ class Constants(_Strict):
 class Spec(_Strict):
     """One fitted linear model: intercept + sum(coef * feature)."""
 
-    name: str
+    name: Str
     features: list[str]
-    coef: list[float]
-    intercept: float
-    positive: bool = True
+    coef: list[Float]
+    intercept: Float
+    positive: Bool = True
     constants: Constants = Field(default_factory=Constants)
 
     @model_validator(mode="after")
@@ -77,6 +83,9 @@ class Spec(_Strict):
             raise ValueError("a capacity feature needs constants.capacity")
         if "ckpt/ci" in self.features and self.constants.ckpt_model is None:
             raise ValueError("feature ckpt/ci needs constants.ckpt_model")
+        if self.positive and any(c < 0 for c in self.coef):
+            i = next(i for i, c in enumerate(self.coef) if c < 0)
+            raise ValueError(f"coef[{i}] {self.coef[i]:g} is negative in a non-negative (positive) model")
         return self
 
 
@@ -90,18 +99,18 @@ class Pair(_Strict):
 class Error(_Strict):
     """Held-out error of one model family (NaN is stored as null)."""
 
-    mape: float | None = None  # fraction, not percent
-    mae: float | None = None
-    n: int = Field(0, ge=0)
-    feature_set: str | None = None
-    n_features: int | None = None
+    mape: Float | None = None  # fraction, not percent
+    mae: Float | None = None
+    n: Int = Field(0, ge=0)
+    feature_set: Str | None = None
+    n_features: Int | None = None
 
 
 class CVTarget(_Strict):
     """Held-out error of one target."""
 
-    protocol: str
-    folds: int = Field(ge=1)
+    protocol: Str
+    folds: Int = Field(ge=1)
     baseline: Error
     physics: Error
     candidates: dict[str, Error]
@@ -110,12 +119,12 @@ class CVTarget(_Strict):
 class Heldout(_Strict):
     """One held-out prediction."""
 
-    ci_s: float
-    rate: float
-    mode: str
-    observed: float
-    baseline: float | None
-    physics: float | None
+    ci_s: Float
+    rate: Float
+    mode: Str
+    observed: Float
+    baseline: Float | None
+    physics: Float | None
 
 
 class CV(_Strict):
@@ -124,34 +133,42 @@ class CV(_Strict):
     recovery: CVTarget
     latency: CVTarget
     heldout: dict[Literal["recovery", "latency"], list[Heldout]]
-    note: str = ""
+    note: Str = ""
 
 
 class Ranges(_Strict):
     """What was profiled (a prediction outside is an extrapolation)."""
 
-    ci_s: tuple[float, float]
-    rate: tuple[float, float]
+    ci_s: tuple[Float, Float]
+    rate: tuple[Float, Float]
     modes: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Ranges:
+        for name in ("ci_s", "rate"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} [{lo:g}, {hi:g}] is not a range of positive numbers, low first")
+        return self
 
 
 class Rows(_Strict):
     """Rows read and used per target, and why others were dropped."""
 
-    input: int = Field(ge=0)
-    recovery_used: int = Field(ge=0)
-    recovery_dropped: dict[str, int]
-    latency_used: int = Field(ge=0)
-    latency_dropped: dict[str, int]
+    input: Int = Field(ge=0)
+    recovery_used: Int = Field(ge=0)
+    recovery_dropped: dict[str, Int]
+    latency_used: Int = Field(ge=0)
+    latency_dropped: dict[str, Int]
 
 
 class CheckpointStats(_Strict):
     """Profiled checkpoint duration, s."""
 
-    mean: float
-    min: float
-    max: float
-    n: int = Field(ge=1)
+    mean: Float = Field(ge=0)
+    min: Float = Field(ge=0)
+    max: Float = Field(ge=0)
+    n: Int = Field(ge=1)
 
 
 class Model(_Strict):
@@ -161,8 +178,8 @@ class Model(_Strict):
 
     schema_: Literal["khaos-model"] = Field(SCHEMA, alias="schema")
     schema_version: Literal[1] = SCHEMA_VERSION
-    created: str
-    data_hash: str
+    created: Str
+    data_hash: Str
     sources: list[str] = Field(default_factory=list)
     rows: Rows
     ranges: Ranges
@@ -214,15 +231,28 @@ def parse(data, where: str = "model") -> Model:
         raise KhaosError(f"{where}: {_one_line(e)}") from None
 
 
+def _unique(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if dup is not None:
+        raise ValueError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
 def load(path: str | Path) -> Model:
     """Read and check a model file; KhaosError with one line if it is missing or not usable."""
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise KhaosError(f"model file {path} is not a file")
         raise KhaosError(f"model file {path} does not exist (make one with: khaos fit RESULTS --out {path})")
     try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise KhaosError(f"model file {path} is not valid JSON: {str(e).splitlines()[0][:200]}") from None
+        raw = path.read_bytes()
+        if len(raw) > MAX_FILE_BYTES:
+            raise KhaosError(f"model file {path}: {len(raw)} bytes is too large for a model file")
+        data = json.loads(raw, object_pairs_hook=_unique)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, a duplicate key
+        raise KhaosError(f"model file {path} is not valid JSON: {' '.join(str(e).split())[:200]}") from None
     except OSError as e:
         raise KhaosError(f"model file {path}: cannot read: {e.strerror or e}") from None
     return parse(data, str(path))
@@ -250,8 +280,13 @@ def promote(new: str | Path, current: str | Path) -> tuple[bool, str]:
 
     The old file is kept as CURRENT.prev; the swap is atomic, and the daemon picks the new file up at
     its next decision."""
+    from ..schema import file_problem
+
     new, current = Path(new), Path(current)
     fresh = load(new)
+    why = file_problem(current)
+    if why:
+        raise KhaosError(f"cannot replace the model {current}: {why}")
     old = load(current) if current.exists() else None
     if not compare(old, fresh):
         return False, f"kept {current}: the new model's CV recovery MAPE {_mape(fresh)} is worse than {_mape(old)}"

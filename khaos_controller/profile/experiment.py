@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .. import REPO_ROOT
 from ..errors import KhaosError
-from ..schema import Section, field_error, read_mapping, validate
+from ..schema import Section, dir_problem, field_error, read_mapping, validate
 
 MODES = ("process", "host")
 Mode = Literal["process", "host"]
@@ -210,6 +210,10 @@ def load(path: str | Path) -> Experiment:
     for inv in inventories:
         if not inv.exists():
             raise field_error(path, "clusters.inventories", f"{inv} does not exist")
+    output = Path(f.output or f"out/profile-{path.stem}")
+    why = dir_problem(output)
+    if why:
+        raise field_error(path, "output" if f.output else "output (default)", why)
     m = f.measurement
     exp = Experiment(
         path=path,
@@ -231,7 +235,7 @@ def load(path: str | Path) -> Experiment:
         settle_s=float(m.settle_s),
         recovery_timeout_s=float(m.recovery_timeout_s),
         consecutive_s=float(m.consecutive_s),
-        output=Path(f.output or f"out/profile-{path.stem}"),
+        output=output,
         trace=trace,
         points=points,
     )

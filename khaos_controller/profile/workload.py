@@ -28,6 +28,7 @@ from ..flink.client import FlinkError
 EMITTED_SUFFIX = ".emitted"  # the sample job's own source counter (events emitted)
 RECORDS_OUT = "numRecordsOut"  # standard Flink counter, fallback for any job
 _SETTLE_LOOKS = 10  # metric lists to read before accepting numRecordsOut over .emitted
+MAX_TRACE_SECONDS = 10_000_000  # ~116 days: a longer trace (or a gap in t that long) is a mistake
 
 
 # ---- recording ------------------------------------------------------------------------
@@ -166,6 +167,8 @@ def load_trace(path: str | Path) -> pd.Series:
     body = [(i, ln.strip()) for i, ln in enumerate(lines, 1) if ln.strip() and not ln.strip().startswith("#")]
     if not body:
         raise KhaosError(f"trace {path} has no values")
+    if len(body) > MAX_TRACE_SECONDS:
+        raise KhaosError(f"trace {path} has {len(body)} lines (a trace spans at most {MAX_TRACE_SECONDS} seconds)")
     if "," not in body[0][1]:
         values = [_number(text, path, i) for i, text in body]
         return pd.Series(values, index=pd.RangeIndex(len(values), name="t"), name="rate", dtype=float)
@@ -183,6 +186,11 @@ def load_trace(path: str | Path) -> pd.Series:
         t = int(_number(cells[ti].strip(), path, i, "t"))
         if ts and t <= ts[-1]:
             raise KhaosError(f"trace {path} line {i}: t {t} does not increase (previous {ts[-1]})")
+        if ts and t - ts[0] >= MAX_TRACE_SECONDS:
+            raise KhaosError(
+                f"trace {path} line {i}: t {t} is {t - ts[0]} seconds after the first row "
+                f"(a trace spans at most {MAX_TRACE_SECONDS} seconds)"
+            )
         ts.append(t)
         rates.append(_number(cells[ri].strip(), path, i, "rate"))
     if not ts:
@@ -207,8 +215,11 @@ def write_trace(series: pd.Series, path: str | Path) -> int:
         raise KhaosError(f"write_trace {path}: every second has 0 events; the job cannot replay that")
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(map(str, counts.tolist())) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("\n".join(map(str, counts.tolist())) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise KhaosError(f"write_trace {path}: {e.strerror or e}") from None
     return int(counts.size)
 
 

@@ -8,30 +8,60 @@ import time
 import pytest
 from support.labs import fresh_lab, leftovers
 
-from khaos_controller.infra import ansible
+from khaos_controller.flink.client import FlinkClient
+from khaos_controller.infra import ansible, bastion
+from khaos_controller.infra.inventory import cluster_facts
+
+SHARED = "tcluster"  # JobManager tcluster-1, TaskManagers -2 and -3, bastion -4 (group khaos_controller)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind():
-    """After every lab test (and every fixture's teardown): no test lab, JVM, namespace or mount remains."""
+    """After every lab test (and every fixture's teardown): no test lab, JVM, namespace or mount remains
+    (that was not there before the session: another pytest run on this machine may own it)."""
+    before = set(leftovers()) if os.geteuid() == 0 else set()
     yield
     if os.geteuid() == 0:
-        assert leftovers() == []
+        assert [x for x in leftovers() if x not in before] == []
+
+
+class SharedCluster:
+    """The session's lab (its attributes pass through) with its bastion inventory and cluster facts."""
+
+    def __init__(self, lab, inventory, base, first_run):
+        self.lab, self.inventory, self.ansible_base, self.first_run = lab, inventory, base, first_run
+        self.rest_url = cluster_facts(inventory).rest_url
+        self.bastion = f"{lab.name}-4"
+        self.flink_hosts = [h for h in lab.hosts if h != self.bastion]
+
+    def __getattr__(self, name):
+        return getattr(self.lab, name)
+
+    def cancel_jobs(self) -> None:
+        """Cancel every job left running (a test's own jobs; the next module gets free slots)."""
+        client = FlinkClient(self.rest_url, timeout=5)
+        for job_id in client.running_jobs():
+            client.cancel(job_id)
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-    """A lab of 3 hosts with a Flink cluster deployed by playbooks/flink_cluster.yml, shared by the tests
-    that only need some cluster (each cleans up its own jobs)."""
-    lab = fresh_lab("tcluster")
+    """A Flink cluster on 4 lab hosts (JobManager, 2 TaskManagers, a bastion) deployed by
+    playbooks/flink_cluster.yml, shared by every test that only needs some cluster. Tests leave it
+    as they found it: their jobs stopped or cancelled, the cluster running (the teardown test is last)."""
+    lab = fresh_lab(SHARED, hosts=4)
     base = tmp_path_factory.mktemp("ansible")
     try:
+        inventory = bastion.lab_inventory(lab)
         t0 = time.monotonic()
-        first = ansible.run_playbook("flink_cluster", lab.inventory, base_dir=base)
-        lab.deploy_seconds = time.monotonic() - t0
-        lab.first_run = first
-        lab.ansible_base = base
-        lab.rest_url = f"http://{lab.host(f'{lab.name}-1').ip}:8081"
-        yield lab
+        first = ansible.run_playbook("flink_cluster", inventory, base_dir=base)
+        shared = SharedCluster(lab, inventory, base, first)
+        shared.deploy_seconds = time.monotonic() - t0
+        yield shared
     finally:
         lab.down(quiet=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``last`` (the shared cluster's teardown) run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

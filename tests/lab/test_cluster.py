@@ -21,7 +21,7 @@ JAR = REPO_ROOT / "build" / "jobs" / "iot-vehicles.jar"
 
 def java_pids(lab) -> dict[str, list[int]]:
     out = {}
-    for h in lab.hosts.values():
+    for h in [lab.host(name) for name in lab.flink_hosts]:
         pids = subprocess.run(["ip", "netns", "pids", lab.netns(h)], capture_output=True, text=True).stdout.split()
         out[h.name] = [
             int(p)
@@ -72,7 +72,10 @@ def test_job_checkpoints_savepoint_and_audit(cluster):
         )
     location = client.stop_with_savepoint(job_id)
     assert Path(location.removeprefix("file:")).exists()
-    assert client.job(job_id)["state"] == "FINISHED"
+    deadline = time.monotonic() + 30  # the job ends right after its savepoint completes
+    while client.job(job_id)["state"] != "FINISHED":
+        assert time.monotonic() < deadline, client.job(job_id)["state"]
+        time.sleep(0.5)
     result = audit.audit(cluster.shared_dir / "jobs" / "iot-vehicles" / "out")
     assert result.records > 1000
     assert result.min_id == 0 and result.lost == 0 and result.duplicated == 0, result
@@ -107,8 +110,9 @@ def test_bad_job_input(cluster):
         FlinkClient(cluster.rest_url).run_jar("no-such-jar.jar")
 
 
+@pytest.mark.last
 def test_teardown_stops_every_jvm(cluster):
     ansible.run_playbook("teardown", cluster.inventory, base_dir=cluster.ansible_base)
-    assert java_pids(cluster) == {h: [] for h in cluster.hosts}
+    assert java_pids(cluster) == {h: [] for h in cluster.flink_hosts}
     with pytest.raises(FlinkError, match="unreachable"):
         FlinkClient(cluster.rest_url, timeout=3).overview()

@@ -9,7 +9,7 @@ import pytest
 
 from khaos_controller.errors import KhaosError
 from khaos_controller.flink import audit, deployment
-from khaos_controller.flink.client import FlinkClient
+from khaos_controller.flink.client import FlinkClient, FlinkError
 from khaos_controller.infra import ansible
 
 pytestmark = pytest.mark.lab
@@ -26,7 +26,18 @@ def job(cluster):
     client = FlinkClient(cluster.rest_url)
     record = cluster.dir / "state" / "rc.json"
     assert json.loads(record.read_text())["name"] == "rc"
-    return client, record
+    yield client, record
+    cluster.cancel_jobs()
+
+
+def reconfigure(cluster, interval: str, **extra):
+    """playbooks/reconfigure.yml on job rc."""
+    return ansible.run_playbook(
+        "reconfigure",
+        cluster.inventory,
+        base_dir=cluster.ansible_base,
+        extravars={"checkpoint_interval": interval, "flink_job_name": "rc", **extra},
+    )
 
 
 def running(client, name="rc"):
@@ -36,24 +47,14 @@ def running(client, name="rc"):
 def test_reconfigure_playbook_changes_the_interval(cluster, job):
     client, record = job
     [before] = running(client)
-    ansible.run_playbook(
-        "reconfigure",
-        cluster.inventory,
-        base_dir=cluster.ansible_base,
-        extravars={"checkpoint_interval": "3s", "flink_job_name": "rc"},
-    )
+    reconfigure(cluster, "3s")
     [after] = running(client)
     assert after["jid"] != before["jid"]
     assert client.checkpoint_interval_ms(after["jid"]) == 3000
     rec = json.loads(record.read_text())
     assert rec["job_id"] == after["jid"] and rec["pending"] is None and rec["last_savepoint"]
     # the same interval again: nothing to do
-    again = ansible.run_playbook(
-        "reconfigure",
-        cluster.inventory,
-        base_dir=cluster.ansible_base,
-        extravars={"checkpoint_interval": "3s", "flink_job_name": "rc"},
-    )
+    again = reconfigure(cluster, "3s")
     assert again.changed() == 0 and running(client)[0]["jid"] == after["jid"]
 
 
@@ -61,16 +62,7 @@ def test_failed_savepoint_leaves_the_job_running(cluster, job):
     client, _record = job
     [before] = running(client)
     with pytest.raises(KhaosError, match="savepoint failed, job .* left RUNNING on interval 3s"):
-        ansible.run_playbook(
-            "reconfigure",
-            cluster.inventory,
-            base_dir=cluster.ansible_base,
-            extravars={
-                "checkpoint_interval": "7s",
-                "flink_job_name": "rc",
-                "flink_job_savepoint_dir": "nofs:///nowhere",
-            },
-        )
+        reconfigure(cluster, "7s", flink_job_savepoint_dir="nofs:///nowhere")
     [after] = running(client)
     assert after["jid"] == before["jid"] and client.checkpoint_interval_ms(after["jid"]) == 3000
 
@@ -85,7 +77,7 @@ class FailingNewInterval(FlinkClient):
     def run_jar(self, jar_id, **kw):
         if kw.get("config", {}).get("execution.checkpointing.interval") == self.refuse and not self.refused:
             self.refused += 1
-            raise KhaosError("forced failure of the resubmit")
+            raise FlinkError("forced failure of the resubmit", status=400)  # a clear refusal
         return super().run_jar(jar_id, **kw)
 
 
@@ -116,12 +108,7 @@ def test_crash_mid_change_is_reconciled_to_exactly_one_job(cluster, job):
     }
     deployment.save(record, rec)
     assert running(client) == []
-    ansible.run_playbook(
-        "reconfigure",
-        cluster.inventory,
-        base_dir=cluster.ansible_base,
-        extravars={"checkpoint_interval": "5s", "flink_job_name": "rc"},
-    )
+    reconfigure(cluster, "5s")
     [after] = running(client)
     assert client.checkpoint_interval_ms(after["jid"]) == 5000
     assert json.loads(record.read_text())["pending"] is None

@@ -11,12 +11,12 @@ from khaos_controller.infra import lab as labmod
 TEST_LAB_PREFIX = "t"
 
 
-def fresh_lab(name: str, hosts: int = 3) -> labmod.Lab:
-    """A new lab called ``name`` (a leftover of an interrupted run is removed first)."""
+def fresh_lab(name: str, hosts: int = 3, kafka: int = 0) -> labmod.Lab:
+    """A new lab called ``name`` with ``kafka`` Kafka hosts besides (a leftover of an interrupted run is removed first)."""
     assert name.startswith(TEST_LAB_PREFIX), name
     labmod.Lab(name).down(quiet=True)
     lab = labmod.Lab(name)
-    lab.up(hosts=hosts)
+    lab.up(hosts=hosts, kafka=kafka)
     return lab
 
 

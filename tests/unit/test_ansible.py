@@ -24,6 +24,7 @@ NEEDS = {
     "deploy_job": [("flink_jobmanager", "exactly")],
     "flink_cluster": [("flink_jobmanager", "exactly"), ("flink_taskmanager", "at_least")],
     "inject_failure": [("flink_jobmanager", "exactly"), ("flink_taskmanager", "at_least")],
+    "kafka": [("kafka", "at_least")],
     "reconfigure": [("flink_jobmanager", "exactly")],
     "provision": [],
     "teardown": [],
@@ -40,6 +41,8 @@ flink_jobmanager
 flink_taskmanager
 [khaos_controller]
 bastion ansible_connection=local
+[kafka]
+broker ansible_connection=local ansible_host=127.0.0.1
 """
 
 
@@ -254,7 +257,7 @@ def test_shared_facts_live_in_one_place():
             assert not again, f"{path.relative_to(REPO)} redefines {sorted(again)}"
 
 
-@pytest.mark.parametrize("role", ["chaos", "flink", "flink_job", "khaos_controller", "openstack"])
+@pytest.mark.parametrize("role", ["chaos", "flink", "flink_job", "kafka", "khaos_controller", "openstack"])
 def test_roles_depend_on_the_shared_defaults(role):
     meta = yaml.safe_load((ROLES / role / "meta" / "main.yml").read_text())
     deps = [d["role"] if isinstance(d, dict) else d for d in meta.get("dependencies") or []]
@@ -270,3 +273,11 @@ def test_ansible_cfg_points_at_existing_dirs():
         if cfg.has_option("defaults", key):
             for part in cfg.get("defaults", key).split(":"):
                 assert (REPO / part).is_dir(), f"ansible.cfg {key} = {part}: no such directory"
+
+
+def test_playbooks_check_host_keys_whatever_ansible_runner_defaults_to(tmp_path):
+    """ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False when it is unset, which puts
+    StrictHostKeyChecking=no before the inventory's own ssh options; every run must turn it back on."""
+    from khaos_controller.infra import ansible
+
+    assert ansible._env()["ANSIBLE_HOST_KEY_CHECKING"] == "True"

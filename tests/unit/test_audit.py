@@ -1,4 +1,4 @@
-"""Unit tests for khaos_controller.audit on small generated FileSink-like directories."""
+"""Unit tests for khaos_controller.flink.audit on small generated FileSink-like directories."""
 
 from pathlib import Path
 

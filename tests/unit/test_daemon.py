@@ -75,20 +75,25 @@ def load_error(tmp_path, model_file, **over) -> str:
 def test_config_defaults(tmp_path, model_file):
     path = write_config(tmp_path, model_file, loop=..., ci=..., journal=..., metrics=...)
     cfg = daemon_config.load_config(path)
-    assert (cfg.period_s, cfg.window_s, cfg.min_uptime_s, cfg.forecast_horizon_s) == (300, 300, 600, 300)
-    assert (cfg.ci_min, cfg.ci_max, cfg.ci_step, cfg.dead_band_s, cfg.cooldown_s) == (1, 120, 1, 5, 600)
-    assert cfg.mtbf_h == 24 and cfg.mode == "process" and cfg.sample_s == 1
+    assert (cfg.loop.period_s, cfg.loop.window_s, cfg.loop.min_uptime_s, cfg.loop.forecast_horizon_s) == (
+        300,
+        300,
+        600,
+        300,
+    )
+    assert (cfg.ci.min, cfg.ci.max, cfg.ci.step, cfg.ci.dead_band_s, cfg.ci.cooldown_s) == (1, 120, 1, 5, 600)
+    assert cfg.file.mtbf_h == 24 and cfg.mode == "process" and cfg.loop.sample_s == 1
     assert cfg.state_dir == tmp_path / "state"  # from the inventory's khaos_state_dir
     assert cfg.record == tmp_path / "state" / "tj.json"
     assert cfg.journal == tmp_path / "state" / "tj.journal.jsonl"
-    assert (cfg.metrics_host, cfg.metrics_port) == ("127.0.0.1", 9790)
+    assert (cfg.file.metrics.host, cfg.file.metrics.port) == ("127.0.0.1", 9790)
     assert cfg.inventory == tmp_path / "inventory.yml"  # relative to the config file
-    assert (cfg.l_max_ms, cfg.r_max_s) == (1000, 25)
+    assert (cfg.limits.latency_ms, cfg.limits.recovery_s) == (1000, 25)
 
 
 def test_config_horizon_defaults_to_the_period_and_metrics_can_be_off(tmp_path, model_file):
     cfg = daemon_config.load_config(write_config(tmp_path, model_file, loop={"period_s": 42}, metrics=None))
-    assert cfg.forecast_horizon_s == 42 and cfg.metrics_port is None
+    assert cfg.loop.forecast_horizon_s == 42 and cfg.file.metrics is None
 
 
 def test_missing_limits(tmp_path, model_file):
@@ -150,7 +155,13 @@ def test_example_config_is_valid(tmp_path, model_file):
     finally:
         path.unlink()
     assert cfg.inventory == REPO_ROOT / "inventories" / "local" / "khaos.yml"
-    assert (cfg.period_s, cfg.window_s, cfg.min_uptime_s, cfg.l_max_ms, cfg.r_max_s) == (300, 300, 600, 1000, 60)
+    assert (
+        cfg.loop.period_s,
+        cfg.loop.window_s,
+        cfg.loop.min_uptime_s,
+        cfg.limits.latency_ms,
+        cfg.limits.recovery_s,
+    ) == (300, 300, 600, 1000, 60)
 
 
 def test_malformed_yaml_and_missing_file(tmp_path):
@@ -264,6 +275,7 @@ class FakeCollector:
             backlog,
         )
         self.started = self.stopped = False
+        self.down, self.t = False, None  # down: the job runs but not every task; t: the sample time
 
     def start(self):
         self.started = True
@@ -272,13 +284,13 @@ class FakeCollector:
         self.stopped = True
 
     def snapshot(self, window_s):
-        now = time.time()
+        now = self.t or time.time()
         obs = Observation(
             t=now,
             job_id=self.job_id,
             jobs_running=1 if self.job_id else 0,
             state="RUNNING" if self.job_id else "NONE",
-            all_running=self.job_id is not None,
+            all_running=self.job_id is not None and not self.down,
             ci_s=self.ci_s,
             uptime_s=self.uptime_s,
             window_s=window_s,
@@ -303,11 +315,12 @@ class FakeCollector:
 
 
 class FakeRealizer:
-    changes_job = True
+    kind, changes_job = "restart", True
 
-    def __init__(self, fail: str | None = None, during=None):
+    def __init__(self, fail: str | None = None, during=None, record: Path | None = None):
         self.calls: list[float] = []
-        self.fail, self.during = fail, during
+        self.reconciled = 0
+        self.fail, self.during, self.record = fail, during, record
 
     def __call__(self, ci_s):
         self.calls.append(ci_s)
@@ -316,6 +329,16 @@ class FakeRealizer:
         if self.fail:
             raise KhaosError(self.fail)
         return {"job_id": "j2", "interval_s": ci_s, "seconds": 0.01}
+
+    def reconcile(self):
+        """Like reconfigure.yml in reconcile-only mode: the pending change of the record is finished."""
+        self.reconciled += 1
+        if self.fail:
+            raise KhaosError(self.fail)
+        rec = json.loads(self.record.read_text())
+        target = rec["pending"]["new_s"]
+        self.record.write_text(json.dumps({**rec, "pending": None}))
+        return {"action": "restored", "job_id": "j3", "interval_s": target}
 
 
 def make_daemon(tmp_path, model_file, advisor=False, collector=None, realize=None, **over):
@@ -327,6 +350,8 @@ def make_daemon(tmp_path, model_file, advisor=False, collector=None, realize=Non
         realizer=None if advisor else (realize or FakeRealizer()),
     )
     d.calls = [] if advisor else d.realizer.calls  # what was realized (an advisor realizes nothing)
+    if not advisor:
+        d.realizer.record = cfg.record
     return d
 
 
@@ -490,12 +515,49 @@ def test_reconcile_finishes_a_pending_change(tmp_path, model_file):
         json.dumps({"name": "tj", "pending": {"savepoint": "file:///sp", "old_s": 20.0, "new_s": 11.0}, "history": []})
     )
     result = d.reconcile()
-    assert d.calls == [11.0] and result["interval_s"] == 11.0
+    assert d.realizer.reconciled == 1 and d.calls == [] and result["interval_s"] == 11.0
     assert d.metrics.get("khaos_reconciliations_total") == 1
     assert [e["event"] for e in journal(d)] == ["reconcile_started", "reconcile"]
+    assert d.reconcile() is None  # nothing pending any more
     # in advisor mode nothing is changed, but the pending change is reported
     d2 = make_daemon(tmp_path, model_file, advisor=True)
+    d2.cfg.record.write_text(json.dumps({"name": "tj", "pending": {"old_s": 20.0, "new_s": 11.0}, "history": []}))
     assert d2.reconcile() is None and d2.calls == []
+
+
+def test_every_step_finishes_a_pending_change_and_alerts_when_it_cannot(tmp_path, model_file):
+    d = make_daemon(tmp_path, model_file, collector=FakeCollector(rate=300, ci_s=20))
+    d.cfg.record.parent.mkdir(parents=True)
+    pending = {"name": "tj", "pending": {"phase": "stopping", "old_s": 20.0, "new_s": 11.0}, "history": []}
+    d.cfg.record.write_text(json.dumps(pending))
+    d.step()
+    assert d.realizer.reconciled == 1 and json.loads(d.cfg.record.read_text())["pending"] is None
+    d.step()
+    assert d.realizer.reconciled == 1  # nothing pending: no playbook run
+    d.cfg.record.write_text(json.dumps(pending))
+    d.realizer.fail = "reconfigure.yml: flink_reconfigure: the stop has no known outcome yet"
+    d.step()  # a failure is an alert, not the end of the daemon; the next step tries again
+    d.step()
+    assert d.realizer.reconciled == 3 and d.metrics.get("khaos_reconciliation_failures_total") == 2
+    assert [e["status"] for e in journal(d) if e["event"] == "reconcile"] == ["ok", "failed", "failed"]
+
+
+def test_a_job_that_is_gone_or_stuck_is_alerted(tmp_path, model_file):
+    col = FakeCollector(rate=300, ci_s=20, job_id=None)
+    d = make_daemon(tmp_path, model_file, collector=col, loop={"stuck_s": 30})
+    e = d.step()
+    assert e["job_alerts"] == ["gone"] and e["decision"]["alert"]
+    assert d.metrics.get("khaos_job_alerts_total", kind="gone") == 1
+    col.job_id = "j1"
+    assert "job_alerts" not in d.step() and d.metrics.get("khaos_job_problem_seconds") == 0
+    col.down = True  # the job runs but not every task: stuck once it lasts stuck_s
+    col.t = time.time()
+    assert "job_alerts" not in d.step()
+    col.t += 31
+    e = d.step()
+    assert e["job_alerts"] == ["stuck"] and d.metrics.get("khaos_job_alerts_total", kind="stuck") == 1
+    alerts = [x for x in journal(d) if x["event"] == "job_alert"]
+    assert [a["kind"] for a in alerts] == ["gone", "stuck"] and alerts[1]["since_s"] >= 31
 
 
 class FlinkStub:
@@ -608,18 +670,18 @@ def own_signals():
         signal.signal(s, h)
 
 
-def test_sigterm_lets_the_reconfiguration_finish_then_exits_0(tmp_path, model_file, flink_stub, own_signals, caplog):
+def fast_config(tmp_path, model_file, flink_stub):
+    """A config on a Flink stub with one running job 'tj', deciding twice a second, with its record."""
     stub = flink_stub([{"jid": "a1", "name": "tj", "state": "RUNNING"}])
-    cfg = daemon_config.load_config(
-        write_config(
-            tmp_path,
-            model_file,
-            flink={"rest_url": stub.url},
-            loop={"period_s": 0.5, "window_s": 0.5, "sample_s": 0.25},
-        )
-    )
+    loop = {"period_s": 0.5, "window_s": 0.5, "sample_s": 0.25}
+    cfg = daemon_config.load_config(write_config(tmp_path, model_file, flink={"rest_url": stub.url}, loop=loop))
     cfg.record.parent.mkdir(parents=True, exist_ok=True)
     cfg.record.write_text(json.dumps({"name": "tj", "pending": None, "history": []}))
+    return cfg
+
+
+def test_sigterm_lets_the_reconfiguration_finish_then_exits_0(tmp_path, model_file, flink_stub, own_signals, caplog):
+    cfg = fast_config(tmp_path, model_file, flink_stub)
     finished = []
 
     def during():  # two signals arrive while the playbook runs; it must still complete
@@ -646,17 +708,7 @@ def test_sigterm_lets_the_reconfiguration_finish_then_exits_0(tmp_path, model_fi
 
 
 def test_once_runs_one_iteration(tmp_path, model_file, flink_stub, own_signals):
-    stub = flink_stub([{"jid": "a1", "name": "tj", "state": "RUNNING"}])
-    cfg = daemon_config.load_config(
-        write_config(
-            tmp_path,
-            model_file,
-            flink={"rest_url": stub.url},
-            loop={"period_s": 0.5, "window_s": 0.5, "sample_s": 0.25},
-        )
-    )
-    cfg.record.parent.mkdir(parents=True, exist_ok=True)
-    cfg.record.write_text(json.dumps({"name": "tj", "pending": None, "history": []}))
+    cfg = fast_config(tmp_path, model_file, flink_stub)
     d = daemon.Daemon(cfg, advisor=True, collector=FakeCollector(rate=300, ci_s=20))
     assert d.run(once=True) == 0
     assert [e["event"] for e in journal(d)] == ["start", "decision", "stop"]
@@ -680,6 +732,18 @@ def test_orphaned_playbook_processes_are_found(tmp_path):
         proc.wait()
 
 
+def test_the_journal_rotates(tmp_path):
+    from khaos_controller.journal import Journal, read
+
+    j = Journal(tmp_path / "j.jsonl", fsync=False, max_bytes=2000, keep=3)
+    for i in range(200):
+        j.write("decision", i=i, pad="x" * 50)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["j.jsonl", "j.jsonl.1", "j.jsonl.2", "j.jsonl.3"]
+    assert all((tmp_path / f).stat().st_size < 2200 for f in files)
+    assert read(tmp_path / "j.jsonl")[-1]["i"] == 199  # the newest lines are in the live file
+
+
 def test_playbook_extravars(tmp_path, model_file):
     cfg = daemon_config.load_config(
         write_config(tmp_path, model_file, reconfigure={"timeout_s": 90, "savepoint_dir": "file:///sp"})
@@ -691,6 +755,7 @@ def test_playbook_extravars(tmp_path, model_file):
         "flink_job_state_dir": str(tmp_path / "state"),
         "flink_job_rest_url": "http://127.0.0.1:1",
         "flink_job_reconfigure_timeout": 90,
+        "flink_job_keep_savepoints": 5,
         "flink_job_savepoint_dir": "file:///sp",
     }
     assert realizer.PlaybookRealizer(cfg).extravars(2.5)["checkpoint_interval"] == "2.5s"

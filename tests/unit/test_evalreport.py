@@ -33,7 +33,7 @@ def copy_seconds(ci: float | None, violation_end: int, latency: bool = True) -> 
             "job_id": np.where(down, None, "job-a"),
             "ci_s": np.where(down, np.nan, ci_s),
             "offered_rate": np.where(t < 40, 800.0, 1500.0),
-            "rate": np.where(down, np.nan, 790.0),
+            "rate_in": np.where(down, np.nan, 790.0),
             "throughput": np.where(down, np.nan, 780.0),
             "lag_ms": np.where(down, np.nan, 5.0),
             "latency_p99_ms": np.where(down, np.nan, p99),

@@ -149,12 +149,17 @@ def test_failure_schedule_is_seeded_spaced_and_cycles_modes(tmp_path):
 
 
 def write(tmp_path, extra: str = "", base: bool = True) -> str:
-    text = (
-        "statics: [10, 30]\nlimits: {latency_ms: 1000, recovery_s: 8}\n"
-        "khaos: {results: examples/profile-lab-results.csv}\n"
+    lines = (
+        [
+            "statics: [10, 30]\n",
+            "limits: {latency_ms: 1000, recovery_s: 8}\n",
+            "khaos: {results: examples/profile-lab-results.csv}\n",
+        ]
         if base
-        else ""
-    ) + extra
+        else []
+    )
+    given = {ln.split(":")[0] for ln in extra.splitlines() if ln[:1].isalpha()}  # a key twice is an error
+    text = "".join(ln for ln in lines if ln.split(":")[0] not in given) + extra
     p = tmp_path / "eval.yml"
     p.write_text(text)
     return str(p)

@@ -15,10 +15,9 @@ from khaos_controller.profile.recovery import (
     expected_catchup_s,
     expected_peak_lag_s,
     measure,
-    measure_all,
-    remeasure,
     steady_band,
 )
+from khaos_controller.profile.remeasure import measure_all, remeasure
 
 T0 = 1_700_000_000.0
 LAB_U01 = DATA / "lab-u01"  # one real unit: a process and a host kill

@@ -11,7 +11,7 @@ module: chaos_plan
 short_description: Decide which hosts or processes to kill and when
 options:
   mode: {type: str, required: true, choices: [process, host], description: Kill a JVM or a whole host.}
-  component: {type: str, default: taskmanager, choices: [taskmanager, jobmanager], description: Which JVM.}
+  component: {type: str, default: taskmanager, choices: [taskmanager, jobmanager, kafka], description: Which JVM.}
   target: {type: str, required: true, description: "Host name(s), group:NAME, random or sink."}
   count: {type: int, default: 1, description: Hosts to pick with target=random.}
   seed: {type: int, description: Seed of the random pick.}
@@ -33,7 +33,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             mode=dict(type="str", required=True, choices=["process", "host"]),
-            component=dict(type="str", default="taskmanager", choices=["taskmanager", "jobmanager"]),
+            component=dict(type="str", default="taskmanager", choices=["taskmanager", "jobmanager", "kafka"]),
             target=dict(type="str", required=True),
             count=dict(type="int", default=1),
             seed=dict(type="int"),

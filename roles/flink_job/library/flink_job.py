@@ -55,7 +55,7 @@ def main():
     try:
         from khaos_controller.errors import KhaosError
         from khaos_controller.flink import deployment
-        from khaos_controller.flink.client import FlinkClient, FlinkError
+        from khaos_controller.flink.client import FlinkClient
     except ImportError:
         module.fail_json(
             msg="khaos_controller is not importable: run the playbook from the khaos venv "
@@ -95,47 +95,39 @@ def main():
             module.exit_json(changed=False, job_id=job_id, checkpoint_interval_ms=interval_ms)
         if module.check_mode:
             module.exit_json(changed=True)
-        config = dict(p["config"])
-        config["pipeline.name"] = p["name"]
-        if ci:
-            config["execution.checkpointing.interval"] = ci
-        jar_id = client.upload_jar(p["jar"])
-        job_id = client.run_jar(
-            jar_id,
-            args=p["args"],
+        record = deployment.new_record(
+            p["name"],
+            p["rest_url"],
+            p["jar"],
+            p["args"],
             entry_class=p["entry_class"],
             parallelism=p["parallelism"],
-            savepoint=p["savepoint"],
-            config=config,
+            config=p["config"],
+            interval_s=ci_s,
         )
-        waited = client.wait_running(job_id, timeout=p["wait_timeout"])
-        if p["record"]:
-            deployment.save(
-                Path(p["record"]),
-                {
-                    "name": p["name"],
-                    "rest_url": p["rest_url"],
-                    "jar": p["jar"],
-                    "jar_id": jar_id,
-                    "entry_class": p["entry_class"],
-                    "args": p["args"],
-                    "parallelism": p["parallelism"],
-                    "config": p["config"],
-                    "job_id": job_id,
-                    "checkpoint_interval_s": ci_s,
-                    "savepoint": p["savepoint"],
-                    "pending": None,
-                    "history": [{"ts": round(time.time(), 3), "action": "deployed", "job_id": job_id}],
-                },
-            )
+        path = Path(p["record"]) if p["record"] else None
+        if path is not None and path.exists() and (deployment.load(path).get("pending") or {}).get("phase"):
+            deployment.reconcile(client, path, timeout=p["wait_timeout"])  # finish what a crash left first
+            if client.live_jobs(p["name"]):
+                module.exit_json(changed=True, job_id=client.live_jobs(p["name"])[0]["jid"], reconciled=True)
+        t0 = time.monotonic()
+        if path is not None:
+            result = deployment.deploy(client, path, record, p["savepoint"], p["wait_timeout"])
+        else:
+            result = {
+                "job_id": deployment.launch(
+                    client, {**record, "lineage": record["lineage"]}, 0, ci_s, p["savepoint"], p["wait_timeout"]
+                ),
+                "jar_id": record["jar_id"],
+            }
         module.exit_json(
             changed=True,
-            job_id=job_id,
-            jar_id=jar_id,
-            running_after_s=round(waited, 2),
-            checkpoint_interval_ms=client.checkpoint_interval_ms(job_id),
+            job_id=result["job_id"],
+            jar_id=result["jar_id"],
+            running_after_s=round(time.monotonic() - t0, 2),
+            checkpoint_interval_ms=client.checkpoint_interval_ms(result["job_id"]),
         )
-    except FlinkError as e:
+    except KhaosError as e:  # FlinkError included
         module.fail_json(msg=str(e))
 
 

@@ -13,6 +13,7 @@ options:
   savepoint_dir: {type: str, description: Savepoint target directory (default the cluster's).}
   timeout: {type: int, default: 180, description: Seconds a savepoint or a resubmit may take.}
   reconcile: {type: bool, default: false, description: Only finish a change a crash left pending.}
+  keep_savepoints: {type: int, default: 5, description: Savepoints of its changes a job keeps (file:// ones are removed beyond).}
 """
 
 from pathlib import Path
@@ -29,6 +30,7 @@ def main():
             savepoint_dir=dict(type="str"),
             timeout=dict(type="int", default=180),
             reconcile=dict(type="bool", default=False),
+            keep_savepoints=dict(type="int", default=5),
         ),
         required_if=[("reconcile", False, ["checkpoint_interval"])],
     )
@@ -50,6 +52,7 @@ def main():
                 p["checkpoint_interval"],
                 savepoint_dir=p["savepoint_dir"] or None,
                 timeout=p["timeout"],
+                keep_savepoints=p["keep_savepoints"],
             )
             result["changed"] = result["changed"] or changed_before
         else:
