@@ -20,7 +20,7 @@ DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless mave
 help:
 	@echo "make demo   the whole loop on the local lab: profile, fit, daemon changing a live job (root)"
 	@echo "make test   install everything needed and run lint + the whole test suite (root)"
-	@echo "make bench  run every benchmark under bench/ (root, about an hour)"
+	@echo "make bench  run every benchmark under bench/ (root, about two hours)"
 
 deps: debs venv
 
@@ -67,13 +67,17 @@ test: deps dist kafka-dist job lint
 demo: deps dist kafka-dist job
 	$(KHAOS) demo
 
-# Every benchmark under bench/ (root; about an hour here): lab start-up, the daemon's footprint and
-# reconfiguration gap, a 30-failure profile, the default evaluation.
-bench: deps dist job
+# Every benchmark under bench/ (root; about two hours here): lab start-up, the daemon's footprint and
+# reconfiguration gap, paced interval changes, Kafka replay throughput, a 30-failure profile, the
+# default evaluation, the 30-minute daemon soak.
+bench: deps dist kafka-dist job
 	$(PY) bench/lab_startup.py
 	$(PY) bench/controller.py
+	$(PY) bench/pace.py
+	$(PY) bench/replay.py
 	$(PY) bench/profile.py
 	$(PY) bench/evaluate.py
+	$(PY) bench/daemon_soak.py
 
 clean:
 	rm -rf build

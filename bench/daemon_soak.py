@@ -16,10 +16,7 @@ Run as root: .venv/bin/python bench/daemon_soak.py [--minutes 30] [--break-at 72
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import signal
 import subprocess
 import sys
@@ -31,7 +28,8 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
+from common import cluster_lab, header
 from support.models import rate_model
 from support.proxy import FaultProxy, Rule
 
@@ -52,19 +50,12 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=30, help="how long the daemon runs (default 30)")
     ap.add_argument("--break-at", type=float, default=720, help="s after start: the next stop fails (default 720)")
     args = ap.parse_args()
-    print(
-        f"# bench/daemon_soak  {datetime.datetime.now().isoformat(timespec='seconds')}  {platform.node()} "
-        f"{os.cpu_count()} cores  Python {platform.python_version()}",
-        flush=True,
-    )
-    lab = Lab("bsoak")
-    lab.down(quiet=True)
+    header("daemon_soak")
     lab = Lab("bsoak")
     tmp = Path(tempfile.mkdtemp(prefix="khaos-bench-soak-"))
     daemon = proxy = None
     try:
-        lab.up(hosts=3)
-        ansible.run_playbook("flink_cluster", lab.inventory, base_dir=tmp / "ansible")
+        lab = cluster_lab("bsoak", 3, tmp / "ansible")
         trace = lab.shared_dir / "traces" / "soak.txt"
         trace.parent.mkdir(parents=True, exist_ok=True)
         steps = [300.0] * 240 + [1500.0] * 240

@@ -14,10 +14,7 @@ Run as root: .venv/bin/python bench/pace.py [--rate 1000] [--minutes-each 1]
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,7 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+from common import cluster_lab, header
+
 from khaos_controller.control.metrics import Metrics
 from khaos_controller.control.pacer import Pacer
 from khaos_controller.control.realizer import PaceRealizer
@@ -48,19 +47,12 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=1000, help="events/s of the job (default 1000)")
     ap.add_argument("--minutes-each", type=float, default=1.0, help="minutes at each interval (default 1)")
     args = ap.parse_args()
-    print(
-        f"# bench/pace  {datetime.datetime.now().isoformat(timespec='seconds')}  {platform.node()} "
-        f"{os.cpu_count()} cores  Python {platform.python_version()}",
-        flush=True,
-    )
-    lab = Lab("bpace")
-    lab.down(quiet=True)
+    header("pace")
     lab = Lab("bpace")
     tmp = Path(tempfile.mkdtemp(prefix="khaos-bench-pace-"))
     pacer = sampler = None
     try:
-        lab.up(hosts=3)
-        ansible.run_playbook("flink_cluster", lab.inventory, base_dir=tmp / "ansible")
+        lab = cluster_lab("bpace", 3, tmp / "ansible")
         start_ms = int(time.time() * 1000)
         out = lab.shared_dir / "jobs" / JOB / "out"
         ansible.run_playbook(

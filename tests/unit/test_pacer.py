@@ -1,5 +1,5 @@
 """The pacer's rules (control/pacer.py) and the daemon in realize.mode pace, on a scripted REST double;
-tests/lab/test_pacer.py runs the pacer against a real Flink cluster."""
+tests/lab/test_pacer_lab.py runs the pacer against a real Flink cluster."""
 
 from __future__ import annotations
 
