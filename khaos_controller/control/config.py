@@ -61,6 +61,13 @@ class CISection(Section):
         description="no change within this long after the last change or attempt, unless the interval in force is predicted to break a limit that another keeps (and the last attempt did not fail)",
     )
 
+    change_cost_s: float | None = Field(
+        None,
+        ge=0,
+        le=DAY,
+        description="restart mode: violation seconds one change costs; a change is made only when it is expected to save more (default: measured, the median down time of the last changes; 5 s before the first)",
+    )
+
     @field_validator("step")
     @classmethod
     def _candidates(cls, step: float, info: ValidationInfo) -> float:
@@ -178,7 +185,10 @@ class DaemonFile(Section):
         description="failure mode the recovery limit is planned for (process or host; must be profiled)",
     )
     mtbf_h: float = Field(
-        24.0, gt=0, le=1_000_000, description="mean time between failures, h (only for the Young/Daly reference)"
+        24.0,
+        gt=0,
+        le=1_000_000,
+        description="mean time between failures, h: how often a recovery excess is expected (restart mode's cost rule) and the Young/Daly reference",
     )
     state_dir: str | None = Field(
         None,

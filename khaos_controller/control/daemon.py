@@ -18,9 +18,10 @@ finished first. docs/daemon.md has it all.
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import logging
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -43,8 +44,16 @@ from .forecast import forecast
 from .health import Health
 from .metrics import Metrics, MetricsServer
 from .pacer import Pacer
-from .planner import Policy, explain, recommend
-from .realizer import AdvisorRealizer, PaceRealizer, PlaybookRealizer, Realizer, last_change_ts, orphan_runs
+from .planner import PRIOR_CHANGE_COST_S, Policy, explain, recommend
+from .realizer import (
+    AdvisorRealizer,
+    PaceRealizer,
+    PlaybookRealizer,
+    Realizer,
+    down_times,
+    last_change_ts,
+    orphan_runs,
+)
 
 MIN_RATE = 1.0  # events/s: an idle job is planned for as if it had 1 event/s (the model needs rate > 0)
 event = log.event
@@ -93,6 +102,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.last_change_ts: float | None = None
         self.last_attempt_failed = False  # a failed reconfiguration waits out the cooldown, breach or not
+        self.down_s: collections.deque[float] = collections.deque(maxlen=5)  # measured costs of the last changes
         self.iteration = 0
         self.lock = JobLock(cfg.state_dir, cfg.job, "daemon")
         self._model_mtime = self._mtime(cfg.model_path)
@@ -152,6 +162,7 @@ class Daemon:
         record = deployment.load(path)
         if at_start:
             self.last_change_ts = last_change_ts(record)
+            self.down_s.extend(down_times(record))
         pending = record.get("pending")
         if not pending:
             return None
@@ -363,13 +374,11 @@ class Daemon:
         return max(fc, 0.0), max(demand, fc, MIN_RATE)
 
     def policy(self, safety_net_s: float | None) -> Policy:
-        """The planner's rules. Pacing: the candidates stop at the safety net (the periodic checkpoints
-        come at least that often) and a move costs nothing, so there is no dead band and no cooldown."""
-        p = Policy.of(self.cfg)
-        if self.pacer is None:
-            return p
-        top = p.ci_max if safety_net_s is None else max(p.ci_min + p.ci_step, min(p.ci_max, safety_net_s))
-        return dataclasses.replace(p, ci_max=top, dead_band_s=0.0, cooldown_s=0.0)
+        """The planner's rules for this daemon's realizer (planner.Policy.of)."""
+        costs = self.cfg.ci.change_cost_s
+        if costs is None:
+            costs = float(statistics.median(self.down_s)) if self.down_s else PRIOR_CHANGE_COST_S
+        return Policy.of(self.cfg, self.realizer.kind, safety_net_s, costs)
 
     def plan(self, obs: Observation, now: float) -> dict:
         """The decision on ``obs`` as a journal entry (``decision``: change, keep or wait, with why)."""
@@ -488,6 +497,8 @@ class Daemon:
                 "seconds": round(time.monotonic() - t0, 2),
             }
         self.last_change_ts, self.last_attempt_failed = self.clock(), False
+        if isinstance(result.get("down_s"), (int, float)):
+            self.down_s.append(float(result["down_s"]))
         event(
             logging.INFO,
             "reconfigured",

@@ -15,6 +15,11 @@ Rules (docs/models.md, "Optimizer"):
   current interval is predicted to break a limit while ``best`` keeps both and
   ``breach_overrides_cooldown`` (the daemon passes False after a failed attempt, so a failing
   reconfiguration is still retried only once per cooldown).
+* Cost (restart changes only: ``change_cost_s`` set): a change survives the rules above only when the
+  violation seconds it is expected to save over ``horizon_s`` exceed what a restart costs. Expected
+  violation seconds at an interval = (horizon / MTBF) x recovery excess over R_max + horizon if the
+  p99 is predicted over L_max; a limit counts as broken only beyond the model's own held-out error
+  (``cv_recovery``, ``cv_latency``). Otherwise ``keep``. Paced changes cost nothing: no gate.
 * ``alert`` is True whenever the interval that will run (``ci_s``) is predicted to break a limit.
 * Young (1974) ``sqrt(2 C M)`` and Daly (2006) ``sqrt(2 C M) - C`` are reported beside the choice,
   with ``C`` = the profiled mean checkpoint duration and ``M`` = the MTBF setting.
@@ -28,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -39,6 +44,7 @@ from ..model.store import REFERENCE_MODE, Model
 from .config import CISection, DaemonFile
 
 ACTIONS = ("change", "keep", "wait")
+PRIOR_CHANGE_COST_S = 5.0  # violation s a restart change is taken to cost before one was measured
 
 
 def _default(section, name: str):
@@ -58,11 +64,20 @@ class Policy:
     cooldown_s: float = _default(CISection, "cooldown_s")
     mtbf_h: float = _default(DaemonFile, "mtbf_h")
     mode: str = _default(DaemonFile, "mode")
+    change_cost_s: float | None = None  # violation s a restart change costs (None: free, no cost gate)
+    horizon_s: float = 300.0  # how long a decision stands, s (the savings are counted over it)
+    cv_recovery: float = 0.0  # the model's held-out relative error of recovery (0.1 = 10 %)
+    cv_latency: float = 0.0  # ... and of latency
 
     @classmethod
-    def of(cls, cfg) -> Policy:
-        """The policy of a daemon :class:`~.config.Config`."""
-        return cls(
+    def of(
+        cls, cfg, realize: str = "advisor", safety_net_s: float | None = None, change_cost_s: float | None = None
+    ) -> Policy:
+        """The policy of a daemon :class:`~.config.Config` for its realizer. ``pace``: the candidates stop at
+        the safety net (the periodic checkpoints come at least that often) and a move costs nothing: no
+        dead band, no cooldown. ``restart``: a move must save more violation seconds than
+        ``change_cost_s`` (default: PRIOR_CHANGE_COST_S), counted beyond the model's CV error."""
+        p = cls(
             l_max_ms=cfg.limits.latency_ms,
             r_max_s=cfg.limits.recovery_s,
             ci_min=cfg.ci.min,
@@ -73,6 +88,18 @@ class Policy:
             mtbf_h=cfg.file.mtbf_h,
             mode=cfg.mode,
         )
+        if realize == "restart":
+            return replace(
+                p,
+                change_cost_s=PRIOR_CHANGE_COST_S if change_cost_s is None else change_cost_s,
+                horizon_s=max(cfg.loop.forecast_horizon_s or cfg.loop.period_s, cfg.ci.cooldown_s),
+                cv_recovery=cfg.model.recovery_mape or 0.0,
+                cv_latency=cfg.model.cv.latency.physics.mape or 0.0,
+            )
+        if realize == "pace":
+            top = p.ci_max if safety_net_s is None else max(p.ci_min + p.ci_step, min(p.ci_max, safety_net_s))
+            return replace(p, ci_max=top, dead_band_s=0.0, cooldown_s=0.0)
+        return p
 
 
 @dataclass
@@ -176,6 +203,16 @@ def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_ba
         raise KhaosError(f"--step {step:g} s gives more than 100000 candidates in {ci_min:g}-{ci_max:g} s")
 
 
+def _violation_s(p: Policy, latency_ms: float, recovery_s: float) -> float:
+    """Expected violation seconds over the horizon at one interval: failures expected in it times the
+    recovery excess, plus the whole horizon when the p99 is over the limit (both beyond the model error)."""
+    failures = p.horizon_s / (p.mtbf_h * 3600.0)
+    rec = recovery_s if math.isfinite(recovery_s) else 1e9
+    excess = max(0.0, rec - p.r_max_s * (1.0 + p.cv_recovery))
+    late = p.horizon_s if not latency_ms <= p.l_max_ms * (1.0 + p.cv_latency) else 0.0
+    return failures * excess + late
+
+
 def _breaks(lr: float, rr: float) -> list[str]:
     return [name for name, r in (("latency", lr), ("recovery", rr)) if not r <= 1.0]
 
@@ -249,6 +286,15 @@ def recommend(
             reason += (
                 f" inside the {cooldown_s:g} s cooldown: the current interval breaks the "
                 f"{' and '.join(_breaks(cur_lr, cur_rr))} limit"
+            )
+    if action == "change" and p.change_cost_s is not None:
+        saved = _violation_s(p, cur_lat, cur_rec) - _violation_s(p, best.latency_ms, best.recovery_s)
+        if saved <= p.change_cost_s:
+            action, reason = (
+                "keep",
+                f"moving to {best.ci_s:g} s would save {saved:.1f} violation s over the next {p.horizon_s:g} s "
+                f"(MTBF {mtbf_h:g} h, limits counted beyond the model's error), not more than a restart "
+                f"costs ({p.change_cost_s:.1f} s)",
             )
     action_reason = reason
     if not best.feasible:

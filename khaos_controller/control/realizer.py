@@ -125,10 +125,12 @@ class PlaybookRealizer:
         out: dict[str, Any] = {"seconds": round(time.monotonic() - t0, 2)}
         try:
             rec = deployment.load(self.cfg.record)
+            downs = down_times(rec)
             out.update(
                 job_id=rec.get("job_id"),
                 interval_s=rec.get("checkpoint_interval_s"),
                 savepoint=rec.get("last_savepoint"),
+                down_s=downs[-1] if downs else None,
             )
         except (KhaosError, ValueError):
             pass
@@ -159,3 +161,16 @@ def last_change_ts(record: dict) -> float | None:
         if h.get("action") in ("running", "savepoint_failed", "resubmit_failed") and h.get("ts")
     ]
     return max(ts) if ts else None
+
+
+def down_times(record: dict) -> list[float]:
+    """Seconds the job was down in each change of the record's history: from the stop's savepoint to
+    the new job running with every task (the measured cost of a restart change, oldest first)."""
+    out, stopped = [], None
+    for h in record.get("history") or []:
+        if h.get("action") == "stopped_with_savepoint":
+            stopped = h.get("ts")
+        elif h.get("action") == "running" and stopped is not None and h.get("ts"):
+            out.append(round(max(0.0, h["ts"] - stopped), 3))
+            stopped = None
+    return out

@@ -80,6 +80,7 @@ def write_config(env, job: str, port: int, realize: str = "restart") -> Path:
         "inventory": str(env.lab.inventory),
         "model": str(env.model),
         "limits": {"latency_ms": 1000, "recovery_s": 25},
+        "mtbf_h": 0.01,  # failures every 36 s: the recovery excess at HIGH outweighs a restart's cost
         "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600},
         "loop": {"period_s": PERIOD, "window_s": WINDOW, "min_uptime_s": MIN_UP, "forecast_step_s": 2},
         "realize": {"mode": realize},

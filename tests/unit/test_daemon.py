@@ -21,7 +21,7 @@ import yaml
 from support.models import BACKLOG_COEF, rate_model
 
 from khaos_controller.control import config as daemon_config
-from khaos_controller.control import daemon, log, metrics, realizer
+from khaos_controller.control import daemon, log, metrics, planner, realizer
 from khaos_controller.control.collector import Observation, Point, summarise
 from khaos_controller.errors import KhaosError
 from khaos_controller.model import store
@@ -43,6 +43,7 @@ def write_config(tmp_path: Path, model_file: Path, **over) -> Path:
         "inventory": "inventory.yml",
         "model": str(model_file),
         "limits": {"latency_ms": 1000, "recovery_s": 25},
+        "mtbf_h": 0.01,  # failures every 36 s: a recovery excess outweighs what a restart change costs
         "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600},
         "loop": {"period_s": 15, "window_s": 10, "min_uptime_s": 10},
         "journal": "journal.jsonl",
@@ -73,7 +74,7 @@ def load_error(tmp_path, model_file, **over) -> str:
 
 
 def test_config_defaults(tmp_path, model_file):
-    path = write_config(tmp_path, model_file, loop=..., ci=..., journal=..., metrics=...)
+    path = write_config(tmp_path, model_file, loop=..., ci=..., journal=..., metrics=..., mtbf_h=...)
     cfg = daemon_config.load_config(path)
     assert (cfg.loop.period_s, cfg.loop.window_s, cfg.loop.min_uptime_s, cfg.loop.forecast_horizon_s) == (
         300,
@@ -839,3 +840,33 @@ def test_a_promoted_model_is_used_at_the_next_decision(tmp_path, model_file):
     assert events.count("model_reloaded") == 1 and events.count("model_reload_failed") == 1
     reloaded = next(x for x in journal(d) if x["event"] == "model_reloaded")
     assert reloaded["model_data_hash"] == "sha256:steeper"
+
+
+def test_restart_changes_are_weighed_against_their_measured_down_time(tmp_path, model_file):
+    col = FakeCollector(rate=1500, ci_s=20)
+    d = make_daemon(tmp_path, model_file, collector=col, mtbf_h=24)
+    assert d.policy(20).change_cost_s == planner.PRIOR_CHANGE_COST_S
+    e = d.step()  # 20 s breaks R_max at 1500/s, but a failure within the next 600 s is unlikely
+    assert e["decision"]["action"] == "keep" and e["decision"]["alert"], e["decision"]
+    assert "not more than a restart costs (5.0 s)" in e["decision"]["reason"] and d.calls == []
+    # the record's history tells what the changes cost so far: down 0.4 s and 0.6 s
+    d.cfg.record.parent.mkdir(parents=True, exist_ok=True)
+    d.cfg.record.write_text(
+        json.dumps(
+            {
+                "name": "tj",
+                "job_id": "j1",
+                "pending": None,
+                "history": [
+                    {"ts": 100.0, "action": "stopped_with_savepoint"},
+                    {"ts": 100.4, "action": "running"},
+                    {"ts": 200.0, "action": "stopped_with_savepoint"},
+                    {"ts": 200.6, "action": "running"},
+                ],
+            }
+        )
+    )
+    d.reconcile(at_start=True)
+    assert d.policy(20).change_cost_s == 0.5
+    d.cfg.file.ci.change_cost_s = 0.0  # a configured cost wins over the measured one
+    assert d.policy(20).change_cost_s == 0.0

@@ -242,3 +242,34 @@ def test_rate_above_capacity_alerts_without_numeric_noise(recwarn):
     assert "never recover" in optimizer.explain(r)
     json.dumps(r.to_dict())  # inf becomes null, still valid JSON
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+# ---- the cost of a restart change (Policy.change_cost_s) ----------------------------------------------
+# make_model: recovery = 5 + ci, so at 60 s recovery is 65 s (15 s over R_max 50); latency 100 + 1000/ci.
+
+
+def test_a_restart_is_not_worth_a_small_expected_recovery_excess():
+    # 600 s horizon, MTBF 24 h: 0.007 failures x 15 s excess = 0.1 violation s, less than a 2 s restart
+    r = recommend(make_model(), 1000, 60, change_cost_s=2.0, horizon_s=600, mtbf_h=24, ci_max=120, **LIMITS)
+    assert r.action == "keep" and r.ci_s == 60 and r.alert, r.reason
+    assert "would save 0.1 violation s over the next 600 s" in r.reason and "2.0 s" in r.reason
+    # failures every 36 s make the same excess worth 250 violation s: the move is made
+    r = recommend(make_model(), 1000, 60, change_cost_s=2.0, horizon_s=600, mtbf_h=0.01, ci_max=120, **LIMITS)
+    assert r.action == "change" and r.ci_s == 45
+
+
+def test_a_latency_breach_always_outweighs_a_restart():
+    # at 2 s the p99 is 600 ms > 300 ms for the whole horizon: 600 violation s saved
+    r = recommend(make_model(), 1000, 2, change_cost_s=5.0, horizon_s=600, mtbf_h=24, **LIMITS)
+    assert r.action == "change" and r.ci_s == 45
+
+
+def test_no_restart_for_a_breach_inside_the_model_error_nor_to_only_lengthen():
+    # at 47 s: recovery 52 s, 4 % over R_max, inside a 10 % model error -> nothing saved
+    r = recommend(make_model(), 1000, 47, change_cost_s=0.0, horizon_s=600, mtbf_h=0.01, cv_recovery=0.1, **LIMITS)
+    assert r.action == "keep" and "would save 0.0 violation s" in r.reason
+    # at 20 s both limits hold: lengthening to 45 s saves no violation second, so no restart for it
+    r = recommend(make_model(), 1000, 20, change_cost_s=0.0, horizon_s=600, **LIMITS)
+    assert r.action == "keep" and not r.alert
+    # without a cost (paced changes) the same decision lengthens
+    assert recommend(make_model(), 1000, 20, **LIMITS).action == "change"
