@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 import time
 
@@ -101,6 +102,7 @@ def _demo(args):
         profile=args.profile,
         results=args.results,
         out=args.out,
+        kafka=not args.no_kafka and os.environ.get("KHAOS_DEMO_KAFKA", "1") != "0",
     )
 
 
@@ -113,7 +115,7 @@ def _profile(args):
         out_dir(args.out, "--out")
     from .profile import profiler  # pandas & co. only for a valid experiment
 
-    prof = profiler.Profiler(exp, out=args.out)
+    prof = profiler.Profiler(exp, out=args.out, keep=args.keep)
     print(prof.describe())
     if args.dry_run:
         for u in prof.units():
@@ -225,8 +227,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     dm.add_argument("--keep", action="store_true", help="leave the lab, cluster and daemon running afterwards")
     dm.add_argument(
         "--profile",
-        default="examples/experiment-lab.yml",
-        help="experiment of the short profile (default examples/experiment-lab.yml)",
+        help="experiment of the short profile (default examples/experiment-lab-kafka.yml; with --no-kafka "
+        "examples/experiment-lab.yml)",
+    )
+    dm.add_argument(
+        "--no-kafka",
+        action="store_true",
+        help="the job's synthetic replay source instead of Kafka (also KHAOS_DEMO_KAFKA=0)",
     )
     dm.add_argument("--results", help="fit these profile results instead of profiling (skips step 1)")
     dm.add_argument("--out", default="out/demo", help="where the model, plots and journal go (default out/demo)")
@@ -236,6 +243,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pf.add_argument("experiment", help="experiment file, e.g. examples/experiment-lab.yml")
     pf.add_argument("--out", help="output directory (default: the experiment's output)")
     pf.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
+    pf.add_argument(
+        "--keep", action="store_true", help="keep the copies' Kafka topics and consumer groups (kafka section)"
+    )
     pf.set_defaults(func=_profile)
 
     wl = sub.add_parser("workload", help="record a job's input rate, pick failure points, cut trace windows")

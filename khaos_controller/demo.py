@@ -4,8 +4,10 @@
 2. fit: recovery and latency models from those failures (khaos fit)
 3. lab up (JobManager, 2 TaskManagers, a bastion) -> playbooks/flink_cluster.yml
 4. playbooks/controller.yml installs the daemon on the bastion
-5. the sample job runs with a rate that steps up (a --trace); the daemon, started by controller.yml,
-   sees the rate, predicts the recovery and moves the checkpoint interval with reconfigure.yml
+5. the sample job reads a Kafka topic (a Kafka host on the lab, playbooks/kafka.yml) that a replay on this
+   machine fills with a rate that steps up; the daemon, started by controller.yml, sees the rate, predicts
+   the recovery and moves the checkpoint interval with reconfigure.yml (``kafka=False``: the job's own
+   synthetic replay source, --trace, as before)
 6. stop the daemon, stop the job with a savepoint, audit the exactly-once sink
 7. summary: decisions, a timeline plot (rate, interval, latency, decisions) and the files
 """
@@ -25,6 +27,7 @@ from .flink.sampler import JobSampler
 from .infra import ansible, bastion
 from .infra.inventory import cluster_facts
 from .infra.lab import Lab
+from .kafka import feed as kfeed
 from .model import fit as model_fit
 from .model import report, store
 from .model.predict import predict
@@ -32,6 +35,8 @@ from .profile import workload
 from .progress import Bar
 
 JOB = "iot-vehicles"
+KAFKA_PROFILE = "examples/experiment-lab-kafka.yml"  # the short profile on Kafka
+PLAIN_PROFILE = "examples/experiment-lab.yml"  # ... on the job's synthetic replay source
 BASTION_HOME = "/opt/khaos"  # the role's khaos_controller_home (lab group_vars put the log there too)
 
 
@@ -47,21 +52,24 @@ def run(
     start_ci: int = 20,
     watch_s: int = 300,
     keep: bool = False,
-    profile: str | None = "examples/experiment-lab.yml",
+    profile: str | None = None,
     results: str | None = None,
     out: str = "out/demo",
+    kafka: bool = True,
 ) -> None:
     """The whole demo (module docstring); the lab is removed afterwards unless ``keep``."""
     t0 = time.monotonic()
     lab = Lab(lab_name)
+    profile = profile or (KAFKA_PROFILE if kafka else PLAIN_PROFILE)
     _check_args(low, high, low_s, start_ci, watch_s, profile, results, out)
+    feed = None
     if lab.hosts:
         raise KhaosError(f"lab {lab_name!r} is already up: `khaos lab down --name {lab_name}` first")
     out_dir = REPO_ROOT / out
     out_dir.mkdir(parents=True, exist_ok=True)
 
     # 1-2. profile and fit
-    results_path = Path(results) if results else short_profile(t0, profile or "examples/experiment-lab.yml")
+    results_path = Path(results) if results else short_profile(t0, profile)
     model = model_fit.fit(model_fit.load_results([results_path]), sources=[str(results_path)])
     model_path = store.save(model, out_dir / "model.json")
     report.plot(model, out_dir / "fit.png")
@@ -71,11 +79,14 @@ def run(
 
     try:
         # 3. lab and cluster
-        _step(t0, "lab up: 4 hosts (JobManager, 2 TaskManagers, bastion)")
-        lab.up(hosts=4)
+        _step(t0, "lab up: 4 hosts (JobManager, 2 TaskManagers, bastion)" + (" + a Kafka host" if kafka else ""))
+        lab.up(hosts=4, kafka=1 if kafka else 0)
         inventory = bastion.lab_inventory(lab)
         _step(t0, "playbooks/flink_cluster.yml")
         ansible.run_playbook("flink_cluster", inventory, ident=f"demo-cluster-{int(time.time())}")
+        if kafka:
+            _step(t0, f"playbooks/kafka.yml: a broker on {lab_name}-kafka1 ({lab.kafka_bootstrap})")
+            ansible.run_playbook("kafka", inventory, ident=f"demo-kafka-{int(time.time())}")
         bastion_host = lab.host(f"{lab_name}-4")
         client = FlinkClient(cluster_facts(inventory).rest_url)
 
@@ -94,11 +105,18 @@ def run(
         ansible.run_playbook("controller", inventory, extravars={**ctl, "khaos_controller_start": False})
 
         # 5. the job, with a rate step, and the daemon
-        trace = lab.shared_dir / "traces" / "demo.txt"
-        trace.parent.mkdir(parents=True, exist_ok=True)
-        workload.write_trace(pd.Series([float(low)] * low_s + [float(high)] * 7200), trace)
-        start_ms = int(time.time() * 1000)
+        rates = pd.Series([float(low)] * low_s + [float(high)] * 7200)
         sink = lab.shared_dir / "jobs" / JOB / "out"
+        if kafka:  # the topic is filled by one replay on this machine, started before the job
+            feed, start_ms = kafka_feed(lab.kafka_bootstrap, rates)
+            _step(t0, f"replay into topic {feed.topics()[0]}: {low} events/s for {low_s} s, then {high}/s")
+            args = [a.format(output=sink, **feed.fill("demo")) for a in kfeed.SAMPLE_ARGS]
+        else:
+            trace = lab.shared_dir / "traces" / "demo.txt"
+            trace.parent.mkdir(parents=True, exist_ok=True)
+            workload.write_trace(rates, trace)
+            start_ms = int(time.time() * 1000)
+            args = ["--trace", str(trace), "--output", str(sink), "--start", str(start_ms)]
         _step(t0, f"playbooks/deploy_job.yml: {low} events/s for {low_s} s, then {high}/s; interval {start_ci} s")
         ansible.run_playbook(
             "deploy_job",
@@ -106,7 +124,7 @@ def run(
             extravars={
                 "checkpoint_interval": f"{start_ci}s",
                 "flink_job_start_ms": start_ms,
-                "flink_job_args": ["--trace", str(trace), "--output", str(sink), "--start", str(start_ms)],
+                "flink_job_args": args,
             },
         )
         ansible.run_playbook("controller", inventory, extravars=ctl)
@@ -119,7 +137,10 @@ def run(
         job_id = client.running_job(JOB)
         location = client.stop_with_savepoint(job_id)
         _step(t0, f"daemon stopped; job stopped with savepoint {location}")
-        result = audit.audit(sink)
+        if feed is not None:
+            done = feed.stop()
+            _step(t0, done.line() if done is not None else f"replay: {feed.error}")
+        result = audit.audit(sink, feed.partition_of if feed is not None else None)
         _step(
             t0,
             f"sink audit: {result.records} records, ids {result.min_id}..{result.max_id}, "
@@ -142,9 +163,21 @@ def run(
         if not changes:
             raise KhaosError("the daemon made no reconfiguration; see the journal above")
     finally:
+        if feed is not None:
+            feed.stop()
         if not keep:
             lab.down(quiet=True)
             _step(t0, f"lab {lab_name} down: hosts, JVMs and files removed")
+
+
+def kafka_feed(bootstrap: str, rates: pd.Series):
+    """A fresh topic and group for the demo job and ONE replay of ``rates`` into it (kafka/feed.py); the
+    replay starts on the next whole second. Returns (feed, start_ms)."""
+    spec = kfeed.KafkaSpec()
+    feed = kfeed.Feed(spec, bootstrap, kfeed.run_prefix("demo"), ["demo"], partitions=2, keep=True)
+    feed.open()
+    start_ms = feed.start(kfeed.source(spec, len(rates), trace=rates))
+    return feed, start_ms
 
 
 def choose_r_max(model: dict, low: float, high: float, ci: float) -> tuple[float, str]:
@@ -258,7 +291,7 @@ def _check_args(low, high, low_s, start_ci, watch_s, profile, results, out) -> N
         if not Path(results).is_file():
             raise KhaosError(f"--results {results} is not a file")
     else:
-        experiment.load(REPO_ROOT / (profile or "examples/experiment-lab.yml"))
+        experiment.load(REPO_ROOT / profile)
 
 
 def short_profile(t0: float, path: str) -> Path:

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from .. import REPO_ROOT
 from ..control.config import CISection, Limits, LoopSection
 from ..errors import KhaosError
+from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resolve
 from ..model import store
 from ..schema import Section, dir_problem, field_error, read_mapping, validate
 
@@ -31,17 +32,13 @@ class JobSection(Section):
     """Section job: the job every copy runs."""
 
     jar: str = Field("build/jobs/iot-vehicles.jar", min_length=1, description="the job's jar")
-    args: list[str] = Field(
-        DEFAULT_ARGS, description="program arguments; {trace}, {output}, {start_ms} are filled in per copy"
+    args: list[str] | None = Field(
+        None,
+        description="program arguments; {trace}, {output}, {start_ms} and with kafka {bootstrap}, {topic}, "
+        "{group}, {output_topic} are filled in per copy (default: the sample job, replaying the trace or "
+        "reading its topic); without {output} there is no sink audit",
     )
     parallelism: int = Field(2, ge=1, le=64, description="parallelism of each copy")
-
-    @field_validator("args")
-    @classmethod
-    def _trace(cls, args):
-        if "{trace}" not in args:
-            raise ValueError("must pass {trace} to the job")
-        return args
 
 
 class WorkloadSection(Section):
@@ -149,6 +146,11 @@ class EvaluationFile(Section):
     failures: FailuresSection = Field(default_factory=FailuresSection)
     cluster: ClusterSection = Field(default_factory=ClusterSection)
     measurement: MeasurementSection = Field(default_factory=MeasurementSection)
+    kafka: KafkaSection | None = Field(
+        None,
+        description="the job reads Kafka: a topic and group per copy, one replay of the trace (or "
+        "kafka.recording) into all of them (docs/evaluation.md)",
+    )
     output: str | None = Field(None, min_length=1, description="output directory (default out/evaluate/NAME)")
 
     @field_validator("statics")
@@ -187,6 +189,12 @@ class Evaluation:
     output: Path = Path("out/evaluate")
     model_path: Path | None = None
     results: list[Path] = field(default_factory=list)
+    kafka: KafkaSpec | None = None  # the copies read Kafka: a topic and group each, one replay
+
+    @property
+    def audit(self) -> bool:
+        """Whether the copies' sinks are audited (the job writes ids to {output})."""
+        return any("{output}" in a for a in self.args)
 
     @property
     def copies(self) -> list[str]:
@@ -222,9 +230,18 @@ def load(path: str | Path) -> Evaluation:
     f: EvaluationFile = validate(EvaluationFile, raw, path)
     statics = [float(c) for c in f.statics]
     jar = _file(path, "job.jar", f.job.jar)
+    spec = resolve(f.kafka, path, path.parent) if f.kafka is not None else None
+    args = list(f.job.args if f.job.args is not None else (SAMPLE_ARGS if spec is not None else DEFAULT_ARGS))
+    if spec is None and "{trace}" not in args:
+        raise field_error(path, "job.args", "must pass {trace} to the job (or read Kafka: a kafka section)")
+    check_args(path, args, spec)
     wl = f.workload
     trace_file, synthetic = None, {}
-    if wl.trace is not None:
+    if spec is not None and spec.recording is not None:
+        if wl.trace is not None:
+            raise field_error(path, "workload.trace", "kafka.recording replays the recorded rates: leave it out")
+        synthetic = {"seconds": wl.seconds, "recording": str(spec.recording)}  # its rates, looped to seconds
+    elif wl.trace is not None:
         trace_file = _file(path, "workload.trace", wl.trace)
         try:
             workload.load_trace(trace_file)
@@ -307,7 +324,7 @@ def load(path: str | Path) -> Evaluation:
         seed=f.seed,
         statics=statics,
         jar=jar,
-        args=list(f.job.args),
+        args=args,
         parallelism=f.job.parallelism,
         trace_file=trace_file,
         synthetic=synthetic,
@@ -325,6 +342,7 @@ def load(path: str | Path) -> Evaluation:
         output=Path(f.output or f"out/evaluate/{path.stem}"),
         model_path=model_path,
         results=results,
+        kafka=spec,
     )
     if not ev.output.is_absolute():
         ev.output = REPO_ROOT / ev.output

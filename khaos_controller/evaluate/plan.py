@@ -15,6 +15,11 @@ def make_trace(ev: Evaluation) -> pd.Series:
     if ev.trace_file is not None:
         return workload.load_trace(ev.trace_file)
     s = ev.synthetic
+    if "recording" in s:  # kafka.recording: its per-second rates, repeated to the length of the run
+        from ..kafka import recording
+
+        rates = recording.load(s["recording"]).rates
+        return pd.Series(np.resize(rates, s["seconds"]).astype(float))
     return workload.synthetic_day(
         s["seconds"], s["low"], s["high"], seed=ev.seed, bursts=s["bursts"], noise=s["noise"]
     ).round()
@@ -49,7 +54,13 @@ def describe(ev: Evaluation, trace: pd.Series, schedule: list[dict]) -> str:
         f"evaluation {ev.name} (seed {ev.seed}): {len(ev.copies)} copies on one cluster: "
         + ", ".join(f"{c} ({ev.job_name(c)})" for c in ev.copies),
         f"  workload: {len(trace)} s, {trace.min():.0f}..{trace.max():.0f} events/s (mean {trace.mean():.0f})"
-        + (f" from {ev.trace_file}" if ev.trace_file else f" synthetic day, {ev.synthetic['bursts']} bursts"),
+        + (
+            f" from {ev.trace_file}"
+            if ev.trace_file
+            else f" from {ev.synthetic['recording']}"
+            if "recording" in ev.synthetic
+            else f" synthetic day, {ev.synthetic['bursts']} bursts"
+        ),
         f"  limits: p99 latency {ev.limits['latency_ms']:g} ms, recovery {ev.limits['recovery_s']:g} s",
         f"  khaos ({ev.khaos.get('realize', 'restart')}): starts at {ev.khaos['start_ci_s']:g} s, candidates {ev.khaos['ci']['min']:g}-{ev.khaos['ci']['max']:g} s, "
         f"decides every {ev.khaos['loop']['period_s']:g} s, model "
@@ -61,6 +72,10 @@ def describe(ev: Evaluation, trace: pd.Series, schedule: list[dict]) -> str:
         + f", {slots(ev)} slots per TaskManager, parallelism {ev.parallelism} per copy",
         f"  output: {ev.output}",
     ]
+    if ev.kafka is not None:
+        lines.insert(-1, "  " + ev.kafka.describe())
+    if not ev.audit:
+        lines.insert(-1, "  no sink audit: the job's arguments have no {output}")
     return "\n".join(lines)
 
 

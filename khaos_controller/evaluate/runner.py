@@ -58,6 +58,7 @@ class Runner:
         self.stop = threading.Event()
         self.cluster_vars: dict = {}
         self.bar: Bar | None = None
+        self.feed = None  # kafka: the copies' topics and the one replay (kafka/feed.py)
 
     def say(self, text: str) -> None:
         """One progress line (above the bar, if there is one)."""
@@ -93,6 +94,8 @@ class Runner:
                 model_path = self._model()
                 self._cluster()
                 start = self._deploy(trace)
+                # the daemon weighs a restart against the failures it expects: the schedule's own rate
+                self.mtbf_h = len(trace) / max(1, len(schedule)) / 3600.0
                 self._start_watch(model_path, start)
                 with Bar(len(trace), "trace seconds", quiet=not self.progress) as self.bar:
                     failures = self._inject(schedule, start, len(trace))
@@ -104,6 +107,7 @@ class Runner:
             self._stop_watch()
             for copy, s in self.samplers.items():  # the raw data survives a failed run
                 s.frame().to_csv(self.out / "samples" / f"{copy}.csv", index=False)
+            self._close_feed()
             if self.lab is not None and not self.keep:
                 self.lab.down(quiet=True)
                 self.say(f"lab {self.lab.name} down")
@@ -127,11 +131,19 @@ class Runner:
             if lab.hosts:
                 raise KhaosError(f"lab {ev.lab} is already up: `khaos lab down --name {ev.lab}` first")
             self.lab = lab
-            self.say(f"lab up: {ev.hosts} hosts")
-            lab.up(hosts=ev.hosts)
+            brokers = 1 if ev.kafka is not None and ev.kafka.bootstrap is None else 0
+            self.say(f"lab up: {ev.hosts} hosts" + (" + a Kafka host" if brokers else ""))
+            lab.up(hosts=ev.hosts, kafka=brokers)
             self.inventory = lab.inventory
         else:
             self.inventory = ev.inventory
+        if ev.kafka is not None:
+            from ..infra import kafka as infra_kafka
+
+            self.bootstrap = ev.kafka.bootstrap or infra_kafka.bootstrap_of(self.inventory)
+            if ev.kafka.bootstrap is None and (ansible.inventory_list(self.inventory).get("kafka") or {}).get("hosts"):
+                self.say(f"playbooks/kafka.yml ({self.bootstrap})")
+                self.playbook("kafka", "eval-kafka", {})
         facts = cluster_facts(self.inventory)
         self.addresses = facts.addresses
         self.shared = facts.shared_dir or Path("/srv/flink")
@@ -156,10 +168,22 @@ class Runner:
         trace_path.parent.mkdir(parents=True, exist_ok=True)
         workload.write_trace(trace, trace_path)
         start = math.ceil(time.time() + ev.lead_s)
+        if ev.kafka is not None:  # one replay into every copy's topic, from t=0; started before the jobs
+            from ..kafka import feed as kfeed
+
+            self.feed = kfeed.Feed(
+                ev.kafka, self.bootstrap, kfeed.run_prefix(f"eval-{ev.name}"), ev.copies, ev.parallelism, self.keep
+            )
+            self.feed.open()
+            src = kfeed.source(ev.kafka, len(trace), trace=trace)
+            self.feed.start(src, start_ms=start * 1000)
+            self.say(f"replay of {src.name} into {', '.join(self.feed.topics())} from t=0")
         for copy in ev.copies:
             ci = ev.interval(copy)
             out = self.shared / "jobs" / ev.job_name(copy) / "out"
             fill = {"trace": str(trace_path), "output": str(out), "start_ms": str(start * 1000)}
+            if self.feed is not None:
+                fill.update(self.feed.fill(copy))
             self.say(f"playbooks/deploy_job.yml: {ev.job_name(copy)}, interval {ci:g} s")
             self.playbook(
                 "deploy_job",
@@ -213,6 +237,7 @@ class Runner:
             "inventory": str(self.inventory),
             "model": str(model_path),
             "mode": kh["mode"],
+            "mtbf_h": getattr(self, "mtbf_h", 24.0),
             "limits": dict(ev.limits),
             "ci": kh["ci"],
             "loop": kh["loop"],
@@ -335,7 +360,11 @@ class Runner:
                     time.sleep(3)
             else:
                 raise KhaosError(f"{name} could not be stopped with a savepoint: {last}")
-            r = audit.audit(self.shared / "jobs" / name / "out")
+            if not self.ev.audit:
+                audits[copy] = {"records": None, "lost": None, "duplicated": None}
+                self.say(f"{name} stopped with a savepoint (no sink audit: the job has no {{output}})")
+                continue
+            r = audit.audit(self.shared / "jobs" / name / "out", self.feed.partition_of if self.feed else None)
             audits[copy] = {"records": r.records, "lost": r.lost, "duplicated": r.duplicated}
             self.say(
                 f"{name} stopped with a savepoint; sink audit: {r.records} records, lost {r.lost}, "
@@ -349,7 +378,10 @@ class Runner:
         ev = self.ev
         offered = trace.to_numpy()
         samples = {c: s.frame() for c, s in self.samplers.items()}
-        seconds = {c: per_second(samples[c], int(start), offered, ev.limits["latency_ms"]) for c in ev.copies}
+        latency = {c: self._output_latency(c) for c in ev.copies}
+        seconds = {
+            c: per_second(samples[c], int(start), offered, ev.limits["latency_ms"], latency[c]) for c in ev.copies
+        }
         for c in ev.copies:
             seconds[c].to_csv(self.out / "seconds" / f"{c}.csv", index=False)
         reconfigs = reconfigurations(self.journal, start)
@@ -384,6 +416,25 @@ class Runner:
         self.say(f"report: {paths['html']}")
         return {"table": table, "summary": summary, "paths": paths}
 
+    def _output_latency(self, copy: str) -> pd.DataFrame | None:
+        """A copy's end-to-end latency seconds read from its output topic (kafka.output_topic), or None."""
+        rows = self.feed.latency_rows(copy) if self.feed is not None else []
+        if not rows:
+            return None
+        df = pd.DataFrame([vars(r) for r in rows])
+        df.to_csv(self.out / "samples" / f"{copy}-output-latency.csv", index=False)
+        return df
+
+    def _close_feed(self) -> None:
+        """Stop the replay; delete the copies' topics and groups unless --keep."""
+        if self.feed is None:
+            return
+        summary = self.feed.stop()
+        if summary is not None:
+            self.say(summary.line())
+        for problem in self.feed.close():
+            self.say(f"kafka cleanup: {problem}")
+
 
 def _json(x):
     if isinstance(x, (np.integer,)):
@@ -413,8 +464,13 @@ def run(path: str | Path, dry_run: bool = False, keep: bool = False, out: str | 
         return 0
     from ..infra.lab import require_root
 
+    if ev.kafka is not None and ev.kafka.bootstrap:  # a named broker must answer before anything starts
+        from ..kafka import admin
+
+        admin.connect(ev.kafka.bootstrap)
     if ev.lab:
         require_root()
     result = Runner(ev, keep=keep).run()
-    bad = result["table"][(result["table"]["audit_lost"] > 0) | (result["table"]["audit_duplicated"] > 0)]
+    table = result["table"]
+    bad = table[(table["audit_lost"].fillna(0) > 0) | (table["audit_duplicated"].fillna(0) > 0)]
     return 1 if len(bad) else 0

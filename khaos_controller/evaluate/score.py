@@ -20,8 +20,12 @@ from .. import journal
 from .config import KHAOS
 
 
-def per_second(samples: pd.DataFrame, start_s: int, offered: np.ndarray, l_max_ms: float) -> pd.DataFrame:
-    """One row per second [start_s, start_s + len(offered)) from a copy's samples (module docstring)."""
+def per_second(
+    samples: pd.DataFrame, start_s: int, offered: np.ndarray, l_max_ms: float, output: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per second [start_s, start_s + len(offered)) from a copy's samples (module docstring). A job
+    without sink gauges (no sink_second) is measured by ``output``: its output topic's latency seconds
+    (kafka/latency.py: second, count, p99_ms, max_ms)."""
     n = len(offered)
     sec = pd.DataFrame(
         {"second": start_s + np.arange(n), "t": np.arange(n), "offered_rate": np.asarray(offered, float)}
@@ -48,6 +52,11 @@ def per_second(samples: pd.DataFrame, start_s: int, offered: np.ndarray, l_max_m
             throughput=("sink_count", "last"),
         )
     )
+    if output is not None and sink.empty:  # the latency a consumer of the output topic sees
+        out = output[output["count"] > 0].set_index(output["second"].astype(float))
+        sink = pd.DataFrame(
+            {"latency_p99_ms": out["p99_ms"], "latency_max_ms": out["max_ms"], "throughput": out["count"]}
+        )
     sink = sink.reindex(sec["second"].astype(float))
     for col in ("job_id", "ci_s", "rate_in", "lag_ms"):
         sec[col] = state[col].to_numpy()

@@ -4,12 +4,18 @@ The job writes each event id (0, 1, 2, ...) once per line with a FileSink. Only 
 files count: their names start with "part-"; in-progress and pending files are hidden
 (".part-...") and are ignored. Ids are tracked in a numpy bitmap (one byte per id), so ~10 million
 ids need ~10 MB plus one file's worth of parsed ids.
+
+Fed from Kafka, a job reads each partition in order but the partitions independently: when it stops,
+partition 0 may be read up to id 1001 and partition 1 only up to 998. With ``partition_of`` (the
+partition each id was written to; kafka/feed.py knows it) an id counts as lost only when a later id
+of its own partition was seen.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +66,9 @@ def _parse_ids(path: Path) -> np.ndarray:
     return ids
 
 
-def audit(output_dir: str | os.PathLike) -> AuditResult:
-    """Count records, lost ids and duplicates in the committed output of the AuditSink."""
+def audit(output_dir: str | os.PathLike, partition_of: Callable[[np.ndarray], np.ndarray] | None = None) -> AuditResult:
+    """Count records, lost ids and duplicates in the committed output of the AuditSink; with
+    ``partition_of`` (ids -> their input partitions) lost ids per partition (module docstring)."""
     out = Path(output_dir)
     if not out.is_dir():
         raise KhaosError(f"audit: output directory {out} does not exist (did the job run with --output {out}?)")
@@ -84,12 +91,19 @@ def audit(output_dir: str | os.PathLike) -> AuditResult:
     if records == 0:
         return AuditResult(0, 0, None, None, 0, 0, files)
     distinct = int(np.count_nonzero(seen))
+    lost = max_id + 1 - distinct
+    if partition_of is not None:  # expected: every id up to the last one seen of its own partition
+        seen = seen[: max_id + 1]
+        part = np.asarray(partition_of(np.arange(max_id + 1, dtype=np.int64)), dtype=np.int64)
+        last = np.full(int(part.max()) + 1, -1, dtype=np.int64)
+        np.maximum.at(last, part[seen], np.flatnonzero(seen))
+        lost = int(np.count_nonzero(~seen & (np.arange(max_id + 1) <= last[part])))
     return AuditResult(
         records=records,
         distinct=distinct,
         min_id=min_id,
         max_id=max_id,
-        lost=max_id + 1 - distinct,
+        lost=lost,
         duplicated=records - distinct,
         files=files,
     )

@@ -176,3 +176,34 @@ class JobProbe:
             return None
         self._running_since = (key, latest / 1000)
         return latest / 1000
+
+
+# Flink's cumulative per-subtask task metrics (ms since the attempt started; note Flink's spelling
+# "accumulate...") and record counters: what the Flink autoscaler reads for a vertex's busy fraction.
+BUSY_METRICS = {
+    "accumulateBusyTimeMs": "busy_ms",
+    "accumulateIdleTimeMs": "idle_ms",
+    "accumulateBackPressuredTimeMs": "backpressured_ms",
+    "numRecordsIn": "records_in",
+    "numRecordsOut": "records_out",
+}
+
+
+def busy_times(client: FlinkClient, job_id: str) -> list[dict]:
+    """One row per subtask of every vertex: ``vertex``, ``name``, ``subtask``, the cumulative ``busy_ms``,
+    ``idle_ms``, ``backpressured_ms`` and ``records_in`` / ``records_out`` of its current attempt, and
+    ``t`` (epoch s). One REST call per vertex (``/jobs/:jid/vertices/:vid/metrics``, ids ``<subtask>.<metric>``);
+    a metric Flink does not report (yet) is None. profile/capacity.py turns two such looks into a capacity."""
+    rows = []
+    for v in client.job(job_id)["vertices"]:
+        n = int(v["parallelism"])
+        ids = ",".join(f"{i}.{m}" for i in range(n) for m in BUSY_METRICS)
+        got = {r["id"]: r.get("value") for r in client.get(f"/jobs/{job_id}/vertices/{v['id']}/metrics?get={ids}")}
+        t = time.time()
+        for i in range(n):
+            row = {"t": t, "vertex": v["id"], "name": v["name"], "subtask": i}
+            for metric, field in BUSY_METRICS.items():
+                value = got.get(f"{i}.{metric}")
+                row[field] = float(value) if value not in (None, "") else None
+            rows.append(row)
+    return rows

@@ -38,6 +38,7 @@ INVENTORY_DIR = REPO_ROOT / "inventories" / "local"
 SUBNET_PREFIX = "10.213"  # 10.213.<n>.0/24 per lab, never routed off this machine
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 _PRIVATE_DIRS = ("tmp", "opt", "srv", "var/tmp")
+_RULE_ALLOW, _RULE_BLOCK = 20000, 20001  # policy rule priorities of Lab.link (before main, 32766)
 
 
 @dataclass
@@ -110,6 +111,11 @@ class Lab:
     def key_file(self) -> Path:
         """The lab's SSH key."""
         return self.dir / "ssh" / "id_ed25519"
+
+    @property
+    def subnet(self) -> str:
+        """The lab's /24."""
+        return f"{SUBNET_PREFIX}.{self.octet}.0/24"
 
     def netns(self, host: Host) -> str:
         """The host's network namespace."""
@@ -234,9 +240,51 @@ class Lab:
         self.save()
         self._write_known_hosts()
 
+    def link(self, other: Lab) -> None:
+        """Let this lab's hosts and ``other``'s reach each other through this machine (Flink hosts here, the
+        Kafka broker there): both bridges forward, but only to the other lab's subnet (policy rules; anything
+        else arriving on them is refused, so nothing is routed off this machine). Undone by :meth:`down`."""
+        require_root()
+        if self.octet is None or other.octet is None or other.name == self.name:
+            raise KhaosError(f"lab link {self.name} - {other.name}: both labs must be up and distinct")
+        rules = _run("ip", "-4", "rule", "list").stdout
+        for a, b in ((self, other), (other, self)):
+            if f"to {b.subnet} iif {a.bridge} " not in rules:
+                _run(
+                    "ip",
+                    "-4",
+                    "rule",
+                    "add",
+                    "iif",
+                    a.bridge,
+                    "to",
+                    b.subnet,
+                    "lookup",
+                    "main",
+                    "pref",
+                    str(_RULE_ALLOW),
+                )
+            if f"iif {a.bridge} prohibit" not in rules:
+                _run("ip", "-4", "rule", "add", "iif", a.bridge, "prohibit", "pref", str(_RULE_BLOCK))
+            Path(f"/proc/sys/net/ipv4/conf/{a.bridge}/forwarding").write_text("1\n")
+
+    def _unlink(self) -> None:
+        """Drop the policy rules of :meth:`link` that name this lab's bridge or subnet."""
+        if self.octet is None:
+            return
+        for line in _run("ip", "-4", "rule", "list", check=False).stdout.splitlines():
+            pref, _, spec = line.partition(":")
+            spec = spec.replace("[detached]", " ").split()
+            text = " ".join(spec)
+            if pref.strip() in (str(_RULE_ALLOW), str(_RULE_BLOCK)) and (
+                f"iif {self.bridge}" in text or f"to {self.subnet}" in text
+            ):
+                _run("ip", "-4", "rule", "del", "pref", pref.strip(), *spec, check=False)
+
     def down(self, quiet: bool = False) -> None:
         """Remove every trace of the lab: processes, namespaces, links, dirs, inventory."""
         require_root()
+        self._unlink()
         for ns in _run("ip", "netns", "list", check=False).stdout.split("\n"):
             ns = ns.split(" ")[0]
             if ns.startswith(f"khaos-{self.name}-"):

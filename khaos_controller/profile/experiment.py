@@ -15,12 +15,15 @@ from pydantic import Field, field_validator, model_validator
 
 from .. import REPO_ROOT
 from ..errors import KhaosError
+from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resolve
 from ..schema import Section, dir_problem, field_error, read_mapping, validate
+from .capacity import CapacitySection, CapacitySpec
 
 MODES = ("process", "host")
 Mode = Literal["process", "host"]
 Interval = Annotated[float, Field(ge=1, le=3600)]  # a checkpoint interval, s
 Rate = Annotated[float, Field(ge=1, le=1_000_000)]  # events/s
+Level = Annotated[float, Field(gt=0, lt=1.5)]  # a utilization level: rate / capacity
 DEFAULT_ARGS = ["--rate", "{rate}", "--output", "{output}", "--start", "{start_ms}"]
 TRACE_ARGS = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
 
@@ -32,9 +35,16 @@ class JobSection(Section):
     name: str = Field("iot-vehicles", min_length=1, description="job name (pipeline.name)")
     entry_class: str = Field("", description="main class (empty: from the jar manifest)")
     args: list[str] | None = Field(
-        None, description="program arguments; {rate}, {output}, {start_ms}, {trace} are filled in per run"
+        None,
+        description="program arguments; {rate}, {output}, {start_ms}, {trace} and with kafka {bootstrap}, "
+        "{topic}, {group}, {output_topic} are filled in per run; without {output} there is no file audit",
     )
     parallelism: int = Field(2, ge=1, le=256, description="job parallelism")
+    config: dict[str, str | int | float | bool] = Field(
+        {},
+        description="per-job Flink settings (flinkConfiguration), e.g. state.backend.type: rocksdb, "
+        "execution.checkpointing.incremental: true",
+    )
 
 
 class FailurePoints(Section):
@@ -50,12 +60,21 @@ class WorkloadSection(Section):
 
     rates: list[Rate] | None = Field(None, min_length=1, description="input rates in events/s (or a trace)")
     trace: str | None = Field(None, min_length=1, description="a recorded trace replayed around failure points")
+    utilizations: list[Level] | None = Field(
+        None,
+        min_length=1,
+        description="utilization levels (rate / capacity) instead of rates: each unit's rate is the level x its "
+        "cluster's probed capacity (section capacity)",
+    )
     failure_points: FailurePoints = Field(default_factory=FailurePoints)
 
     @model_validator(mode="after")
     def _one(self) -> WorkloadSection:
-        if self.rates is None and self.trace is None:
+        given = [k for k in ("rates", "trace", "utilizations") if getattr(self, k) is not None]
+        if not given:
             raise ValueError("missing: a list of input rates in events/s (or a trace)")
+        if len(given) > 1:
+            raise ValueError(f"give one of rates, trace and utilizations, not {' and '.join(given)}")
         return self
 
 
@@ -93,6 +112,29 @@ class MeasurementSection(Section):
     settle_s: float = Field(15.0, ge=0, le=3600, description="pause between two failures of one deployment, s")
     recovery_timeout_s: float = Field(180.0, ge=10, le=7200, description="not recovered after this long: a miss")
     consecutive_s: float = Field(8.0, ge=1, le=600, description="seconds back in the steady-state band = recovered")
+    recovery: Literal["auto", "bands", "lag"] = Field(
+        "auto",
+        description="how recovery is judged (docs/recovery.md): lag = back inside the pre-failure lag band "
+        "(standard Kafka source metrics, any job); bands = every signal in its band (the sample job's "
+        "sink gauges); auto = lag with a kafka section, else bands",
+    )
+    lag_quantile: float = Field(0.95, ge=0.5, le=1, description="lag band: this quantile of the pre-failure backlog")
+    lag_tolerance: float = Field(0.5, ge=0, le=10, description="lag band: ... times (1 + tolerance)")
+    lag_floor_s: float = Field(
+        1.0, ge=0, le=600, description="lag band: at least this many seconds of input at the pre-failure rate"
+    )
+    latency_floor_ms: float = Field(
+        200.0,
+        ge=0,
+        le=600_000,
+        description="bands rule: the latency band reaches at least this far above the baseline's center, ms "
+        "(raise it above the job's checkpoint spikes when the baseline holds few checkpoints)",
+    )
+    lag_throughput: bool = Field(
+        True,
+        description="lag rule: also the records-in rate of the last vertex back in its band (records in network "
+        "buffers drained)",
+    )
 
 
 class ExperimentFile(Section):
@@ -103,11 +145,21 @@ class ExperimentFile(Section):
     checkpoint_intervals: list[Interval] = Field(
         min_length=1, description="a list of intervals in seconds, e.g. [5, 10, 20]"
     )
-    workload: WorkloadSection = Field(description="a list of input rates in events/s (or a trace)")
+    workload: WorkloadSection | None = Field(
+        None, description="a list of input rates in events/s (or a trace); required unless kafka.recording"
+    )
+    kafka: KafkaSection | None = Field(
+        None,
+        description="the job reads Kafka: each copy gets its own topic and group, one replay feeds them all "
+        "(docs/profiling.md)",
+    )
     failures: FailuresSection = Field(default_factory=FailuresSection)
     repetitions: int = Field(1, ge=1, le=100, description="failures per (interval, rate, mode)")
     clusters: ClustersSection = Field(default_factory=ClustersSection)
     measurement: MeasurementSection = Field(default_factory=MeasurementSection)
+    capacity: CapacitySection | None = Field(
+        None, description="measure each cluster's capacity with a saturation probe (profile/capacity.py)"
+    )
     output: str | None = Field(None, min_length=1, description="output directory (default out/profile-NAME)")
 
     @field_validator("checkpoint_intervals")
@@ -127,6 +179,7 @@ class JobSpec:
     entry_class: str = ""
     args: list[str] = field(default_factory=lambda: list(DEFAULT_ARGS))
     parallelism: int = 2
+    config: dict = field(default_factory=dict)  # per-job Flink settings
 
 
 @dataclass
@@ -153,13 +206,23 @@ class Experiment:
     recovery_timeout_s: float = 180.0
     consecutive_s: float = 8.0
     output: Path = Path("out/profile")
+    kafka: KafkaSpec | None = None  # the job reads Kafka (a topic and group per unit, one replay per wave)
+    recovery: str = "bands"  # the recovery rule (auto resolved)
+    lag_quantile: float = 0.95
+    lag_tolerance: float = 0.5
+    lag_floor_s: float = 1.0
+    lag_throughput: bool = True
+    latency_floor_ms: float = 200.0
     trace: Path | None = None  # a recorded trace replayed around failure points instead of fixed rates
     points: list[dict] = field(default_factory=list)  # failure points [{t, target_rate, avg_rate}]
+    utilizations: list[float] = field(default_factory=list)  # levels instead of rates (rates is then empty)
+    capacity: CapacitySpec | None = None  # the capacity section (None: capacity from busy time only)
 
     @property
     def failures(self) -> int:
         """Failures the experiment injects."""
-        return len(self.checkpoint_intervals) * len(self.rates) * len(self.modes) * self.repetitions
+        levels = len(self.rates or self.utilizations)
+        return len(self.checkpoint_intervals) * levels * len(self.modes) * self.repetitions
 
     @property
     def cluster_count(self) -> int:
@@ -180,17 +243,38 @@ def load(path: str | Path) -> Experiment:
     jar = _path(base, f.job.jar)
     if not jar.is_file():
         raise field_error(path, "job.jar", f"{jar} does not exist (build the sample job with `make job`)")
-    args = f.job.args if f.job.args is not None else (TRACE_ARGS if f.workload.trace else DEFAULT_ARGS)
+    spec = resolve(f.kafka, path, base) if f.kafka is not None else None
+    wl_f = f.workload
+    if wl_f is None and (spec is None or spec.recording is None):
+        raise field_error(path, "workload", "missing: a list of input rates in events/s (or a trace)")
+    if wl_f is not None and spec is not None and spec.recording is not None:
+        raise field_error(path, "workload", "kafka.recording replays the recorded rates: leave workload out")
+    if f.job.args is not None:
+        args = f.job.args
+    elif spec is not None:
+        args = SAMPLE_ARGS
+    else:
+        args = TRACE_ARGS if wl_f.trace else DEFAULT_ARGS
+    check_args(path, list(args), spec)
     job = JobSpec(
-        jar=jar, name=f.job.name, entry_class=f.job.entry_class, args=list(args), parallelism=f.job.parallelism
+        jar=jar,
+        name=f.job.name,
+        entry_class=f.job.entry_class,
+        args=list(args),
+        parallelism=f.job.parallelism,
+        config={k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in f.job.config.items()},
     )
     cis = [float(c) for c in f.checkpoint_intervals]
     trace, points = None, []
-    if f.workload.trace:
+    if wl_f is None:  # a recording: one workload, its mean rate
+        from ..kafka.feed import recording_rate
+
+        rates = [round(recording_rate(spec), 1)]
+    elif wl_f.trace:
         from . import workload as wl
 
-        trace = _path(base, f.workload.trace)
-        fp = f.workload.failure_points
+        trace = _path(base, wl_f.trace)
+        fp = wl_f.failure_points
         try:
             pts = wl.failure_points(
                 wl.load_trace(trace), count=fp.count, window=fp.window, min_distance=fp.min_distance
@@ -199,8 +283,14 @@ def load(path: str | Path) -> Experiment:
             raise field_error(path, "workload.trace", str(e)) from None
         points = pts.to_dict("records")
         rates = [float(p["avg_rate"]) for p in points]
+    elif wl_f.utilizations:  # rates from each cluster's probed capacity (profile/capacity.py)
+        if spec is not None:
+            raise field_error(path, "workload.utilizations", "not with a kafka section (give rates)")
+        if f.capacity is not None and not f.capacity.probe:
+            raise field_error(path, "workload.utilizations", "needs the capacity probe (capacity.probe: true)")
+        rates = []
     else:
-        rates = [float(r) for r in f.workload.rates]
+        rates = [float(r) for r in wl_f.rates]
     fl = f.failures
     if fl.timing == "before_checkpoint" and fl.margin_s >= min(cis):
         raise field_error(
@@ -238,7 +328,16 @@ def load(path: str | Path) -> Experiment:
         output=output,
         trace=trace,
         points=points,
+        kafka=spec,
+        recovery=m.recovery if m.recovery != "auto" else ("lag" if spec is not None else "bands"),
+        lag_quantile=float(m.lag_quantile),
+        lag_tolerance=float(m.lag_tolerance),
+        lag_floor_s=float(m.lag_floor_s),
+        lag_throughput=m.lag_throughput,
+        latency_floor_ms=float(m.latency_floor_ms),
+        utilizations=[float(u) for u in (wl_f.utilizations or [])] if wl_f is not None else [],
+        capacity=CapacitySpec.of(f.capacity) if f.capacity is not None or (wl_f and wl_f.utilizations) else None,
     )
-    if trace and not any("{trace}" in a for a in job.args):
+    if trace and spec is None and not any("{trace}" in a for a in job.args):
         raise field_error(path, "job.args", "a trace workload needs {trace} in the job's arguments")
     return exp

@@ -7,6 +7,13 @@ steady state, then for every failure mode and repetition inject a real failure
 twice a second, and measure detection, restart and recovery (recovery.py). The unit ends
 with stop-with-savepoint and a sink audit (0 lost, 0 duplicated after every failure).
 
+A Kafka-fed job (the experiment's ``kafka`` section) runs in waves: the units of one workload (rate or
+failure point), one per cluster, run at the same time, each reading its own fresh topic with its own
+consumer group, and ONE replay (kafka/feed.py) writes the workload into all their topics, started before
+the jobs. The labs get a Kafka host (playbooks/kafka.yml) that every cluster reaches. A job without
+{output} in its arguments has no file audit (audit columns empty); recovery is then judged from the
+standard Kafka source metrics (the lag band, recovery.py).
+
 Playbooks run through ansible-runner's run_async, one private_data_dir and ident per run;
 their results come from job events (set_stats). Ctrl-C cancels every run and removes the labs.
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -26,11 +33,14 @@ from ..flink import audit
 from ..flink.client import FlinkClient
 from ..flink.sampler import JobSampler
 from ..infra import ansible
+from ..infra import kafka as infra_kafka
 from ..infra.inventory import cluster_facts
 from ..infra.lab import Lab
 from ..journal import Journal
+from ..kafka import feed as kfeed
 from ..progress import Bar
 from ..signals import on_stop
+from . import capacity, waves
 from .experiment import Experiment
 from .recovery import RecoveryParams, measure
 
@@ -54,6 +64,7 @@ class Cluster:
     rest_url: str
     lab: Lab | None = None
     shared_dir: Path | None = None
+    capacity: float | None = None  # events/s, from the saturation probe (profile/capacity.py)
 
 
 @dataclass
@@ -65,18 +76,25 @@ class Unit:
     rate: float
     failures: list[tuple[str, int]]  # (mode, repetition)
     point: dict | None = None  # trace workloads: the failure point this unit replays
+    utilization: float | None = None  # a utilization level: the rate comes from the cluster's capacity
 
     @property
     def ident(self) -> str:
         """u<index>-ci<interval>-r<rate>."""
+        if self.utilization is not None:
+            return f"u{self.index:02d}-ci{self.ci_s:g}-u{100 * self.utilization:g}"
         return f"u{self.index:02d}-ci{self.ci_s:g}-r{self.rate:g}"
 
 
 class Profiler:
     """Runs an experiment: clusters in parallel, one unit at a time each, real failures, measured."""
 
-    def __init__(self, exp: Experiment, out: Path | None = None, progress: bool = True):
+    def __init__(self, exp: Experiment, out: Path | None = None, progress: bool = True, keep: bool = False):
         self.exp = exp
+        self.keep = keep  # keep the copies' Kafka topics and groups
+        self.bootstrap: str | None = None
+        self.prefix = kfeed.run_prefix(exp.name)
+        self.audit = any("{output}" in a for a in exp.job.args)  # the file audit needs the job's output dir
         self.out = Path(out or exp.output)
         self.progress = progress
         self.cancel = threading.Event()
@@ -89,7 +107,15 @@ class Profiler:
         self.bar: Bar | None = None
         self._done = 0
         self.params = RecoveryParams(
-            baseline_s=max(10.0, exp.warmup_s - 5), consecutive_s=exp.consecutive_s, timeout_s=exp.recovery_timeout_s
+            baseline_s=max(10.0, exp.warmup_s - 5),
+            consecutive_s=exp.consecutive_s,
+            timeout_s=exp.recovery_timeout_s,
+            rule=exp.recovery,
+            lag_quantile=exp.lag_quantile,
+            lag_tolerance=exp.lag_tolerance,
+            lag_floor_s=exp.lag_floor_s,
+            lag_throughput=exp.lag_throughput,
+            latency_floor_ms=exp.latency_floor_ms,
         )
 
     # ---- plan ----------------------------------------------------------------------------
@@ -97,6 +123,10 @@ class Profiler:
         """Every unit of the experiment, longest intervals first."""
         failures = [(m, r) for r in range(self.exp.repetitions) for m in self.exp.modes]
         # longest intervals first: they take longest, so they should not be the tail of the queue
+        cis = sorted(self.exp.checkpoint_intervals, reverse=True)
+        if self.exp.utilizations:  # each cluster turns a level into a rate (profile/capacity.py)
+            grid = [(ci, u) for ci in cis for u in self.exp.utilizations]
+            return [Unit(i, ci, 0.0, list(failures), utilization=u) for i, (ci, u) in enumerate(grid, 1)]
         points = self.exp.points or [None] * len(self.exp.rates)
         grid = [
             (ci, rate, pt)
@@ -111,15 +141,30 @@ class Profiler:
         n = self.exp.cluster_count
         lines = [
             f"experiment {self.exp.name}: {self.exp.failures} failures = {len(self.exp.checkpoint_intervals)} "
-            f"intervals x {len(self.exp.rates)} rates x {len(self.exp.modes)} modes x {self.exp.repetitions} "
+            f"intervals x {len(self.exp.rates or self.exp.utilizations)} {'rates' if self.exp.rates else 'levels'} x "
+            f"{len(self.exp.modes)} modes x {self.exp.repetitions} "
             f"repetitions, on {n} clusters in parallel",
             f"  intervals (s): {', '.join(f'{c:g}' for c in self.exp.checkpoint_intervals)}",
-            f"  rates (events/s): {', '.join(f'{r:g}' for r in self.exp.rates)}",
+            f"  rates (events/s): {', '.join(f'{r:g}' for r in self.exp.rates)}"
+            if self.exp.rates
+            else f"  utilization levels (x the probed capacity): {', '.join(f'{u:g}' for u in self.exp.utilizations)}",
+            *([f"  capacity: {capacity.describe(self.exp)}"] if self.exp.capacity else []),
             f"  failures: {', '.join(self.exp.modes)} on target {self.exp.target}, {self.exp.timing}"
             + (f" (margin {self.exp.margin_s:g}s)" if self.exp.timing == "before_checkpoint" else ""),
             f"  {len(units)} units (one job deployment each), output {self.out}",
+            f"  recovery: {self.exp.recovery} rule (docs/recovery.md)"
+            + ("" if self.audit else "; no file audit: the job's arguments have no {output}"),
         ]
+        if self.exp.kafka is not None:
+            lines.append("  " + self.exp.kafka.describe())
+            lines.append(
+                f"  {len(self.waves())} waves: the units of one workload run at once, one replay into their topics"
+            )
         return "\n".join(lines)
+
+    def waves(self) -> list[list[Unit]]:
+        """Kafka: units of one workload, at most one per cluster, run at once (waves.py)."""
+        return waves.group(self.units(), self.exp.cluster_count)
 
     # ---- run -----------------------------------------------------------------------------
     def run(self) -> pd.DataFrame:
@@ -128,9 +173,23 @@ class Profiler:
         (self.out / "series").mkdir(exist_ok=True)
         self.journal = Journal(self.out / "journal.jsonl", fsync=False)
         self.journal.write("start", experiment=str(self.exp.path), failures=self.exp.failures)
+        if self.exp.kafka is not None and self.exp.kafka.bootstrap:  # a named broker must answer before labs start
+            from ..kafka import admin
+
+            admin.connect(self.exp.kafka.bootstrap)
         try:
             with on_stop(self._on_signal), Bar(self.exp.failures, "failures", quiet=not self.progress) as self.bar:
                 self._setup_clusters()
+                if self.exp.capacity is not None and self.exp.capacity.probe:
+                    capacity.probe_all(self.exp, self.clusters, self.journal, self._say)
+                if not self.audit:
+                    self.journal.write("audit_skipped", reason="the job's arguments have no {output}")
+                    self._say("no file audit: the job's arguments have no {output} (audit columns stay empty)")
+                if self.exp.kafka is not None:
+                    waves.run(self)
+                    if self.cancel.is_set():
+                        raise Cancelled("profile cancelled: every run stopped, labs removed")
+                    return self._write_results()
                 work: queue.Queue[Unit] = queue.Queue()
                 for u in self.units():
                     work.put(u)
@@ -173,40 +232,71 @@ class Profiler:
 
     def _setup_clusters(self) -> None:
         exp = self.exp
+        kafka_inventory = None  # where playbooks/kafka.yml deploys the brokers
         if exp.inventories:  # static files or inventory plugins (OpenStack): read as Ansible sees them
             for i, inv in enumerate(exp.inventories, 1):
                 facts = cluster_facts(inv)
                 self.clusters.append(Cluster(f"c{i}", inv, facts.rest_url, shared_dir=facts.shared_dir))
+            if exp.kafka is not None and exp.kafka.bootstrap is None:
+                inv = self._kafka_inventory()
+                self.bootstrap = infra_kafka.bootstrap_of(inv)
+                if (ansible.inventory_list(inv).get(infra_kafka.KAFKA_GROUP) or {}).get("hosts"):
+                    kafka_inventory = inv  # brokers Khaos deploys (else a Kafka named by kafka_bootstrap only)
         else:
             for i in range(1, exp.clusters + 1):
                 lab = Lab(f"{exp.lab_prefix}{i}")
                 if lab.hosts:
                     raise KhaosError(f"lab {lab.name} is already up: `khaos lab down --name {lab.name}` first")
-                lab.up(hosts=exp.hosts)
+                brokers = 1 if i == 1 and exp.kafka is not None and exp.kafka.bootstrap is None else 0
+                lab.up(hosts=exp.hosts, kafka=brokers)
                 self.clusters.append(
                     Cluster(lab.name, lab.inventory, cluster_facts(lab.inventory).rest_url, lab, lab.shared_dir)
                 )
-                self.journal.write("lab_up", cluster=lab.name, hosts=exp.hosts)
-        self._say(f"deploying Flink on {len(self.clusters)} clusters in parallel ...")
+                if brokers:
+                    kafka_inventory, self.bootstrap = lab.inventory, lab.kafka_bootstrap
+                elif exp.kafka is not None and exp.kafka.bootstrap is None:
+                    lab.link(self.clusters[0].lab)  # the Flink hosts here reach the Kafka host of the first lab
+                self.journal.write("lab_up", cluster=lab.name, hosts=exp.hosts, kafka=brokers)
+        if exp.kafka is not None:
+            self.bootstrap = exp.kafka.bootstrap or self.bootstrap
+        self._say(
+            f"deploying Flink on {len(self.clusters)} clusters in parallel"
+            + (f" and Kafka ({self.bootstrap})" if kafka_inventory else "")
+            + " ..."
+        )
+        plays = [("flink_cluster", c.inventory, f"{c.name}-cluster", c.name) for c in self.clusters]
+        if kafka_inventory is not None:
+            plays.append(("kafka", kafka_inventory, "kafka", "kafka"))
         runs = [
-            ansible.run_playbook_async(
-                "flink_cluster",
-                c.inventory,
-                ident=f"{c.name}-cluster",
-                base_dir=self.out / "ansible",
-                cancel=self.cancel.is_set,
-            )
-            for c in self.clusters
+            ansible.run_playbook_async(play, inv, ident=ident, base_dir=self.out / "ansible", cancel=self.cancel.is_set)
+            for play, inv, ident, _ in plays
         ]
-        for c, (thread, runner) in zip(self.clusters, runs):
+        for (play, _, _, name), (thread, runner) in zip(plays, runs):
             while thread.is_alive():
                 thread.join(0.5)
             if self.cancel.is_set():
                 raise Cancelled("cancelled")
             ansible.result_of(runner)
-            self.journal.write("cluster_ready", cluster=c.name, rest=c.rest_url)
+            self.journal.write("cluster_ready" if play == "flink_cluster" else "kafka_ready", cluster=name)
+        if exp.kafka is not None:
+            from ..kafka import admin
+
+            admin.connect(self.bootstrap, timeout=10)  # one line now if the broker cannot be reached
         self._say(
             f"clusters ready after {time.monotonic() - self._started:.0f}s: " + ", ".join(c.name for c in self.clusters)
+        )
+
+    def _kafka_inventory(self) -> Path:
+        """The first inventory with a kafka_bootstrap or a kafka group (KhaosError when none has either)."""
+        for inv in self.exp.inventories:
+            try:
+                infra_kafka.bootstrap_of(inv)
+                return inv
+            except KhaosError:
+                continue
+        raise KhaosError(
+            "the experiment has a kafka section but no inventory names a Kafka cluster (group kafka or "
+            "kafka_bootstrap): set kafka.bootstrap"
         )
 
     def _teardown(self) -> None:
@@ -222,36 +312,53 @@ class Profiler:
                 unit = work.get_nowait()
             except queue.Empty:
                 return
-            try:
-                self._run_unit(cluster, unit)
-            except Cancelled:
+            if not self._unit(cluster, unit):
                 return
-            except KhaosError as e:
-                msg = f"{cluster.name} {unit.ident}: {e}"
-                self.errors.append(msg)
-                self.journal.write("error", cluster=cluster.name, unit=unit.ident, error=str(e))
-                self._say(f"ERROR {msg}")
+
+    def _unit(self, cluster: Cluster, unit: Unit, feed: kfeed.Feed | None = None) -> bool:
+        """Run one unit; its error is recorded, not raised. False when cancelled."""
+        try:
+            self._run_unit(cluster, unit, feed)
+        except Cancelled:
+            return False
+        except KhaosError as e:
+            msg = f"{cluster.name} {unit.ident}: {e}"
+            self.errors.append(msg)
+            self.journal.write("error", cluster=cluster.name, unit=unit.ident, error=str(e))
+            self._say(f"ERROR {msg}")
+        return True
+
+    def _window(self, unit: Unit):
+        """A trace workload: the trace around the unit's failure point (reached after the warm-up); else None."""
+        if unit.point is None:
+            return None
+        from . import workload
+
+        return workload.trace_window(
+            workload.load_trace(self.exp.trace),
+            int(unit.point["t"]),
+            before=int(self.exp.warmup_s) + 5,
+            after=int(self.exp.recovery_timeout_s) * 3,
+        )
 
     # ---- one unit ------------------------------------------------------------------------
-    def _run_unit(self, cluster: Cluster, unit: Unit) -> None:
+    def _run_unit(self, cluster: Cluster, unit: Unit, feed: kfeed.Feed | None = None) -> None:
         exp, client = self.exp, FlinkClient(cluster.rest_url)
+        if unit.utilization is not None:
+            unit = replace(unit, rate=capacity.unit_rate(unit.utilization, cluster.capacity))
         for job_id in client.running_jobs():  # a previous unit's job that failed half-way
             client.cancel(job_id)
         out_dir = (cluster.shared_dir or Path("/srv/flink")) / "jobs" / unit.ident / "out"
         start_ms = int(time.time() * 1000)
         fill = {"rate": f"{unit.rate:g}", "output": str(out_dir), "start_ms": str(start_ms), "trace": ""}
-        if unit.point is not None:  # replay the trace around the failure point: it is reached after the warm-up
+        if feed is not None:
+            fill.update(feed.fill(unit.ident))
+        elif unit.point is not None:  # the job replays the trace window itself
             from . import workload
 
-            window = workload.trace_window(
-                workload.load_trace(exp.trace),
-                int(unit.point["t"]),
-                before=int(exp.warmup_s) + 5,
-                after=int(exp.recovery_timeout_s) * 3,
-            )
             fill["trace"] = str(out_dir.parent / "trace.txt")
             out_dir.parent.mkdir(parents=True, exist_ok=True)
-            workload.write_trace(window, fill["trace"])
+            workload.write_trace(self._window(unit), fill["trace"])
         args = [a.format(**fill) for a in exp.job.args]
         self.journal.write("deploy", cluster=cluster.name, unit=unit.ident, ci_s=unit.ci_s, rate=unit.rate, args=args)
         self._playbook(
@@ -266,34 +373,46 @@ class Profiler:
                 "flink_job_parallelism": exp.job.parallelism,
                 "flink_job_checkpoint_interval": f"{unit.ci_s:g}s",
                 "flink_job_output_dir": str(out_dir),
+                "flink_job_config": exp.job.config,
             },
         )
         job_id = client.running_job(exp.job.name)
         sampler = JobSampler(client, exp.job.name, SAMPLE_PERIOD_S).start()
+        tracker = capacity.Tracker(client, job_id).start()  # busy time and checkpoints, for capacity
         rows = []
         try:
+            if feed is not None:  # it started behind the replay: the warm-up begins once it has caught up
+                waited = waves.wait_caught_up(self, sampler, unit)
+                self.journal.write("caught_up", cluster=cluster.name, unit=unit.ident, waited_s=round(waited, 1))
             self._sleep(exp.warmup_s)
             for k, (mode, rep) in enumerate(unit.failures):
                 self._wait_checkpoint_after_restart(client, job_id)
-                rows.append(self._one_failure(cluster, unit, client, job_id, sampler, mode, rep, k))
+                if feed is not None:
+                    feed.check()  # the replay still runs: the backlog the job catches up on is real
+                rows.append(self._one_failure(cluster, unit, client, job_id, sampler, mode, rep, k, feed))
                 if k + 1 < len(unit.failures):
                     self._sleep(exp.settle_s)
         finally:
             sampler.stop()
+            tracker.stop()
             sampler.frame().to_csv(self.out / "series" / f"{cluster.name}-{unit.ident}.csv", index=False)
+            tracker.frame().to_csv(self.out / "series" / f"{cluster.name}-{unit.ident}-busy.csv", index=False)
+            if feed is not None and feed.latency_rows(unit.ident):
+                latency = pd.DataFrame([vars(r) for r in feed.latency_rows(unit.ident)])
+                latency.to_csv(self.out / "series" / f"{cluster.name}-{unit.ident}-output-latency.csv", index=False)
         location = client.stop_with_savepoint(job_id)
-        result = audit.audit(out_dir)
-        self.journal.write(
-            "audit",
-            cluster=cluster.name,
-            unit=unit.ident,
-            savepoint=location,
-            records=result.records,
-            lost=result.lost,
-            duplicated=result.duplicated,
-        )
+        if self.audit:
+            result = audit.audit(out_dir, feed.partition_of if feed is not None else None)
+            found = {"records": result.records, "lost": result.lost, "duplicated": result.duplicated}
+        else:  # no output directory to audit (a job Khaos did not write): said once, at the start
+            found = {"records": None, "lost": None, "duplicated": None}
+        self.journal.write("audit", cluster=cluster.name, unit=unit.ident, savepoint=location, **found)
         for r in rows:
-            r.update(audit_records=result.records, audit_lost=result.lost, audit_duplicated=result.duplicated)
+            r.update(audit_records=found["records"], audit_lost=found["lost"], audit_duplicated=found["duplicated"])
+        cs = exp.capacity or capacity.CapacitySpec(probe=False)
+        capacity.annotate(
+            rows, tracker, self.params.baseline_s, exp.consecutive_s, cluster.capacity, cs.source, unit.utilization
+        )
         with self._lock:
             self.rows.extend(rows)
 
@@ -309,7 +428,7 @@ class Profiler:
                 return
             self._sleep(1)
 
-    def _one_failure(self, cluster, unit, client, job_id, sampler, mode, rep, k) -> dict:
+    def _one_failure(self, cluster, unit, client, job_id, sampler, mode, rep, k, feed=None) -> dict:
         exp = self.exp
         summary = client.checkpoints(job_id).get("summary", {})
         res = self._playbook(
@@ -377,7 +496,16 @@ class Profiler:
             "peak_lag_ms": m.peak_lag_ms,
             "checkpoint_duration_ms": (summary.get("end_to_end_duration") or {}).get("avg"),
             "checkpoint_size_bytes": (summary.get("state_size") or summary.get("checkpointed_size") or {}).get("avg"),
+            "recovery_rule": m.rule,
+            "recovery_signals": ",".join(m.signals),
+            "lag_band_hi": m.band[m.signals[0]][1] if m.rule == "lag" else None,
+            "peak_backlog": m.peak_backlog,
         }
+        if feed is not None and feed.spec.output_topic:  # end-to-end latency read from the job's output topic
+            p99 = output_p99(feed.latency_rows(unit.ident), t_fail - self.params.baseline_s, t_fail)
+            row["output_latency_p99_ms"] = p99
+            if row["latency_p99_ms"] is None or row["latency_p99_ms"] != row["latency_p99_ms"]:
+                row["latency_p99_ms"] = p99  # a job without latency gauges: the latency a consumer sees
         self.journal.write("measure", cluster=cluster.name, unit=unit.ident, row=row)
         self._progress(row)
         return row
@@ -407,6 +535,12 @@ class Profiler:
         if not df.empty:
             plot(df, self.out / "recovery_vs_rate.png", f"{self.exp.name}: recovery time over input rate")
         return df
+
+
+def output_p99(rows: list, t0: float, t1: float) -> float:
+    """p99 of the per-second p99s of an output topic's latency seconds in [t0, t1) (NaN without output)."""
+    values = [r.p99_ms for r in rows if t0 <= r.second < t1 and r.count and r.p99_ms is not None]
+    return float(pd.Series(values).quantile(0.99)) if values else float("nan")
 
 
 def series(sampler: JobSampler) -> pd.DataFrame:

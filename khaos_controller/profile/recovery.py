@@ -21,6 +21,11 @@ Definitions (docs/recovery.md has the timeline and the reasons for each default)
                  the seconds the sink's values describe (one row per second, at its start), so
                  recovery_s is the start of the first normal second, not a sample time.
 
+Rule "lag" (any Kafka-fed job, standard metrics; RecoveryParams.rule): the run's signals are the backlog
+(the KafkaSource's pendingRecords; else lag_ms) inside the pre-failure lag band, [0, max(q95 of the baseline
+x (1 + tolerance), 1 s of input at the pre-failure rate)] (:func:`lag_band`), and the last vertex's
+records-in rate (throughput) inside its band below: the records already fetched are worked off too.
+
 Bands are learned per signal from the baseline window [t_fail - baseline_s, t_fail):
 ``center +- max(k_sigma * sigma, floor)``, widened to cover the baseline's [q01, q99], with
 center/sigma = median and 1.4826*MAD (robust; ``robust=False`` uses mean/std). lag_ms and latency_p99_ms
@@ -85,6 +90,16 @@ class RecoveryParams:
     max_gap_s: float = 5.0  # a longer hole between usable samples breaks an in-band run
     smooth_samples: int = 3  # centered rolling median before the band test (1 = off)
     signals: tuple[str, ...] = ("lag_ms", "throughput", "latency_p99_ms")  # judged for recovery, if present
+    # rule "lag" (any Kafka-fed job, standard source metrics): back inside the pre-failure lag band,
+    # backlog <= max(q-quantile of the baseline x (1 + tolerance), floor_s of input at the pre-failure rate)
+    rule: str = "bands"  # "bands" (the per-signal bands above) or "lag"
+    lag_quantile: float = 0.95  # the baseline's high-water mark, ignoring its 5 % highest samples
+    lag_tolerance: float = 0.5  # ... plus half of it again
+    lag_floor_s: float = 1.0  # never below one second of input at the pre-failure rate
+    lag_floor_records: float = 100.0  # ... nor below 100 records (tiny rates)
+    # ... and the records-in rate of the last vertex back inside its band: the source's backlog reaches the
+    # band while tens of thousands of records still sit in network buffers (measured: 6-7 s of drain)
+    lag_throughput: bool = True
 
 
 @dataclass
@@ -108,6 +123,7 @@ class FailureMeasure:
     baseline_samples: int
     baseline_s_used: float
     band: dict[str, tuple[float, float]] = field(default_factory=dict)
+    rule: str = "bands"
 
     def as_dict(self) -> dict:
         """A flat dict (one results.csv row)."""
@@ -325,6 +341,29 @@ def _normal_run_start(
     return _NAN, _NAN
 
 
+def lag_band(base: pd.DataFrame, pre_rate: float, p: RecoveryParams) -> tuple[str, float]:
+    """(signal, upper edge) of the pre-failure lag band: ``backlog`` (records; the KafkaSource's standard
+    pendingRecords) where the baseline has it, else ``lag_ms``; the edge is the baseline's ``lag_quantile``
+    times (1 + ``lag_tolerance``), at least ``lag_floor_s`` of input (at ``pre_rate``; in ms for lag_ms)."""
+    for sig in ("backlog", "lag_ms"):
+        x = base[sig].dropna().to_numpy(dtype=float)
+        # one value > 0 throughout: a frozen gauge (seen: pendingRecords stuck at its first value)
+        frozen = sig == "backlog" and len(x) and x.min() == x.max() > 0
+        if len(x) >= p.min_baseline_samples and not frozen:
+            break
+    else:
+        raise KhaosError(
+            "cannot judge recovery by the lag band: the series has neither backlog (pendingRecords) nor lag_ms "
+            f"in {p.min_baseline_samples}+ samples before the failure"
+        )
+    if sig == "backlog":
+        rate = pre_rate if math.isfinite(pre_rate) and pre_rate > 0 else 0.0
+        floor = max(p.lag_floor_s * rate, p.lag_floor_records)
+    else:
+        floor = p.lag_floor_s * 1000.0
+    return sig, max(float(np.quantile(x, p.lag_quantile)) * (1.0 + p.lag_tolerance), floor)
+
+
 # ---------------------------------------------------------------------------------------------- measure
 
 
@@ -346,14 +385,21 @@ def measure(
     df = _prepare(series)
     base, base_s = _baseline(df, t_fail, p, baseline)
     band = _bands(base, p)
-    used = [s for s in p.signals if s in band]
-    if not {"lag_ms", "throughput"} & set(used):
-        raise KhaosError(
-            f"cannot judge recovery of the failure at {t_fail:.1f}: the series has neither "
-            "lag_ms nor throughput before it"
-        )
-    period = _period(df)
     pre_rate = base["rate_in"].mean() if base["rate_in"].notna().any() else base["throughput"].mean()
+    if p.rule == "lag":  # back inside the pre-failure lag band: one signal decides
+        sig, hi = lag_band(base, float(pre_rate), p)
+        band[sig] = (0.0, hi)
+        used = [sig] + (["throughput"] if p.lag_throughput and "throughput" in band else [])
+    elif p.rule == "bands":
+        used = [s for s in p.signals if s in band]
+        if not {"lag_ms", "throughput"} & set(used):
+            raise KhaosError(
+                f"cannot judge recovery of the failure at {t_fail:.1f}: the series has neither "
+                "lag_ms nor throughput before it"
+            )
+    else:
+        raise KhaosError(f"unknown recovery rule {p.rule!r} (bands or lag)")
+    period = _period(df)
     pre_lat = base["latency_p99_ms"].dropna()
     pre_lat_p99 = float(pre_lat.quantile(0.99)) if len(pre_lat) else _NAN
     prior = df.loc[df["t"] <= t_fail, "restarts"].dropna()
@@ -392,7 +438,8 @@ def measure(
     # the run is searched over those seconds, not over the sample times (which are 1-3 s later and
     # jitter with the REST metric cache). A run then starts at the start of its first normal second.
     timeline, step = after, period
-    if after["sink_second"].notna().any():
+    # (the lag rule without throughput judges a source gauge alone: sample times)
+    if (p.rule == "bands" or "throughput" in used) and after["sink_second"].notna().any():
         timeline, step = _per_second(after), 1.0
     rec_start = rec_end = _NAN
     if not math.isnan(search):
@@ -423,6 +470,9 @@ def measure(
         return float(v.max()) if len(v) else _NAN
 
     r_after = seen["restarts"].dropna()
+    peak_lag = peak("lag_ms")
+    if p.rule == "lag" and used[0] == "backlog" and pre_rate > 0:  # the backlog's age at the arrival rate
+        peak_lag = peak("backlog") / float(pre_rate) * 1000.0
     return FailureMeasure(
         t_fail=float(t_fail),
         detect_s=t_det - t_fail,
@@ -432,7 +482,7 @@ def measure(
         catchup_s=rec_start - t_run if recovered else _NAN,
         pre_rate=float(pre_rate),
         pre_latency_p99_ms=pre_lat_p99,
-        peak_lag_ms=peak("lag_ms"),
+        peak_lag_ms=peak_lag,
         peak_backlog=peak("backlog"),
         caught_up_records=caught,
         restarts_delta=float(r_after.max() - r0) if len(r_after) and not math.isnan(r0) else _NAN,
@@ -441,4 +491,5 @@ def measure(
         baseline_samples=len(base),
         baseline_s_used=base_s,
         band=band,
+        rule=p.rule,
     )

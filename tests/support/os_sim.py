@@ -54,6 +54,7 @@ class Cloud:
     """The simulated cloud's state; one lab holds its servers."""
 
     def __init__(self, lab_name: str, quota_instances: int = 10):
+        Lab(lab_name).down(quiet=True)  # leftovers of an interrupted run
         self.lab = Lab(lab_name)
         self.lab.create()
         self.lock = threading.RLock()

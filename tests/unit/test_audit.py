@@ -76,3 +76,13 @@ def test_garbage_line_rejected(tmp_path):
     (tmp_path / "part-x-0-0").write_text("1\n-2\n")
     with pytest.raises(KhaosError):
         audit(tmp_path)
+
+
+def test_kafka_partitions_read_to_different_points_lose_nothing(tmp_path):
+    # ids i went to partition i % 2; the job stopped with partition 0 read up to 4 and partition 1 up to 9
+    write(tmp_path / "part-x-0-0", [0, 2, 4, 1, 3, 5, 7, 9])
+    assert audit(tmp_path).lost == 2  # 6 and 8 look lost without the partitions
+    r = audit(tmp_path, partition_of=lambda ids: ids % 2)
+    assert (r.records, r.lost, r.duplicated) == (8, 0, 0)
+    write(tmp_path / "part-x-0-0", [0, 4, 1, 3, 5, 7, 9])  # 2 of partition 0 is missing before its 4
+    assert audit(tmp_path, partition_of=lambda ids: ids % 2).lost == 1

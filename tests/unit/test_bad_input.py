@@ -32,6 +32,22 @@ NAN, INF = math.nan, math.inf
 DROP = object()  # an Edit value that removes the key
 
 
+def _recording_bytes() -> bytes:
+    """A small valid `khaos workload record` file."""
+    import tempfile
+
+    from khaos_controller.kafka import recording
+
+    res = recording.Reservoir(1796083838, 3, 100, 1)
+    for i in range(30):
+        res.add(1796083838000 + i * 100, i % 2, i, b"k", b"%d,1,90,1,0" % i)
+    with tempfile.TemporaryDirectory() as d:
+        return recording.save(res.recording("live"), Path(d) / "r.parquet").read_bytes()
+
+
+RECORDING = _recording_bytes()
+
+
 # ------------------------------------------------------------------------------ good baselines
 
 DAEMON = {
@@ -204,6 +220,20 @@ GOOD = [
     ),
     Case("profile-dry-run-good", ["profile", "@D@/experiment.yml", "--dry-run"], expect=("dry run",), ok=True),
     Case(
+        "profile-dry-run-good-kafka",
+        ["profile", "@D@/experiment.yml", "--dry-run"],
+        {"experiment.yml": X(kafka={"partitions": 4, "topic_config": {"retention.ms": 600000}})},
+        expect=("dry run",),
+        ok=True,
+    ),
+    Case(
+        "evaluate-dry-run-good-kafka",
+        ["evaluate", "@D@/evaluation.yml", "--dry-run"],
+        {"evaluation.yml": E(kafka={"format": "iot"})},
+        expect=("nothing",),
+        ok=True,
+    ),
+    Case(
         "profile-dry-run-good-trace",
         ["profile", "@D@/experiment.yml", "--dry-run", "--out", "@D@/new/dir"],
         {
@@ -304,7 +334,7 @@ BAD = [
     model("model-binary", BINARY, "not valid JSON"),
     model("model-json-list", "[1, 2, 3]", "not a khaos model"),
     model("model-wrong-schema", M(schema="other"), "not a khaos model"),
-    model("model-schema-version-2", M(schema_version=2), "schema version 2"),
+    model("model-schema-version-3", M(schema_version=3), "schema version 3"),
     model("model-coef-nan", M(**k("recovery.physics.coef.0", NAN)), "recovery.physics.coef.0", "finite"),
     model("model-coef-null", M(**k("recovery.physics.coef.0", None)), "recovery.physics.coef.0"),
     model("model-coef-string", M(**k("latency.physics.coef.0", "12")), "latency.physics.coef.0"),
@@ -555,6 +585,42 @@ BAD = [
     profile("profile-output-proc", X(output="/proc/khaos/out"), "output", "/proc/khaos"),
     profile("profile-out-file", X(), "--out", "good.txt", argv=["--out", "@D@/good.txt"]),
     profile("profile-out-proc", X(), "--out", "/proc/khaos", argv=["--out", "/proc/khaos/out"]),
+    profile("profile-kafka-unknown-key", X(kafka={"topic": "x"}), "kafka.topic"),
+    profile("profile-kafka-bootstrap-malformed", X(kafka={"bootstrap": "kafka1"}), "kafka.bootstrap", "host:port"),
+    profile("profile-kafka-bootstrap-port", X(kafka={"bootstrap": "h:99999"}), "kafka.bootstrap", "h:99999"),
+    profile("profile-kafka-format", X(kafka={"format": "avro"}), "kafka.format"),
+    profile("profile-kafka-raw-no-recording", X(kafka={"format": "raw"}), "kafka.format", "recording"),
+    profile("profile-kafka-recording-missing", X(kafka={"recording": "none.parquet"}), "kafka.recording"),
+    profile(
+        "profile-kafka-recording-malformed",
+        X(workload=DROP, kafka={"recording": "@D@/good.txt"}),
+        "kafka.recording",
+        "not a readable Parquet file",
+    ),
+    profile(
+        "profile-kafka-recording-and-rates",
+        X(kafka={"recording": "@D@/rec.parquet"}),
+        "workload",
+        "recorded rates",
+    ),
+    profile("profile-kafka-partitions-zero", X(kafka={"partitions": 0}), "kafka.partitions"),
+    profile("profile-kafka-producer-key", X(kafka={"producer": {"lingr.ms": 5}}), "kafka.producer", "lingr.ms"),
+    profile("profile-kafka-args-no-topic", X(kafka={}, **k("job.args", ["--rate", "{rate}"])), "job.args", "{topic}"),
+    profile(
+        "profile-kafka-output-topic-not-passed",
+        X(kafka={"output_topic": True}),
+        "job.args",
+        "{output_topic}",
+    ),
+    profile("profile-topic-without-kafka", X(**k("job.args", ["--topic", "{topic}"])), "job.args", "kafka section"),
+    profile("profile-recovery-rule", X(**k("measurement.recovery", "vibes")), "measurement.recovery"),
+    profile("profile-lag-quantile", X(**k("measurement.lag_quantile", 2)), "measurement.lag_quantile"),
+    Case(
+        "profile-kafka-broker-unreachable",
+        ["profile", "@D@/experiment.yml"],
+        {"experiment.yml": X(kafka={"bootstrap": "127.0.0.1:1"})},
+        ("kafka at 127.0.0.1:1 is unreachable",),
+    ),
     # ---- the evaluation (khaos evaluate --dry-run)
     evaluate("evaluate-empty", "", "evaluation.yml", "top level"),
     evaluate("evaluate-deep", DEEP_MAP, "evaluation.yml", "nested"),
@@ -601,6 +667,19 @@ BAD = [
     evaluate("evaluate-output-proc", E(output="/proc/khaos/out"), "output", "/proc/khaos"),
     evaluate("evaluate-out-file", E(), "--out", "good.txt", argv=["--out", "@D@/good.txt"]),
     evaluate("evaluate-out-proc", E(), "--out", "/proc/khaos", argv=["--out", "/proc/khaos/out"]),
+    evaluate("evaluate-kafka-bootstrap", E(kafka={"bootstrap": "nohost"}), "kafka.bootstrap", "host:port"),
+    evaluate(
+        "evaluate-kafka-args-no-topic",
+        E(kafka={}, **k("job.args", ["--trace", "{trace}"])),
+        "job.args",
+        "{topic}",
+    ),
+    Case(
+        "evaluate-kafka-broker-unreachable",
+        ["evaluate", "@D@/evaluation.yml"],
+        {"evaluation.yml": E(kafka={"bootstrap": "127.0.0.1:1"})},
+        ("kafka at 127.0.0.1:1 is unreachable",),
+    ),
     # ---- khaos lab: bad names and arguments fail before anything needs root
     Case("lab-up-bad-name", ["lab", "up", "--name", "BAD NAME!"], expect=("BAD NAME!",)),
     Case("lab-kill-bad-name", ["lab", "kill", "--name", "BAD NAME!", "x"], expect=("BAD NAME!",)),
@@ -700,6 +779,7 @@ def _run(case: Case, root: Path, bases: dict) -> subprocess.CompletedProcess:
         "inventory.yml": INVENTORY,
         "job.jar": b"PK\x03\x04 not really a jar",
         "good.txt": "a regular file\n",
+        "rec.parquet": RECORDING,
         **case.files,
     }
     for name, content in files.items():

@@ -69,6 +69,8 @@ def test_the_examples_load(jar_built):
     from khaos_controller.profile import experiment
 
     assert experiment.load(REPO_ROOT / "examples/experiment-lab.yml").failures == 8
+    on_kafka = experiment.load(REPO_ROOT / "examples/experiment-lab-kafka.yml")
+    assert on_kafka.failures == 8 and on_kafka.kafka is not None and on_kafka.recovery == "lag"
     assert ev_config.load(REPO_ROOT / "examples/evaluate.yml").copies[-1] == "khaos"
     raw = yaml.safe_load((REPO_ROOT / "examples/controller.yml").read_text())
     validate(DaemonFile, raw, "examples/controller.yml")

@@ -15,25 +15,31 @@ import java.io.Serializable;
  * <li>{@code --keys N}: the key of the stateful operator is the record's key field mod N (0 or absent: the key field as is);</li>
  * <li>{@code --state-bytes B}: each key holds a byte[B] ValueState ("payload") read and rewritten on every record;</li>
  * <li>{@code --cpu-us U}: every record costs U microseconds of the task thread's CPU time
- * ({@code --cpu-clock wall}: U microseconds of wall time, spinning).</li>
+ * ({@code --cpu-clock wall}: U microseconds of wall time, spinning; {@code --cpu-clock sleep}: U microseconds
+ * of waiting, parked, almost no CPU).</li>
  * </ul>
  */
 public final class Knobs implements Serializable {
     private static final long serialVersionUID = 1L;
     /** Upper bound of --state-bytes (one Java array, one RocksDB value). */
     public static final long MAX_STATE_BYTES = 16L << 20;
-    public static final String USAGE = "[--keys N] [--state-bytes B] [--cpu-us U [--cpu-clock thread|wall]]";
+    public static final String USAGE = "[--keys N] [--state-bytes B] [--cpu-us U [--cpu-clock thread|wall|sleep]]";
 
     public final long keys;
     public final int stateBytes;
     public final long cpuUs;
     public final boolean cpuWall; // --cpu-clock wall
+    public final boolean cpuSleep; // --cpu-clock sleep
 
     public Knobs(long keys, long stateBytes, long cpuUs) {
         this(keys, stateBytes, cpuUs, false);
     }
 
     public Knobs(long keys, long stateBytes, long cpuUs, boolean cpuWall) {
+        this(keys, stateBytes, cpuUs, cpuWall ? CpuBurner.Clock.WALL : CpuBurner.Clock.THREAD);
+    }
+
+    public Knobs(long keys, long stateBytes, long cpuUs, CpuBurner.Clock clock) {
         if (keys < 0) throw new IllegalArgumentException("--keys must be > 0");
         if (stateBytes < 0 || stateBytes > MAX_STATE_BYTES)
             throw new IllegalArgumentException("--state-bytes must be between 0 and " + MAX_STATE_BYTES + ", got " + stateBytes);
@@ -41,16 +47,18 @@ public final class Knobs implements Serializable {
         this.keys = keys;
         this.stateBytes = (int) stateBytes;
         this.cpuUs = cpuUs;
-        this.cpuWall = cpuWall;
+        this.cpuWall = clock == CpuBurner.Clock.WALL;
+        this.cpuSleep = clock == CpuBurner.Clock.SLEEP;
     }
 
     public static Knobs parse(ParameterTool p) {
         long keys = Cli.integer(p, "keys", 0);
         if (p.has("keys") && keys <= 0) throw new IllegalArgumentException("--keys must be > 0, got " + p.get("keys"));
         String clock = p.has("cpu-clock") ? Cli.text(p, "cpu-clock") : "thread";
-        if (!clock.equals("thread") && !clock.equals("wall"))
-            throw new IllegalArgumentException("--cpu-clock must be thread or wall, got '" + clock + "'");
-        return new Knobs(keys, Cli.integer(p, "state-bytes", 0), Cli.integer(p, "cpu-us", 0), clock.equals("wall"));
+        if (!clock.equals("thread") && !clock.equals("wall") && !clock.equals("sleep"))
+            throw new IllegalArgumentException("--cpu-clock must be thread, wall or sleep, got '" + clock + "'");
+        return new Knobs(keys, Cli.integer(p, "state-bytes", 0), Cli.integer(p, "cpu-us", 0),
+                CpuBurner.Clock.valueOf(clock.toUpperCase(java.util.Locale.ROOT)));
     }
 
     /** Any per-record work or state asked for. */
@@ -64,12 +72,17 @@ public final class Knobs implements Serializable {
         ValueState<byte[]> payload = stateBytes > 0
                 ? ctx.getState(new ValueStateDescriptor<>("payload", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO))
                 : null;
-        return new Worker(payload, stateBytes, new CpuBurner(cpuUs, cpuWall));
+        return new Worker(payload, stateBytes, new CpuBurner(cpuUs, clock()));
     }
 
     @Override
     public String toString() {
-        return "keys=" + keys + " state-bytes=" + stateBytes + " cpu-us=" + cpuUs + (cpuWall ? " (wall)" : "");
+        return "keys=" + keys + " state-bytes=" + stateBytes + " cpu-us=" + cpuUs + (cpuWall ? " (wall)" : cpuSleep ? " (sleep)" : "");
+    }
+
+    /** The clock of --cpu-us. */
+    public CpuBurner.Clock clock() {
+        return cpuWall ? CpuBurner.Clock.WALL : cpuSleep ? CpuBurner.Clock.SLEEP : CpuBurner.Clock.THREAD;
     }
 
     /** Does the work of one record for the current key of a keyed function. */

@@ -60,6 +60,22 @@ class CommonTest {
     }
 
     @Test
+    void sleepClockWaitsWithoutCpu() {
+        var threads = ManagementFactory.getThreadMXBean();
+        CpuBurner s = new CpuBurner(200, CpuBurner.Clock.SLEEP); // 200 us per call, parked every >= 1 ms owed
+        long cpu0 = threads.getCurrentThreadCpuTime(), t0 = System.nanoTime();
+        for (int i = 0; i < 1000; i++) s.burn();
+        long wall = System.nanoTime() - t0, cpu = threads.getCurrentThreadCpuTime() - cpu0;
+        assertTrue(wall >= 198_000_000L, "waited " + wall + " ns"); // 200 ms owed, at most 1 ms left owed
+        assertTrue(wall < 400_000_000L, "waited " + wall + " ns");
+        assertTrue(cpu < wall / 4, "cpu " + cpu + " ns of " + wall);
+        Knobs k = Knobs.parse(ParameterTool.fromArgs(new String[] {"--cpu-us", "5", "--cpu-clock", "sleep"}));
+        assertTrue(k.cpuSleep);
+        assertFalse(k.cpuWall);
+        assertEquals(CpuBurner.Clock.SLEEP, k.clock());
+    }
+
+    @Test
     void kafkaOptions() {
         KafkaOptions o = KafkaOptions.parse(ParameterTool.fromArgs(new String[] {"--bootstrap", "10.0.0.1:9092", "--topic", "in"}), "job", true);
         assertEquals("job", o.group);

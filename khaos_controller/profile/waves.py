@@ -1,0 +1,102 @@
+"""Profiling a Kafka-fed job in waves: the units of one workload (one rate, or one failure point of a
+trace), at most one per cluster, run at the same time, each reading its own fresh topic with its own
+consumer group, and ONE replay (kafka/feed.py) writes the workload into all their topics. The replay
+starts before the jobs and runs until the wave's last unit is done, so a job that fails catches up from
+the backlog the broker holds, as in production."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ..errors import KhaosError
+from ..kafka import feed as kfeed
+
+CAUGHT_UP_LAG_MS = 1000.0  # a job starting behind the replay has caught up when its lag is below 1 s ...
+CAUGHT_UP_SAMPLES = 6  # ... for 6 samples (3 s) in a row ...
+CAUGHT_UP_RATE = 1.3  # ... and its sink takes at most 1.3x the input rate (the records in flight are worked off)
+CAUGHT_UP_TIMEOUT_S = 180.0
+
+
+def group(units: list, clusters: int) -> list[list]:
+    """Units grouped by workload (rate, failure point), in order, cut into waves of ``clusters`` units."""
+    groups: dict[tuple, list] = {}
+    for u in units:
+        groups.setdefault((u.rate, (u.point or {}).get("t")), []).append(u)
+    return [g[i : i + clusters] for g in groups.values() for i in range(0, len(g), clusters)]
+
+
+def replay_seconds(exp, failures: int) -> int:
+    """Long enough for every failure of a unit to time out (the replay is stopped when the wave ends)."""
+    per_failure = exp.recovery_timeout_s + exp.consecutive_s + exp.settle_s + 3 * max(exp.checkpoint_intervals) + 90
+    return int(600 + 3 * exp.warmup_s + CAUGHT_UP_TIMEOUT_S + failures * per_failure)
+
+
+def run(prof) -> None:
+    """Every wave of the profiler's experiment, one after the other."""
+    for wave in prof.waves():
+        if prof.cancel.is_set():
+            return
+        run_wave(prof, wave)
+
+
+def run_wave(prof, wave: list) -> None:
+    """The wave's units in parallel (one per cluster) fed by ONE replay started before the jobs; topics and
+    groups deleted afterwards unless the profiler keeps them. A wave that cannot start fails its units."""
+    exp, u0 = prof.exp, wave[0]
+    names = [u.ident for u in wave]
+    feed = kfeed.Feed(exp.kafka, prof.bootstrap, prof.prefix, names, exp.job.parallelism, keep=prof.keep)
+    try:
+        feed.open()
+        src = kfeed.source(exp.kafka, replay_seconds(exp, len(u0.failures)), rate=u0.rate, trace=prof._window(u0))
+        start_ms = feed.start(src)
+        prof.journal.write("replay_start", units=names, topics=feed.topics(), source=src.name, start_ms=start_ms)
+        prof._say(f"replay of {src.name} into {', '.join(feed.topics())}")
+        threads = [
+            threading.Thread(target=prof._unit, args=(c, u, feed), daemon=True) for c, u in zip(prof.clusters, wave)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
+    except KhaosError as e:
+        for u in wave:
+            prof.errors.append(f"{u.ident}: {e}")
+            prof.journal.write("error", unit=u.ident, error=str(e))
+        prof._say(f"ERROR wave {', '.join(names)}: {e}")
+    finally:
+        summary = feed.stop()
+        problems = feed.close()
+        if summary is not None:
+            prof.journal.write("replay_end", units=names, line=summary.line(), sent=summary.sent)
+            prof._say(summary.line())
+        for p in problems:
+            prof.journal.write("kafka_cleanup", problem=p)
+
+
+def caught_up(rows: list[dict], rate: float) -> bool:
+    """The last CAUGHT_UP_SAMPLES samples show a job that has read what was written before it started:
+    running, lag below CAUGHT_UP_LAG_MS, its sink at most CAUGHT_UP_RATE x the input rate."""
+    last = rows[-CAUGHT_UP_SAMPLES:]
+    if len(last) < CAUGHT_UP_SAMPLES:
+        return False
+    for r in last:
+        lag, thr = r.get("lag_ms"), r.get("throughput")
+        if not r.get("all_running") or lag is None or lag != lag or lag > CAUGHT_UP_LAG_MS:
+            return False
+        if thr is not None and thr == thr and thr > CAUGHT_UP_RATE * rate:
+            return False
+    return True
+
+
+def wait_caught_up(prof, sampler, unit) -> float:
+    """Block until the new job has caught up with the replay (it starts behind it by its deploy time), so
+    that the warm-up that follows learns a steady state; seconds waited (a timeout only writes a note)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < CAUGHT_UP_TIMEOUT_S:
+        if caught_up(sampler.rows, unit.rate):
+            return time.monotonic() - t0
+        prof._sleep(1)
+    prof.journal.write("not_caught_up", unit=unit.ident, waited_s=CAUGHT_UP_TIMEOUT_S)
+    return time.monotonic() - t0
