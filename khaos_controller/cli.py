@@ -103,6 +103,7 @@ def _demo(args):
         results=args.results,
         out=args.out,
         kafka=not args.no_kafka and os.environ.get("KHAOS_DEMO_KAFKA", "1") != "0",
+        realize=args.realize,
     )
 
 
@@ -234,6 +235,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "--no-kafka",
         action="store_true",
         help="the job's synthetic replay source instead of Kafka (also KHAOS_DEMO_KAFKA=0)",
+    )
+    dm.add_argument(
+        "--realize",
+        choices=("pace", "restart"),
+        default="pace",
+        help="how the daemon applies an interval: pace (trigger checkpoints over REST, no restart; default) "
+        "or restart (stop-with-savepoint + resubmit through reconfigure.yml)",
     )
     dm.add_argument("--results", help="fit these profile results instead of profiling (skips step 1)")
     dm.add_argument("--out", default="out/demo", help="where the model, plots and journal go (default out/demo)")

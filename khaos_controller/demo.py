@@ -6,8 +6,9 @@
 4. playbooks/controller.yml installs the daemon on the bastion
 5. the sample job reads a Kafka topic (a Kafka host on the lab, playbooks/kafka.yml) that a replay on this
    machine fills with a rate that steps up; the daemon, started by controller.yml, sees the rate, predicts
-   the recovery and moves the checkpoint interval with reconfigure.yml (``kafka=False``: the job's own
-   synthetic replay source, --trace, as before)
+   the recovery and moves the checkpoint interval: by pacing checkpoints over REST, no restart (default;
+   the job's own interval stays as the safety net), or with ``realize="restart"`` by reconfigure.yml
+   (stop-with-savepoint + resubmit) (``kafka=False``: the job's own synthetic replay source, --trace)
 6. stop the daemon, stop the job with a savepoint, audit the exactly-once sink
 7. summary: decisions, a timeline plot (rate, interval, latency, decisions) and the files
 """
@@ -56,12 +57,15 @@ def run(
     results: str | None = None,
     out: str = "out/demo",
     kafka: bool = True,
+    realize: str = "pace",
 ) -> None:
     """The whole demo (module docstring); the lab is removed afterwards unless ``keep``."""
     t0 = time.monotonic()
     lab = Lab(lab_name)
     profile = profile or (KAFKA_PROFILE if kafka else PLAIN_PROFILE)
     _check_args(low, high, low_s, start_ci, watch_s, profile, results, out)
+    if realize not in ("pace", "restart"):
+        raise KhaosError(f"--realize must be pace or restart, got {realize!r}")
     feed = None
     if lab.hosts:
         raise KhaosError(f"lab {lab_name!r} is already up: `khaos lab down --name {lab_name}` first")
@@ -99,6 +103,9 @@ def run(
                 "ci": {"min": 2, "max": 30, "step": 1, "dead_band_s": 3, "cooldown_s": 120},
                 "loop": {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5},
                 "metrics": {"host": "0.0.0.0", "port": 9790},
+                "realize": {"mode": realize},
+                # a restart must pay for itself (docs/daemon.md): the demo expects a failure every few minutes
+                "mtbf_h": 0.05,
             },
         }
         _step(t0, f"playbooks/controller.yml: khaos in a venv on the bastion {bastion_host.name} ({bastion_host.ip})")
@@ -151,17 +158,17 @@ def run(
         entries = journal.read(journal_path)
         (out_dir / "journal.jsonl").write_text(journal_path.read_text())
         pd.DataFrame(samples).to_csv(out_dir / "timeline.csv", index=False)
-        png = plot_timeline(samples, entries, start_ms / 1000 + low_s, r_max, out_dir / "timeline.png")
+        png = plot_timeline(samples, entries, start_ms / 1000 + low_s, r_max, out_dir / "timeline.png", start_ci)
         changes = summarise(entries)
         _step(
             t0,
-            f"{changes} reconfiguration(s); files: {out_dir / 'model.json'}, {out_dir / 'fit.png'}, "
+            f"{changes} interval change(s) ({realize}); files: {out_dir / 'model.json'}, {out_dir / 'fit.png'}, "
             f"{png}, {out_dir / 'timeline.csv'}, {out_dir / 'journal.jsonl'}",
         )
         if result.lost or result.duplicated:
             raise KhaosError(f"sink audit failed: {result.lost} lost, {result.duplicated} duplicated")
         if not changes:
-            raise KhaosError("the daemon made no reconfiguration; see the journal above")
+            raise KhaosError("the daemon changed no interval; see the journal above")
     finally:
         if feed is not None:
             feed.stop()
@@ -230,17 +237,35 @@ def summarise(entries: list[dict]) -> int:
     """Print every realized change with its explanation; returns how many."""
     changes = [e for e in entries if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok"]
     for e in changes:
-        d = e["decision"]
-        print(
-            f"  change at {e['time']}: {d['current_ci_s']:g} s -> {d['ci_s']:g} s "
-            f"(reconfigure.yml {e['realize']['seconds']:.1f} s, savepoint {e['realize'].get('savepoint')})"
-        )
+        d, r = e["decision"], e["realize"]
+        if "interval_s" in r:  # paced: checkpoints triggered over REST, the job untouched
+            how = f"paced every {r['interval_s']:g} s over REST, no restart; safety net {r['safety_net_s']:g} s"
+        else:
+            how = f"reconfigure.yml {r['seconds']:.1f} s, savepoint {r.get('savepoint')}"
+        print(f"  change at {e['time']}: {d['current_ci_s']:g} s -> {d['ci_s']:g} s ({how})")
         print(f"    {e.get('explain', '')}")
     return len(changes)
 
 
-def plot_timeline(samples: list[dict], entries: list[dict], step_at: float, r_max: float, png: Path) -> Path:
-    """Rate, interval in force and p99 latency over time, with the daemon's decisions (PNG)."""
+def interval_in_force(samples: pd.DataFrame, entries: list[dict], start_ci: float) -> pd.Series:
+    """The interval Khaos holds the job to at each sample: the paced interval after each paced change, else
+    the job's configured interval."""
+    paced = sorted(
+        (e["ts"], e["realize"]["interval_s"])
+        for e in entries
+        if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok" and "interval_s" in e["realize"]
+    )
+    if not paced:
+        return samples["ci_s"]
+    steps = pd.Series([v for _, v in paced], index=[t for t, _ in paced])
+    held = steps.reindex(samples["t"], method="ffill").to_numpy()
+    return pd.Series(held, index=samples.index).fillna(samples["ci_s"].fillna(start_ci))
+
+
+def plot_timeline(
+    samples: list[dict], entries: list[dict], step_at: float, r_max: float, png: Path, start_ci: float = 20.0
+) -> Path:
+    """Rate, interval in force (paced, and the job's own) and p99 latency over time, with decisions (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,8 +277,10 @@ def plot_timeline(samples: list[dict], entries: list[dict], step_at: float, r_ma
     fig, ax = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
     ax[0].plot(x, df["rate_in"], lw=1)
     ax[0].set_ylabel("input rate (events/s)")
-    ax[1].step(x, df["ci_s"], where="post", color="tab:green")
+    ax[1].step(x, interval_in_force(df, entries, start_ci), where="post", color="tab:green", label="in force")
+    ax[1].step(x, df["ci_s"], where="post", color="tab:green", ls=":", label="job's own (safety net)")
     ax[1].set_ylabel("checkpoint interval (s)")
+    ax[1].legend(loc="upper right", fontsize="small")
     ax[2].plot(x, df["latency_p99_ms"], lw=1, color="tab:red")
     ax[2].set_ylabel("p99 latency (ms)")
     ax[2].set_xlabel("seconds")

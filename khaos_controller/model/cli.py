@@ -43,7 +43,7 @@ def add_cli(subparsers) -> None:
     p.add_argument(
         "--capacity",
         type=positive_float,
-        help="the job's maximum throughput in events/s, if known (default: estimated from the data)",
+        help="the job's maximum throughput in events/s, if known (default: the profile's measured capacity, else estimated)",
     )
     p.set_defaults(func=_fit)
     p = subparsers.add_parser("promote", help="replace the daemon's model only if the new one's CV error is not worse")

@@ -10,8 +10,16 @@ Two model families are fitted and cross-validated side by side (docs/models.md h
 * ``physics``: non-negative linear models (``LinearRegression(positive=True)``) on physical features
   (features.py). A few feature sets per target are tried; the one with the lowest CV MAPE is kept.
 
-Cross-validation holds out whole ``(ci_s, rate)`` units (all failures of one profiled deployment), so
-no held-out failure has a sibling from the same deployment in the training fold.
+Where the profile measured each cluster's capacity (columns ``capacity``, ``utilization_target``,
+``restored_checkpoint_age_s``, ``checkpoint_size_bytes``; profile/capacity.py), the grey-box sets
+(features.py ``GREYBOX_SETS``, each also with the learned residual of greybox.py) join the recovery
+candidates and the utilization sets the latency candidates; the extrapolation check fits on low
+utilization and predicts high utilization. A results file without those columns gives the same model
+as before.
+
+Cross-validation holds out whole ``(ci_s, rate)`` units (``(ci_s, utilization level)`` where the profile
+ran levels): all failures of one profiled deployment, so no held-out failure has a sibling from the
+same deployment in the training fold.
 """
 
 from __future__ import annotations
@@ -29,13 +37,34 @@ import pandas as pd
 
 from ..errors import KhaosError
 from ..jsonio import jsonable
-from .features import BASELINE_FEATURES, CAPACITY_FACTORS, LATENCY_SETS, RECOVERY_SETS, columns, expand, measured
+from .features import (
+    BASELINE_FEATURES,
+    CAPACITY_FACTORS,
+    GREYBOX_SETS,
+    LATENCY_CAPACITY_SETS,
+    LATENCY_SETS,
+    RECOVERY_SETS,
+    columns,
+    expand,
+    measured,
+)
+from .greybox import (
+    EXTRAPOLATION_FIT_MAX,
+    EXTRAPOLATION_TEST_MIN,
+    RESIDUAL_FEATURES,
+    RESIDUAL_SUFFIX,
+    extrapolation_split,
+    fit_residual,
+    has_capacity,
+)
 from .predict import spec_predict
 from .store import SCHEMA, SCHEMA_VERSION, CheckpointCost, Constants, Model, Spec, parse
 
 MIN_RECOVERED_ROWS = 4  # below this a 3-4 parameter model is not a fit but an interpolation
 MIN_LATENCY_ROWS = 4
 REQUIRED_COLUMNS = ("ci_s", "rate", "mode", "recovered", "recovery_s", "latency_p99_ms")
+# Read only where present (profile/capacity.py writes them), so an older results file gives the same frame.
+CAPACITY_COLUMNS = {"cap": "capacity", "u_target": "utilization_target", "age_s": "restored_checkpoint_age_s"}
 _NAN = float("nan")
 
 
@@ -104,6 +133,14 @@ def _prepare(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
             "ckpt_s": _num(df, "checkpoint_duration_ms") / 1000.0,
         }
     )
+    for col, src in CAPACITY_COLUMNS.items():
+        if src in df.columns:
+            d[col] = _num(df, src)
+    if "cap" in d:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d["u"] = d["rate"] / d["cap"]  # what features.py computes from the same columns
+    if "checkpoint_size_bytes" in df.columns:
+        d["state_gb"] = _num(df, "checkpoint_size_bytes") / 1e9
     base_ok = (
         np.isfinite(d["ci"])
         & (d["ci"] > 0)
@@ -144,6 +181,8 @@ def _prepare(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 def data_hash(clean: pd.DataFrame, used: pd.Series) -> str:
     """sha256 over the rows used (the fitted columns, one JSON line each, lines sorted): order-independent."""
     cols = ["ci", "rate", "mode", "recovered", "recovery_s", "latency_ms", "since_s", "running_s", "ckpt_s"]
+    extra = [c for c in ("age_s", "cap", "u_target") if c in clean and np.isfinite(clean.loc[used, c]).any()]
+    cols += extra + (["state_gb"] if "cap" in extra and "state_gb" in clean else [])  # state: greybox only
     lines = []
     for rec in clean.loc[used, cols].to_dict("records"):
         rec = {
@@ -181,7 +220,10 @@ def _nnls_sse(X: np.ndarray, y: np.ndarray) -> float:
 
 
 def _constants(train: pd.DataFrame, capacity: float | None) -> Constants:
-    margin = train["ci"] - train["since_s"]
+    since = train["since_s"]
+    if "age_s" in train:  # the restored checkpoint's age, as the measured L0 uses (features.measured)
+        since = train["age_s"].where(np.isfinite(train["age_s"]), since)
+    margin = train["ci"] - since
     margin = float(np.nanmedian(margin)) if np.isfinite(margin).any() else 0.0
     down: dict[str, float] = {}
     rs = train["running_s"]
@@ -193,26 +235,39 @@ def _constants(train: pd.DataFrame, capacity: float | None) -> Constants:
     return Constants(margin_s=max(margin, 0.0), downtime_s=down, capacity=capacity)
 
 
-def _ckpt_model(rows: pd.DataFrame) -> CheckpointCost:
-    ok = np.isfinite(rows["ckpt_s"])
+def _ckpt_model(rows: pd.DataFrame, col: str = "ckpt_s") -> CheckpointCost:
+    ok = np.isfinite(rows[col])
     if ok.sum() >= 2:
-        coef, icpt = _linreg(rows.loc[ok, ["rate", "ci"]].to_numpy(), rows.loc[ok, "ckpt_s"].to_numpy(), True)
+        coef, icpt = _linreg(rows.loc[ok, ["rate", "ci"]].to_numpy(), rows.loc[ok, col].to_numpy(), True)
         return CheckpointCost(intercept=max(icpt, 0.0), rate=float(coef[0]), ci=float(coef[1]))
-    mean = float(rows.loc[ok, "ckpt_s"].mean()) if ok.any() else 0.0
+    mean = float(rows.loc[ok, col].mean()) if ok.any() else 0.0
     return CheckpointCost(intercept=mean, rate=0.0, ci=0.0)
 
 
 def _fit_spec(
-    train: pd.DataFrame, target: str, name: str, feature_set: list[str], positive: bool, capacity: float | None = None
+    train: pd.DataFrame,
+    target: str,
+    name: str,
+    feature_set: list[str],
+    positive: bool,
+    capacity: float | None = None,
+    measured_cap: bool = False,
 ) -> Spec:
-    """Fit one model on ``train`` (target column ``target``); returns a self-contained spec."""
+    """Fit one model on ``train`` (target column ``target``); returns a self-contained spec. With
+    ``measured_cap`` (and no ``capacity``) the capacity is the training rows' median measured one."""
     y = train[target].to_numpy(dtype=float)
     modes = sorted(set(train["mode"]))
     feats = expand(feature_set, modes)
+    measured_cap = measured_cap and capacity is None  # a given capacity wins
+    if measured_cap:
+        capacity = float(np.median(train["cap"]))
     c = _constants(train, capacity)
-    if "ckpt/ci" in feats:
+    c.capacity_measured = measured_cap
+    if any(f.startswith("ckpt/ci") for f in feats):
         c.ckpt_model = _ckpt_model(train)
-    caps = [None]
+    if "state_gb" in feats:
+        c.state_model = _ckpt_model(train, "state_gb")
+    caps = [capacity]  # the given or measured one (None: none); a drain set without one searches
     if any("cap" in f for f in feats):
         top = float(train["rate"].max())
         caps = [capacity] if capacity else [top * k for k in CAPACITY_FACTORS]
@@ -255,33 +310,39 @@ def _fit_spec(
 
 
 def cv_folds(rows: pd.DataFrame) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
-    """Folds holding out whole (ci, rate) units; leave-one-row-out when there are fewer than 3 units."""
-    units = rows["ci"].round(6).astype(str) + "@" + rows["rate"].round(6).astype(str)
+    """Folds holding out whole (ci, rate) or (ci, utilization level) units; leave-one-row-out below 3 units."""
+    by_level = "u_target" in rows and bool(np.isfinite(rows["u_target"]).all())
+    second, what = ("u_target", "utilization") if by_level else ("rate", "rate")
+    units = rows["ci"].round(6).astype(str) + "@" + rows[second].round(6).astype(str)
     labels = sorted(set(units))
     idx = np.arange(len(rows))
     if len(labels) >= 3:
         if len(labels) <= 30:
             return (
                 [(idx[units.to_numpy() != u], idx[units.to_numpy() == u]) for u in labels],
-                f"leave-one-(ci,rate)-unit-out, {len(labels)} folds",
+                f"leave-one-(ci,{what})-unit-out, {len(labels)} folds",
             )
         from sklearn.model_selection import GroupKFold
 
         folds = [(tr, te) for tr, te in GroupKFold(n_splits=10).split(idx, groups=units)]
-        return folds, f"10-fold grouped by (ci,rate) unit ({len(labels)} units)"
+        return folds, f"10-fold grouped by (ci,{what}) unit ({len(labels)} units)"
     return [
         (np.delete(idx, i), idx[i : i + 1]) for i in idx
     ], f"leave-one-row-out ({len(labels)} unit(s) only), {len(idx)} folds"
+
+
+def _predict_rows(spec: Spec, test: pd.DataFrame) -> np.ndarray:
+    """Predictions for rows from (ci, rate, mode) and, where measured, the capacity of their cluster."""
+    cap = test["cap"].to_numpy(float) if "cap" in test else None
+    ci, rate, mode = test["ci"].to_numpy(float), test["rate"].to_numpy(float), test["mode"].to_numpy(object)
+    return spec_predict(spec, ci, rate, mode, capacity=cap)
 
 
 def _heldout(rows: pd.DataFrame, folds, fitter: Callable[[pd.DataFrame], Spec]) -> np.ndarray:
     pred = np.full(len(rows), _NAN)
     for tr, te in folds:
         spec = fitter(rows.iloc[tr].reset_index(drop=True))
-        test = rows.iloc[te]
-        pred[te] = spec_predict(
-            spec, test["ci"].to_numpy(float), test["rate"].to_numpy(float), test["mode"].to_numpy(object)
-        )
+        pred[te] = _predict_rows(spec, rows.iloc[te])
     return pred
 
 
@@ -299,15 +360,70 @@ def errors(observed, predicted) -> dict:
 
 
 def _choose(cands: dict[str, dict]) -> str:
-    """Lowest CV MAPE; ties (within 1e-9) -> fewer features, then lower MAE."""
+    """Lowest CV MAPE; ties (within 1e-9) -> fewer features, then lower MAE. A ``+residual`` candidate
+    only counts when its MAPE is below that of the same set without the residual."""
+
+    def mape(name):
+        m = cands[name]["mape"]
+        return round(m, 9) if math.isfinite(m) else math.inf
 
     def key(name):
         e = cands[name]
-        m = e["mape"] if math.isfinite(e["mape"]) else math.inf
         a = e["mae"] if math.isfinite(e["mae"]) else math.inf
-        return (round(m, 9), e["n_features"], a)
+        return (mape(name), e["n_features"], a)
 
-    return min(cands, key=key)
+    def kept(name):
+        base = name.removesuffix(RESIDUAL_SUFFIX)
+        return base == name or base not in cands or mape(name) < mape(base)
+
+    return min(filter(kept, cands), key=key)
+
+
+def _candidates(target: str, rows: pd.DataFrame) -> tuple[dict[str, tuple[list[str], bool]], int]:
+    """Candidate name -> (feature set, with residual) the rows can fit, and how many were offered."""
+    sets = {n: (fs, False) for n, fs in (RECOVERY_SETS if target == "recovery" else LATENCY_SETS).items()}
+    if has_capacity(rows) and target == "recovery":
+        for n, fs in GREYBOX_SETS.items():
+            sets[n], sets[n + RESIDUAL_SUFFIX] = (fs, False), (fs, True)
+    elif has_capacity(rows):
+        sets.update({n: (fs, False) for n, fs in LATENCY_CAPACITY_SETS.items()})
+
+    def fits(fs: list[str]) -> bool:
+        if any(f.startswith("ckpt/ci") for f in fs) and not np.isfinite(rows["ckpt_s"]).any():
+            return False
+        return "state_gb" not in fs or ("state_gb" in rows and bool(np.isfinite(rows["state_gb"]).all()))
+
+    return {n: v for n, v in sets.items() if fits(v[0])}, len(sets)
+
+
+def _fitter(col: str, name: str, fs: list[str], residual: bool, capacity: float | None, measured_cap: bool):
+    """train rows -> the fitted spec of one candidate (with its residual if asked)."""
+
+    def f(tr: pd.DataFrame) -> Spec:
+        spec = _fit_spec(tr, col, name.removesuffix(RESIDUAL_SUFFIX), fs, True, capacity, measured_cap)
+        return fit_residual(spec, tr, col) if residual else spec  # fit_residual adds the suffix back
+
+    return f
+
+
+def _base_fitter(tr: pd.DataFrame, col: str) -> Spec:
+    return _fit_spec(tr, col, "baseline", BASELINE_FEATURES, positive=False)
+
+
+def extrapolation(parts: dict[str, tuple[pd.DataFrame, str, Callable, str]]) -> dict | None:
+    """Errors at utilization >= 80 % of the chosen model and the baseline fitted at <= 70 % (None: no split)."""
+    # parts: target -> (rows, target column, fitter of the chosen model, its name)
+    out: dict = {"fit_max": EXTRAPOLATION_FIT_MAX, "test_min": EXTRAPOLATION_TEST_MIN}
+    for target, (rows, col, fitter, name) in parts.items():
+        split = extrapolation_split(rows) if has_capacity(rows) else None
+        if split is None:
+            return None
+        train, test = rows[split[0]].reset_index(drop=True), rows[split[1]]
+        y = test[col].to_numpy(float)
+        out[target] = {**errors(y, _predict_rows(fitter(train), test)), "feature_set": name}
+        base = _predict_rows(_base_fitter(train, col), test)
+        out[target + "_baseline"] = {**errors(y, base), "feature_set": "baseline"}
+    return out
 
 
 # ------------------------------------------------------------------------------------------- fit
@@ -334,6 +450,8 @@ def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[
     used, clean = rows.pop("_used"), rows.pop("_clean")
     if capacity is not None and capacity <= float(rec["rate"].max()):
         raise KhaosError(f"--capacity {capacity:g} is not above the highest profiled rate {rec['rate'].max():g}")
+    # a capacity measured for only some rows is not used: the fit searches one, as for older profiles
+    rec, lat = (t if has_capacity(t) else t.drop(columns=["cap", "u"], errors="ignore") for t in (rec, lat))
 
     out: dict = {
         "schema": SCHEMA,
@@ -349,6 +467,10 @@ def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[
         "rate": [float(allrows["rate"].min()), float(allrows["rate"].max())],
         "modes": sorted(set(rec["mode"])),
     }
+    if "cap" in rec or "cap" in lat:
+        caps = pd.concat([t[["cap", "u"]] for t in (rec, lat) if "cap" in t])
+        out["ranges"]["utilization"] = [float(caps["u"].min()), float(caps["u"].max())]
+        out["ranges"]["capacity"] = [float(caps["cap"].min()), float(caps["cap"].max())]
     ck = clean.loc[used, "ckpt_s"]
     ck = ck[np.isfinite(ck)]
     out["checkpoint_duration_s"] = (
@@ -357,25 +479,26 @@ def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[
 
     cv: dict = {}
     heldout: dict = {}
-    for target, rows_t, col, sets in (
-        ("recovery", rec, "recovery_s", RECOVERY_SETS),
-        ("latency", lat, "latency_ms", LATENCY_SETS),
-    ):
+    offered: dict[str, int] = {}
+    chosen: dict = {}
+    for target, rows_t, col in (("recovery", rec, "recovery_s"), ("latency", lat, "latency_ms")):
         folds, protocol = cv_folds(rows_t)
         y = rows_t[col].to_numpy()
-        base_fit = lambda tr, col=col: _fit_spec(tr, col, "baseline", BASELINE_FEATURES, positive=False)  # noqa: E731
-        base_pred = _heldout(rows_t, folds, base_fit)
-        cands, preds = {}, {}
-        for name, fs in sets.items():
-            if "ckpt/ci" in fs and not np.isfinite(rows_t["ckpt_s"]).any():
-                continue
-            f = lambda tr, col=col, name=name, fs=fs: _fit_spec(tr, col, name, fs, True, capacity)  # noqa: E731
-            preds[name] = _heldout(rows_t, folds, f)
-            cands[name] = {**errors(y, preds[name]), "n_features": len(expand(fs, set(rows_t["mode"])))}
+        base_pred = _heldout(rows_t, folds, lambda tr, col=col: _base_fitter(tr, col))
+        sets, offered[target] = _candidates(target, rows_t)
+        measured_cap = has_capacity(rows_t)
+        modes = set(rows_t["mode"])
+        n_res = len(expand(RESIDUAL_FEATURES, modes))
+        cands, preds, fitters = {}, {}, {}
+        for name, (fs, residual) in sets.items():
+            fitters[name] = _fitter(col, name, fs, residual, capacity, measured_cap)
+            preds[name] = _heldout(rows_t, folds, fitters[name])
+            cands[name] = {**errors(y, preds[name]), "n_features": len(expand(fs, modes)) + residual * n_res}
         pick = _choose(cands)
+        chosen[target] = (rows_t, col, fitters[pick], pick)
         out[target] = {
-            "baseline": _fit_spec(rows_t, col, "baseline", BASELINE_FEATURES, positive=False).model_dump(),
-            "physics": _fit_spec(rows_t, col, pick, sets[pick], True, capacity).model_dump(),
+            "baseline": _base_fitter(rows_t, col).model_dump(),
+            "physics": fitters[pick](rows_t).model_dump(),
         }
         cv[target] = {
             "protocol": protocol,
@@ -398,8 +521,9 @@ def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[
     cv["heldout"] = heldout
     cv["note"] = (
         "physics feature sets were chosen by this CV error among "
-        f"{len(RECOVERY_SETS)} (recovery) / {len(LATENCY_SETS)} (latency) candidates, "
+        f"{offered['recovery']} (recovery) / {offered['latency']} (latency) candidates, "
         "so its number is slightly optimistic"
     )
+    cv["extrapolation"] = extrapolation(chosen)
     out["cv"] = cv
     return parse(jsonable(out), "fitted model")

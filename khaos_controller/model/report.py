@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import Model, Spec
+from .greybox import fmt_level
+from .store import Error, Model, Spec
 
 
 def _pct(x) -> str:
@@ -18,18 +19,45 @@ def _num(x, digits=2) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _sum(icpt: float, features: list[str], coef: list[float]) -> str:
+    parts = [f"{icpt:.4g}"] + [f"{b:.4g}*{f}" for f, b in zip(features, coef)]
+    return " + ".join(parts).replace("+ -", "- ")
+
+
 def formula(spec: Spec) -> str:
-    """``intercept + coef*feature ...`` with the capacity the drain feature uses."""
-    parts = [f"{spec.intercept:.4g}"] + [f"{b:.4g}*{f}" for f, b in zip(spec.features, spec.coef)]
-    s = " + ".join(parts).replace("+ -", "- ")
+    """``intercept + coef*feature ...`` with its residual and the capacity a capacity feature uses."""
+    s = _sum(spec.intercept, spec.features, spec.coef)
+    if spec.residual is not None:
+        r = spec.residual
+        s = f"({s}) x exp({_sum(r.intercept, r.features, r.coef)})"
     cap = spec.constants.capacity
-    if cap and any("cap" in f for f in spec.features):
-        s += f"  (cap={cap:.0f}/s" + (
-            ", at the grid's upper edge: not identifiable from these data)"
-            if spec.constants.capacity_at_grid_edge
-            else ")"
-        )
+    if cap and any("cap" in f or "(1-u)" in f or f == "u" for f in spec.features):
+        if spec.constants.capacity_measured:
+            s += f"  (cap: each cluster's measured capacity; default {cap:.0f}/s, the profiled median)"
+        else:
+            s += f"  (cap={cap:.0f}/s" + (
+                ", at the grid's upper edge: not identifiable from these data)"
+                if spec.constants.capacity_at_grid_edge
+                else ")"
+            )
     return s
+
+
+def _vs(e: Error, base: Error | None, unit: str) -> str:
+    b = base or Error()
+    return f"MAPE {_pct(e.mape)} (baseline {_pct(b.mape)}), MAE {_num(e.mae)} {unit} (baseline {_num(b.mae)})"
+
+
+def extrapolation_line(model: Model) -> str | None:
+    """The extrapolation check in one line (None without one)."""
+    x = model.cv.extrapolation
+    if x is None:
+        return None
+    return (
+        f"extrapolation (fitted at utilization <= {fmt_level(x.fit_max)}, predicting >= {fmt_level(x.test_min)}, "
+        f"{x.recovery.n} failures): recovery {_vs(x.recovery, x.recovery_baseline, 's')}; "
+        f"latency {_vs(x.latency, x.latency_baseline, 'ms')}"
+    )
 
 
 def format_report(model: Model) -> str:
@@ -44,7 +72,17 @@ def format_report(model: Model) -> str:
         f"(dropped: {drop(r.recovery_dropped)}); latency model uses {r.latency_used} "
         f"(dropped: {drop(r.latency_dropped)})",
         f"ranges: CI {model.ranges.ci_s[0]:g}-{model.ranges.ci_s[1]:g} s, rate "
-        f"{model.ranges.rate[0]:g}-{model.ranges.rate[1]:g} events/s, modes {', '.join(model.ranges.modes)}",
+        f"{model.ranges.rate[0]:g}-{model.ranges.rate[1]:g} events/s, modes {', '.join(model.ranges.modes)}"
+        + (
+            f", utilization {100 * model.ranges.utilization[0]:.0f}-{100 * model.ranges.utilization[1]:.0f} %"
+            if model.ranges.utilization
+            else ""
+        )
+        + (
+            f", measured capacity {model.ranges.capacity[0]:.0f}-{model.ranges.capacity[1]:.0f} events/s"
+            if model.ranges.capacity
+            else ""
+        ),
     ]
     cv = model.cv
     lines.append(f"held-out error ({cv.recovery.protocol} for recovery; {cv.latency.protocol} for latency)")
@@ -59,6 +97,9 @@ def format_report(model: Model) -> str:
         t = getattr(cv, target)
         cands = ", ".join(f"{k} {_pct(v.mape)}" for k, v in t.candidates.items())
         lines.append(f"  {target} physics candidates (CV MAPE): {cands}; chose {t.physics.feature_set}")
+    x = extrapolation_line(model)
+    if x:
+        lines.append(x)
     for target in ("recovery", "latency"):
         for fam in ("baseline", "physics"):
             lines.append(f"{fam} {target} = {formula(getattr(model.target(target), fam))}")
@@ -66,6 +107,9 @@ def format_report(model: Model) -> str:
     if c.downtime_s:
         d = ", ".join(f"{k} {v:.2f} s" for k, v in c.downtime_s.items() if k != "*")
         lines.append(f"  L0 = (CI - {c.margin_s:.2f} s) + downtime ({d})")
+    if c.state_model is not None:
+        k = c.state_model
+        lines.append(f"  state_gb = {k.intercept:.4g} + {k.rate:.4g}*rate + {k.ci:.4g}*ci")
     lines.append(f"data {model.data_hash[:19]}..., created {model.created}")
     return "\n".join(lines)
 

@@ -20,10 +20,16 @@ from ..errors import KhaosError
 from ..jsonio import write_json
 
 SCHEMA = "khaos-model"
-SCHEMA_VERSION = 1
+# 2: measured capacity and utilization (ranges.utilization, constants.state_model, residual, cv.extrapolation).
+# Version 1 files (no capacity) load unchanged: every field version 2 added is optional.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 REFERENCE_MODE = "process"  # the failure mode without an indicator column; others get "mode=<m>"
 # Feature names a model may use (features.py computes them).
-FEATURE_RE = re.compile(r"^(rate|ci|1/ci|rate/ci|L0|L0\*rate|L0\*rate/\(cap-rate\)|ckpt/ci|mode=[a-z_]+)$")
+FEATURE_RE = re.compile(
+    r"^(rate|ci|1/ci|rate/ci|L0|L0\*rate|L0\*rate/\(cap-rate\)|ckpt/ci|ckpt/ci/\(1-u\)|u/\(1-u\)|1/ci/\(1-u\)"
+    r"|state_gb|u|mode=[a-z_]+)$"
+)
 MAX_FILE_BYTES = 64 << 20  # a model file is a few kB; this is not one
 # Strict scalars: "12" is not a number and 1 is not true (a hand-edited file must say what it means).
 Float = Annotated[float, Strict()]
@@ -51,7 +57,9 @@ class Constants(_Strict):
     downtime_s: dict[str, Float] = Field(default_factory=lambda: {"*": 0.0})  # failure -> running, per mode
     capacity: Float | None = Field(None, gt=0)  # records/s the job can process (drain feature)
     capacity_at_grid_edge: Bool = False  # the capacity fit ran into the grid's upper edge
+    capacity_measured: Bool = False  # capacity is the profiled clusters' median measured capacity, not a fit
     ckpt_model: CheckpointCost | None = None
+    state_model: CheckpointCost | None = None  # checkpointed state (GB) as a line of rate and interval
 
     @model_validator(mode="after")
     def _downtimes(self) -> Constants:
@@ -62,8 +70,27 @@ class Constants(_Strict):
         return self
 
 
+class Residual(_Strict):
+    """A learned correction of a physical model: prediction x exp(intercept + sum(coef * feature)), a ridge
+    regression of log(observed / physical) fitted on the training rows (model/greybox.py)."""
+
+    features: list[str]
+    coef: list[Float]
+    intercept: Float
+    alpha: Float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Residual:
+        if len(self.coef) != len(self.features):
+            raise ValueError(f"{len(self.coef)} residual coefficients for {len(self.features)} features")
+        bad = [f for f in self.features if not FEATURE_RE.match(f)]
+        if bad:
+            raise ValueError(f"unknown residual feature {bad[0]!r} (written by a newer khaos?)")
+        return self
+
+
 class Spec(_Strict):
-    """One fitted linear model: intercept + sum(coef * feature)."""
+    """One fitted linear model: intercept + sum(coef * feature) [x the residual's correction]."""
 
     name: Str
     features: list[str]
@@ -71,6 +98,7 @@ class Spec(_Strict):
     intercept: Float
     positive: Bool = True
     constants: Constants = Field(default_factory=Constants)
+    residual: Residual | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
@@ -81,8 +109,12 @@ class Spec(_Strict):
             raise ValueError(f"unknown feature {bad[0]!r} (written by a newer khaos?)")
         if any("cap" in f for f in self.features) and self.constants.capacity is None:
             raise ValueError("a capacity feature needs constants.capacity")
-        if "ckpt/ci" in self.features and self.constants.ckpt_model is None:
+        if any(f.startswith("ckpt/ci") for f in self.features) and self.constants.ckpt_model is None:
             raise ValueError("feature ckpt/ci needs constants.ckpt_model")
+        if "state_gb" in self.features and self.constants.state_model is None:
+            raise ValueError("feature state_gb needs constants.state_model")
+        if any("(1-u)" in f or f == "u" for f in self.features) and self.constants.capacity is None:
+            raise ValueError("a utilization feature needs constants.capacity")
         if self.positive and any(c < 0 for c in self.coef):
             i = next(i for i, c in enumerate(self.coef) if c < 0)
             raise ValueError(f"coef[{i}] {self.coef[i]:g} is negative in a non-negative (positive) model")
@@ -127,6 +159,17 @@ class Heldout(_Strict):
     physics: Float | None
 
 
+class Extrapolation(_Strict):
+    """Fitted on the rows at or below a utilization, predicting the rows above another (both targets)."""
+
+    fit_max: Float  # trained on utilization <= this
+    test_min: Float  # predicted utilization >= this
+    recovery: Error
+    latency: Error
+    recovery_baseline: Error | None = None
+    latency_baseline: Error | None = None
+
+
 class CV(_Strict):
     """Cross-validation: errors per target and every held-out prediction."""
 
@@ -134,6 +177,7 @@ class CV(_Strict):
     latency: CVTarget
     heldout: dict[Literal["recovery", "latency"], list[Heldout]]
     note: Str = ""
+    extrapolation: Extrapolation | None = None
 
 
 class Ranges(_Strict):
@@ -142,10 +186,14 @@ class Ranges(_Strict):
     ci_s: tuple[Float, Float]
     rate: tuple[Float, Float]
     modes: list[str] = Field(min_length=1)
+    utilization: tuple[Float, Float] | None = None  # rate / measured capacity (version 2)
+    capacity: tuple[Float, Float] | None = None  # measured capacities, events/s (version 2)
 
     @model_validator(mode="after")
     def _ordered(self) -> Ranges:
-        for name in ("ci_s", "rate"):
+        for name in ("ci_s", "rate", "utilization", "capacity"):
+            if getattr(self, name) is None:
+                continue
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} [{lo:g}, {hi:g}] is not a range of positive numbers, low first")
@@ -177,7 +225,7 @@ class Model(_Strict):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
     schema_: Literal["khaos-model"] = Field(SCHEMA, alias="schema")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     created: Str
     data_hash: Str
     sources: list[str] = Field(default_factory=list)
@@ -221,9 +269,10 @@ def parse(data, where: str = "model") -> Model:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise KhaosError(f"{where} is not a khaos model file (schema {SCHEMA!r} expected)")
     v = data.get("schema_version")
-    if v != SCHEMA_VERSION:
+    if v not in READABLE_VERSIONS:
         raise KhaosError(
-            f"{where} has schema version {v}, this khaos reads version {SCHEMA_VERSION}: refit it with khaos fit"
+            f"{where} has schema version {v}, this khaos reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}: refit it with khaos fit"
         )
     try:
         return Model.model_validate(data)

@@ -43,3 +43,42 @@ def test_timeline_plot_survives_the_gap_of_a_reconfiguration(tmp_path):
     ]
     png = demo.plot_timeline(samples, entries, step_at=103.0, r_max=16.0, png=tmp_path / "t.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_the_paced_interval_is_the_one_in_force_and_summarised(capsys):
+    import pandas as pd
+
+    samples = pd.DataFrame({"t": [100.0, 101.0, 102.0, 103.0, 104.0], "ci_s": [20.0, 20.0, None, 20.0, 20.0]})
+    paced = {"status": "ok", "seconds": 0.0, "interval_s": 7.0, "safety_net_s": 20.0, "target_ci_s": 7.0}
+    entries = [
+        {
+            "event": "decision",
+            "ts": 101.5,
+            "time": "t1",
+            "realize": paced,
+            "explain": "rate up",
+            "decision": {"current_ci_s": 20.0, "ci_s": 7.0},
+        },
+        {"event": "decision", "ts": 103.5, "decision": {"action": "keep"}},
+    ]
+    held = demo.interval_in_force(samples, entries, start_ci=20.0)
+    assert list(held) == [20.0, 20.0, 7.0, 7.0, 7.0]  # the job's own 20 s until the paced change, then 7 s
+    assert demo.summarise(entries) == 1
+    out = capsys.readouterr().out
+    assert "20 s -> 7 s (paced every 7 s over REST, no restart; safety net 20 s)" in out
+
+
+def test_a_restart_change_is_summarised_with_its_savepoint(capsys):
+    entries = [
+        {
+            "event": "decision",
+            "ts": 1.0,
+            "time": "t1",
+            "explain": "x",
+            "decision": {"current_ci_s": 20.0, "ci_s": 9.0},
+            "realize": {"status": "ok", "seconds": 3.2, "savepoint": "file:///sp/1"},
+        },
+        {"event": "decision", "ts": 2.0, "realize": {"status": "failed"}, "decision": {}},
+    ]
+    assert demo.summarise(entries) == 1
+    assert "reconfigure.yml 3.2 s, savepoint file:///sp/1" in capsys.readouterr().out
