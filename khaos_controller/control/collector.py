@@ -1,6 +1,12 @@
 """Collect: what the daemon decides on. A :class:`~khaos_controller.flink.sampler.JobSampler` follows the
 job by name every ``sample_s``; this keeps the window of samples since the job last came up and
-summarises it into an :class:`Observation`."""
+summarises it into an :class:`Observation`.
+
+Every ``LOOK_S`` it also reads every subtask's busy time (flink/probe.busy_times): over the window the job
+could read at most ``rate / busy`` events/s, ``busy`` the busiest subtask's busy fraction (the Flink
+autoscaler's true processing rate; profile/capacity.py, the same estimate the profiler records). So the
+observation carries the job's capacity on THIS cluster and its utilization, which a model fitted on
+profiling clusters of another capacity needs."""
 
 from __future__ import annotations
 
@@ -11,8 +17,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..errors import KhaosError
 from ..flink.client import FlinkClient, FlinkError
+from ..flink.probe import busy_times
 from ..flink.sampler import JobSampler
+from ..profile.capacity import MIN_WINDOW_S, busy_capacity
+
+LOOK_S = 5.0  # busy-time looks, s (one REST call per vertex)
 
 
 @dataclass
@@ -56,6 +67,9 @@ class Observation:
     backlog: float | None = None
     restarts: int = 0
     error: str | None = None  # the last REST error, if the last sample failed
+    capacity: float | None = None  # events/s the job could read on this cluster: rate / busiest busy fraction
+    busy: float | None = None  # the busiest subtask's busy fraction over the window
+    utilization: float | None = None  # demand rate / capacity
 
     def inputs(self) -> dict:
         """The observation as the journal records it (without the raw rates)."""
@@ -84,6 +98,8 @@ class FlinkCollector:
         self._all_running = False
         self._jobs_running = 0
         self._error: str | None = None
+        self._looks: collections.deque[list[dict]] = collections.deque()  # busy_times() of this attempt
+        self._last_look = 0.0
 
     def start(self) -> None:
         """Start sampling in the background."""
@@ -108,6 +124,7 @@ class FlinkCollector:
                 self._jobs_running, self._job_id, self._state, self._all_running = 0, None, "NONE", False
                 self._running_since, self._error = None, None
                 self._points.clear()
+                self._looks.clear()
             return
         if row["job_id"] != self._job_id:
             try:  # when the job's state last became RUNNING
@@ -119,6 +136,7 @@ class FlinkCollector:
             with self._lock:
                 self._job_id, self._ci_s = row["job_id"], row["ci_s"]
                 self._points.clear()
+                self._looks.clear()
                 self._restarts = -1  # unknown until the first sample
                 running_ms = detail.get("timestamps", {}).get("RUNNING") or detail.get("start-time") or 0
                 self._running_since = running_ms / 1000.0 if running_ms > 0 else None
@@ -128,6 +146,7 @@ class FlinkCollector:
             restarts = int(row["restarts"] or 0)
             if not self._all_running or (self._restarts >= 0 and restarts > self._restarts):
                 self._running_since = None  # (re)starting: the window starts again once every task runs
+                self._looks.clear()
             elif self._running_since is None:
                 self._running_since = now
             self._restarts = restarts
@@ -148,6 +167,26 @@ class FlinkCollector:
                 )
             while self._points and self._points[0].t < now - self.keep_s - self.sample_s:
                 self._points.popleft()
+            look = self._all_running and self._running_since is not None and now - self._last_look >= LOOK_S
+            job_id = self._job_id
+        if look:
+            self._look(job_id, now)
+
+    def _look(self, job_id: str, now: float) -> None:
+        """One busy-time look (a REST problem is a missing look, not an error)."""
+        self._last_look = now
+        try:
+            rows = busy_times(self.client, job_id)
+        except KhaosError:
+            return
+        if not rows or any(r["busy_ms"] is None for r in rows):
+            return
+        with self._lock:
+            if job_id != self._job_id:
+                return
+            self._looks.append(rows)
+            while self._looks and self._looks[0][0]["t"] < now - self.keep_s - LOOK_S:
+                self._looks.popleft()
 
     def snapshot(self, window_s: float) -> Observation:
         """The job now and its samples of the last ``window_s`` seconds since it came up."""
@@ -155,6 +194,7 @@ class FlinkCollector:
         with self._lock:
             since = max(now - window_s, self._running_since or now)
             pts = [p for p in self._points if p.t >= since]
+            looks = [rows for rows in self._looks if rows[0]["t"] >= since]
             uptime = now - self._running_since if self._running_since is not None and self._all_running else 0.0
             obs = Observation(
                 t=now,
@@ -169,12 +209,25 @@ class FlinkCollector:
                 restarts=max(self._restarts, 0),
                 error=self._error,
             )
-        return summarise(obs, pts)
+        return with_capacity(summarise(obs, pts), looks)
 
 
 def _mean(xs: list) -> float | None:
     xs = [x for x in xs if x is not None and math.isfinite(x)]
     return sum(xs) / len(xs) if xs else None
+
+
+def with_capacity(obs: Observation, looks: list[list[dict]]) -> Observation:
+    """Fill the capacity, busy fraction and utilization of ``obs`` from the window's first and last busy-time
+    looks (at least MIN_WINDOW_S apart); left None when they do not pair or the job is nearly idle."""
+    if len(looks) < 2 or not obs.rate_mean or looks[-1][0]["t"] - looks[0][0]["t"] < MIN_WINDOW_S:
+        return obs
+    e = busy_capacity(looks[0], looks[-1], obs.rate_mean)
+    if e is None or e.capacity is None:
+        return obs
+    obs.capacity, obs.busy = e.capacity, e.busy
+    obs.utilization = (obs.demand_rate or obs.rate_mean) / e.capacity
+    return obs
 
 
 def summarise(obs: Observation, pts: list[Point]) -> Observation:

@@ -44,7 +44,7 @@ from .forecast import forecast
 from .health import Health
 from .metrics import Metrics, MetricsServer
 from .pacer import Pacer
-from .planner import PRIOR_CHANGE_COST_S, Policy, explain, recommend
+from .planner import PRIOR_CHANGE_COST_S, Policy, explain, measured_capacity, recommend
 from .realizer import (
     AdvisorRealizer,
     PaceRealizer,
@@ -412,7 +412,9 @@ class Daemon:
             return entry
         try:
             fc, rate = self.plan_rate(obs)
-            lat, rec_s = predict(cfg.model, rate, current, cfg.mode)
+            # the job's capacity on this cluster (busy time) where the model knows capacity (collector.py)
+            cap = obs.capacity if obs.capacity and measured_capacity(cfg.model) else None
+            lat, rec_s = predict(cfg.model, rate, current, cfg.mode, capacity=cap)
             d = recommend(
                 cfg.model,
                 rate,
@@ -421,7 +423,9 @@ class Daemon:
                 last_change_ts=self.last_change_ts,
                 now=now,
                 breach_overrides_cooldown=not self.last_attempt_failed,
+                capacity=cap,
             )
+            entry["capacity_used"] = cap
         except KhaosError as e:
             entry["decision"] = {
                 "action": "wait",

@@ -23,6 +23,12 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "khaos_checkpoint_interval_seconds": ("gauge", "checkpoint interval in force on the running job", ()),
     "khaos_input_rate": ("gauge", "input (arrival) rate averaged over the decision window, events/s", ()),
     "khaos_forecast_rate": ("gauge", "input rate forecast over the horizon, events/s", ()),
+    "khaos_capacity_events_per_second": (
+        "gauge",
+        "events/s the job could read on its cluster: window rate / the busiest subtask's busy fraction",
+        (),
+    ),
+    "khaos_utilization_ratio": ("gauge", "input (arrival) rate / estimated capacity", ()),
     "khaos_latency_p99_milliseconds": ("gauge", "measured p99 end-to-end latency averaged over the window", ()),
     "khaos_predicted_latency_milliseconds": (
         "gauge",

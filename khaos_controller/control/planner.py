@@ -213,6 +213,11 @@ def _violation_s(p: Policy, latency_ms: float, recovery_s: float) -> float:
     return failures * excess + late
 
 
+def measured_capacity(model: Model) -> bool:
+    """The model was fitted on measured capacities (grey-box): a prediction takes the job's own capacity."""
+    return any(pair.physics.constants.capacity_measured for pair in (model.recovery, model.latency))
+
+
 def _breaks(lr: float, rr: float) -> list[str]:
     return [name for name, r in (("latency", lr), ("recovery", rr)) if not r <= 1.0]
 
@@ -225,14 +230,16 @@ def recommend(
     last_change_ts: float | None = None,
     now: float | None = None,
     breach_overrides_cooldown: bool = True,
+    capacity: float | None = None,
 ) -> Decision:
-    """Pick the interval to run at ``rate`` events/s (see the module docstring for the rules)."""
+    """Pick the interval to run at ``rate`` events/s (see the module docstring for the rules); ``capacity``:
+    the job's capacity on its cluster, events/s, estimated online (None: the model's profiled one)."""
     p = policy
     l_max_ms, r_max_s, ci_min, ci_max, step = p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step
     dead_band, mtbf_h, mode, cooldown_s = p.dead_band_s, p.mtbf_h, p.mode, p.cooldown_s
     _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_band, mtbf_h, cooldown_s)
     cis = candidate_intervals(ci_min, ci_max, step)
-    lat, rec = predict(model, rate, cis, mode)
+    lat, rec = predict(model, rate, cis, mode, capacity=capacity)
     lr, rr = lat / l_max_ms, rec / r_max_s
     ok = (lr <= 1.0) & (rr <= 1.0)  # NaN/inf ratios are never feasible
     cands = [
@@ -254,7 +261,7 @@ def recommend(
         if first > 0:
             shorter = _breaks(cands[first - 1].latency_ratio, cands[first - 1].recovery_ratio)
 
-    cur_lat, cur_rec = predict(model, rate, float(current_ci), mode)
+    cur_lat, cur_rec = predict(model, rate, float(current_ci), mode, capacity=capacity)
     cur_lr, cur_rr = cur_lat / l_max_ms, cur_rec / r_max_s
     cur_ok = cur_lr <= 1.0 and cur_rr <= 1.0
     now = time.time() if now is None else now
@@ -319,7 +326,7 @@ def recommend(
 
     cost = model.checkpoint_duration_s.mean if model.checkpoint_duration_s else None
     young, daly = young_daly(cost, mtbf_h)
-    warns = extrapolation_warnings(model, rate)
+    warns = extrapolation_warnings(model, rate, capacity=capacity)
     lo, hi = model.ranges.ci_s
     if best.ci_s > hi * 1.5 or best.ci_s < lo / 1.5:
         warns.append(f"the chosen {best.ci_s:g} s is well outside the profiled {lo:g}-{hi:g} s intervals")

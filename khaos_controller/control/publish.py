@@ -27,6 +27,8 @@ class Metrics:
         m.set("khaos_job_uptime_seconds", obs.uptime_s)
         m.set("khaos_latency_p99_milliseconds", obs.latency_p99_ms)
         m.set("khaos_input_rate", obs.demand_rate)
+        m.set("khaos_capacity_events_per_second", obs.capacity)
+        m.set("khaos_utilization_ratio", obs.utilization)
         if "plan_rate" in entry:
             lat, rec = entry["predicted_at_current"]["latency_ms"], entry["predicted_at_current"]["recovery_s"]
             m.set("khaos_forecast_rate", entry["forecast_rate"])

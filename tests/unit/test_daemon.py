@@ -284,6 +284,8 @@ class FakeCollector:
     def stop(self):
         self.stopped = True
 
+    capacity = None  # events/s estimated from busy time (None: no estimate)
+
     def snapshot(self, window_s):
         now = self.t or time.time()
         obs = Observation(
@@ -312,7 +314,10 @@ class FakeCollector:
             )
             for i in range(self.samples)
         ]
-        return summarise(obs, pts)
+        obs = summarise(obs, pts)
+        if self.capacity:
+            obs.capacity, obs.utilization = self.capacity, obs.demand_rate / self.capacity
+        return obs
 
 
 class FakeRealizer:
@@ -870,3 +875,90 @@ def test_restart_changes_are_weighed_against_their_measured_down_time(tmp_path, 
     assert d.policy(20).change_cost_s == 0.5
     d.cfg.file.ci.change_cost_s = 0.0  # a configured cost wins over the measured one
     assert d.policy(20).change_cost_s == 0.0
+
+
+# ================================================================================= capacity online
+
+
+def _look(t: float, busy_ms: float, idle_ms: float, records: float) -> list[dict]:
+    """busy_times() rows of a 2-vertex job: the source nearly idle, the window operator busy."""
+    return [
+        {
+            "t": t,
+            "vertex": "v1",
+            "name": "Source",
+            "subtask": 0,
+            "busy_ms": 0.05 * busy_ms,
+            "idle_ms": idle_ms + 0.95 * busy_ms,
+            "backpressured_ms": 0.0,
+            "records_in": 0.0,
+            "records_out": records,
+        },
+        {
+            "t": t,
+            "vertex": "v2",
+            "name": "Window",
+            "subtask": 0,
+            "busy_ms": busy_ms,
+            "idle_ms": idle_ms,
+            "backpressured_ms": 0.0,
+            "records_in": records,
+            "records_out": records,
+        },
+    ]
+
+
+def test_the_capacity_is_the_rate_over_the_busiest_subtasks_busy_fraction():
+    from khaos_controller.control.collector import with_capacity
+
+    obs = FakeCollector(rate=1000.0).snapshot(30)
+    # 10 s apart: the window operator was busy 4 of 10 s while the job read 1000 events/s -> 2500 events/s
+    out = with_capacity(obs, [_look(100.0, 0.0, 0.0, 0.0), _look(110.0, 4000.0, 6000.0, 10_000.0)])
+    assert out.capacity == pytest.approx(2500.0) and out.busy == pytest.approx(0.4)
+    assert out.utilization == pytest.approx(0.4)
+    # too short a window, a restart between the looks (counters went down), or no looks: no estimate
+    short = with_capacity(
+        FakeCollector(rate=1000.0).snapshot(30), [_look(100.0, 0, 0, 0), _look(104.0, 1600, 2400, 4000)]
+    )
+    assert short.capacity is None and short.utilization is None
+    again = with_capacity(
+        FakeCollector(rate=1000.0).snapshot(30), [_look(100.0, 9000, 1000, 10_000), _look(110.0, 10, 20, 30)]
+    )
+    assert again.capacity is None
+    assert with_capacity(FakeCollector(rate=1000.0).snapshot(30), []).capacity is None
+
+
+def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
+    from khaos_controller.control.planner import measured_capacity
+
+    m = rate_model()
+    assert not measured_capacity(m)
+    spec = m.recovery.physics
+    spec.features = [*spec.features, "L0*rate/(cap-rate)"]
+    spec.coef = [*spec.coef, 1.0]
+    spec.constants.capacity, spec.constants.capacity_measured = 5000.0, True
+    assert measured_capacity(m)
+    p = planner.Policy(l_max_ms=1e9, r_max_s=1e9)  # both pick the longest interval: compare there
+    at_profiled = planner.recommend(m, 1500.0, 20.0, p)
+    on_a_slower_cluster = planner.recommend(m, 1500.0, 20.0, p, capacity=2000.0)
+    # 1500/s is 30 % of the profiled clusters' capacity but 75 % of this one's: a longer catch-up
+    assert on_a_slower_cluster.ci_s == at_profiled.ci_s
+    assert on_a_slower_cluster.predicted_recovery_s > at_profiled.predicted_recovery_s * 1.5
+
+
+def test_the_daemon_plans_with_the_capacity_it_measures(tmp_path):
+    m = rate_model()
+    spec = m.recovery.physics
+    spec.features, spec.coef = [*spec.features, "L0*rate/(cap-rate)"], [*spec.coef, 1.0]
+    spec.constants.capacity, spec.constants.capacity_measured = 5000.0, True
+    model_path = store.save(m, tmp_path / "greybox.json")
+    col = FakeCollector(rate=1500, ci_s=20)
+    d = make_daemon(tmp_path, model_path, collector=col, advisor=True)
+    profiled = d.step()
+    col.capacity = 2000.0  # this cluster is slower than the profiling clusters
+    own = d.step()
+    assert profiled["capacity_used"] is None and own["capacity_used"] == 2000.0
+    assert own["inputs"]["utilization"] == pytest.approx(0.75)
+    assert own["predicted_at_current"]["recovery_s"] > 1.5 * profiled["predicted_at_current"]["recovery_s"]
+    assert d.metrics.get("khaos_capacity_events_per_second") == 2000.0
+    assert d.metrics.get("khaos_utilization_ratio") == pytest.approx(0.75)
