@@ -122,10 +122,12 @@ def main_kafka(args) -> int:
                 p: ansible.run_playbook_async(p, lab.inventory, ident=f"bench-{p}") for p in ("flink_cluster", "kafka")
             }
             done = {}
-            for p, (thread, runner) in runs.items():
-                thread.join()
-                ansible.result_of(runner)
-                done[p] = time.monotonic()
+            while len(done) < len(runs):  # each playbook's own end, whichever ends first
+                for p, (thread, runner) in runs.items():
+                    if p not in done and not thread.is_alive():
+                        ansible.result_of(runner)
+                        done[p] = time.monotonic()
+                time.sleep(0.1)
             t_cluster = max(done.values())
             spec = kfeed.KafkaSpec()
             feed = kfeed.Feed(spec, lab.kafka_bootstrap, kfeed.run_prefix("bench"), ["bench"], partitions=2)

@@ -1,7 +1,8 @@
 """Kafka on a real lab host (issue 13, items 1-2): `khaos dist kafka`, playbooks/kafka.yml twice (the second
 run changes nothing), topics through the kafka_topic module, records produced and consumed from this machine,
-the broker SIGKILLed by inject_failure.yml and back with its topics and committed records, and a bad bootstrap
-address in one line. One lab (2 Flink hosts, nothing deployed on them, + 1 Kafka host) for the whole module."""
+the broker SIGKILLed by inject_failure.yml and back with its topics and committed records, the sample job
+(deploy_job.yml) reading a topic through a broker kill with its audit 0 lost / 0 duplicated, and a bad bootstrap
+address in one line. One lab (2 Flink hosts + 1 Kafka host) for the whole module."""
 
 from __future__ import annotations
 
@@ -147,6 +148,55 @@ def test_records_survive_a_broker_kill(kafka_lab):
     assert kafka.ensure_topic(admin(kafka_lab), spec, check_mode=True)["changed"] is False
     assert _committed(bootstrap, "tk-audit") == committed
     assert _consume(bootstrap, "tk-reread", RECORDS) == set(range(RECORDS))
+
+
+def test_a_job_reading_kafka_survives_a_broker_kill(kafka_lab):
+    """deploy_job.yml starts the sample job on a topic that one replay fills (60 s x 500 events/s); the broker
+    is SIGKILLed under it and comes back; the job reads every record, stop-with-savepoint, audit 0 lost / 0
+    duplicated."""
+    from khaos_controller.flink import audit
+    from khaos_controller.flink.client import FlinkClient
+    from khaos_controller.infra.inventory import cluster_facts
+    from khaos_controller.kafka import admin as kadmin
+    from khaos_controller.kafka import feed as kfeed
+
+    run(kafka_lab, "flink_cluster")
+    client = FlinkClient(cluster_facts(kafka_lab.inventory).rest_url)
+    spec = kfeed.KafkaSpec()
+    feed = kfeed.Feed(spec, kafka_lab.kafka_bootstrap, kfeed.run_prefix("tkb"), ["job"], partitions=2)
+    try:
+        feed.open()
+        start_ms = feed.start(kfeed.source(spec, 60, rate=500))
+        sink = kafka_lab.shared_dir / "jobs" / "iot-vehicles" / "out"
+        args = [a.format(output=sink, **feed.fill("job")) for a in kfeed.SAMPLE_ARGS]
+        run(kafka_lab, "deploy_job", extravars={"checkpoint_interval": "3s", "flink_job_args": args})
+        time.sleep(10)
+        kill = run(kafka_lab, "inject_failure", extravars={"chaos_component": "kafka", "chaos_target": "random"})
+        [killed] = kill.data["chaos_kills"]
+        assert killed["component"] == "kafka" and killed["dead"]
+        kafka.wait_brokers(kafka_lab.kafka_bootstrap, [1], timeout=120)
+        time.sleep(max(0.0, start_ms / 1000 + 62 - time.time()))  # the replay's 60 s are over
+        summary = feed.stop()
+        assert summary is not None and feed.error is None and summary.undelivered == 0, feed.error
+        sent = summary.sent[feed.topics()[0]]
+        assert sent == 30_000
+        deadline, lag = time.monotonic() + 120, None
+        while time.monotonic() < deadline:  # offsets are committed with each checkpoint
+            lag = kadmin.group_lag(feed.client, feed.fill("job")["group"], feed.topics()[0])
+            if lag.records == 0 and not lag.uncommitted:
+                break
+            time.sleep(2)
+        assert lag is not None and lag.records == 0, lag
+        client.stop_with_savepoint(client.running_job("iot-vehicles"))
+        result = audit.audit(sink, feed.partition_of)
+        print(
+            f"broker killed under the job; {result.records} records read, lost {result.lost}, dup {result.duplicated}"
+        )
+        assert (result.records, result.lost, result.duplicated) == (sent, 0, 0)
+    finally:
+        feed.close()
+        for job_id in client.running_jobs():
+            client.cancel(job_id)
 
 
 def test_a_bad_bootstrap_address_is_one_line(kafka_lab):

@@ -926,6 +926,8 @@ def test_the_capacity_is_the_rate_over_the_busiest_subtasks_busy_fraction():
     )
     assert again.capacity is None
     assert with_capacity(FakeCollector(rate=1000.0).snapshot(30), []).capacity is None
+    idle = with_capacity(FakeCollector(rate=1000.0).snapshot(30), [_look(100, 0, 0, 0), _look(110, 500, 9500, 10_000)])
+    assert idle.capacity is None  # busy 5 %: rate / busy says little
 
 
 def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
