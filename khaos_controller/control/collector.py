@@ -21,7 +21,7 @@ from ..errors import KhaosError
 from ..flink.client import FlinkClient, FlinkError
 from ..flink.probe import busy_times
 from ..flink.sampler import JobSampler
-from ..profile.capacity import MIN_WINDOW_S, busy_capacity
+from ..profile.capacity import span_capacity
 
 LOOK_S = 5.0  # busy-time looks, s (one REST call per vertex)
 # Below this busy fraction rate / busy is mostly noise (a job at 2 % busy gave 27k-137k events/s within a
@@ -221,12 +221,11 @@ def _mean(xs: list) -> float | None:
 
 
 def with_capacity(obs: Observation, looks: list[list[dict]]) -> Observation:
-    """Fill the capacity, busy fraction and utilization of ``obs`` from the window's first and last busy-time
-    looks (at least MIN_WINDOW_S apart); left None when they do not pair or the busiest subtask was busy less
-    than ONLINE_MIN_BUSY (the capacity is then far above the rate, and rate / busy mostly noise)."""
-    if len(looks) < 2 or not obs.rate_mean or looks[-1][0]["t"] - looks[0][0]["t"] < MIN_WINDOW_S:
-        return obs
-    e = busy_capacity(looks[0], looks[-1], obs.rate_mean)
+    """Fill the capacity, busy fraction and utilization of ``obs`` from the window's busy-time looks (the
+    longest span of one attempt: profile/capacity.span_capacity, as the profiler estimates it); left None
+    without one, or when the busiest subtask was busy less than ONLINE_MIN_BUSY (the capacity is then far
+    above the rate, and rate / busy mostly noise)."""
+    e = span_capacity(looks, obs.rate_mean) if obs.rate_mean else None
     if e is None or e.capacity is None or e.busy < ONLINE_MIN_BUSY:
         return obs
     obs.capacity, obs.busy = e.capacity, e.busy

@@ -138,6 +138,18 @@ def busy_capacity(before: list[dict], after: list[dict], rate: float) -> Estimat
     )
 
 
+def span_capacity(looks: list[list[dict]], rate: float) -> Estimate | None:
+    """Busy-time capacity over the longest span of one attempt in ``looks`` (oldest first): the earliest
+    look that pairs with the last one, at least MIN_WINDOW_S before it; None without one."""
+    for first in looks[:-1]:
+        if looks[-1][0]["t"] - first[0]["t"] < MIN_WINDOW_S:
+            return None
+        e = busy_capacity(first, looks[-1], rate)
+        if e is not None:
+            return e
+    return None
+
+
 @dataclass
 class Tracker:
     """Looks at a job's busy time and checkpoint history every ``period`` s in a thread (one per unit)."""
@@ -193,14 +205,7 @@ class Tracker:
 
     def estimate(self, t0: float, t1: float, rate: float) -> Estimate | None:
         """Busy-time capacity over the longest span of one attempt's looks inside [t0, t1]."""
-        inside = [rows for rows in self.looks if t0 <= rows[0]["t"] <= t1]
-        for i in range(len(inside) - 1):  # the earliest look that pairs with the last one
-            if inside[-1][0]["t"] - inside[i][0]["t"] < MIN_WINDOW_S:
-                return None
-            e = busy_capacity(inside[i], inside[-1], rate)
-            if e is not None:
-                return e
-        return None
+        return span_capacity([rows for rows in self.looks if t0 <= rows[0]["t"] <= t1], rate)
 
     def restored_after(self, t_fail: float) -> tuple[int, float] | None:
         """(id, trigger time) of the checkpoint Flink restored after a failure at ``t_fail``."""
