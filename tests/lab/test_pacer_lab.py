@@ -90,7 +90,17 @@ def test_pacing_follows_the_load_without_a_restart_and_a_failover_restores_a_pac
         cps = wait_for(settled, 5 * ci + 30, "4 checkpoints completed at the paced interval", **kw)
         gaps = [(b["trigger_timestamp"] - a["trigger_timestamp"]) / 1000 for a, b in itertools.pairwise(cps)]
         print(f"gaps between completed checkpoints: {[round(g, 1) for g in gaps]}")
-        assert gaps and max(gaps) <= ci + 3, gaps  # never the 60 s of the safety net
+
+        # each gap within 3 s of the paced interval in force over it (the forecast can overshoot at
+        # the step, e.g. 6 s, and the next decision settle at 11 s); never the 60 s of the safety net
+        def paced_at(t: float) -> float:
+            return [e["realize"]["interval_s"] for e in changes() if e["ts"] <= t][-1]
+
+        bounds = [
+            max(paced_at(a["trigger_timestamp"] / 1000), paced_at(b["trigger_timestamp"] / 1000)) + 3
+            for a, b in itertools.pairwise(cps)
+        ]
+        assert gaps and all(g <= bound for g, bound in zip(gaps, bounds)), (gaps, bounds)
         assert [j["jid"] for j in running(env.client, name)] == [job_id]
         assert env.client.job_metrics(job_id, ["numRestarts"]).get("numRestarts") == 0
         assert env.client.checkpoint_interval_ms(job_id) == NET_S * 1000  # untouched
