@@ -6,7 +6,7 @@ import os
 import time
 
 import pytest
-from support.labs import fresh_lab, leftovers
+from support.labs import fresh_lab, lab_session, leftovers
 
 from khaos_controller.flink.client import FlinkClient
 from khaos_controller.infra import ansible, bastion
@@ -17,11 +17,14 @@ SHARED = "tcluster"  # JobManager tcluster-1, TaskManagers -2 and -3, bastion -4
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind():
-    """After every lab test (and every fixture's teardown): no test lab, JVM, namespace or mount remains
-    (that was not there before the session: another pytest run on this machine may own it)."""
-    before = set(leftovers()) if os.geteuid() == 0 else set()
-    yield
-    if os.geteuid() == 0:
+    """One lab test session per machine (a lock; test labs an interrupted session left are removed), and
+    after every lab test (and every fixture's teardown): no test lab, JVM, namespace or mount remains."""
+    if os.geteuid() != 0:  # lab tests need root: they fail on their own
+        yield
+        return
+    with lab_session():
+        before = set(leftovers())  # what could not be removed (reported, not blamed on this session)
+        yield
         assert [x for x in leftovers() if x not in before] == []
 
 

@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from khaos_controller.infra import lab as labmod
 
 TEST_LAB_PREFIX = "t"
+# Test labs have fixed names: two lab test sessions on one machine would take each other's labs.
+SESSION_LOCK = Path("/run/lock/khaos-lab-tests.lock")
+
+
+@contextmanager
+def lab_session():
+    """Hold the machine's lab test lock (waiting for another session to end), then remove the test labs
+    an interrupted session left: while the lock is held, no other session owns a test lab."""
+    SESSION_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with SESSION_LOCK.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for the lab test session holding {SESSION_LOCK} ...", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        for name in stale_test_labs():
+            labmod.Lab(name).down(quiet=True)
+        yield
+
+
+def stale_test_labs() -> list[str]:
+    """Names of the test labs on this machine (by their dirs and their hosts' namespaces)."""
+    names = {p.name for p in labmod.LAB_ROOT.glob(f"{TEST_LAB_PREFIX}*") if p.is_dir()}
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for ns in (ln.split()[0] for ln in netns.splitlines() if ln.startswith(f"khaos-{TEST_LAB_PREFIX}")):
+        names.add(ns.removeprefix("khaos-").rsplit("-", 1)[0])
+    return sorted(names)
 
 
 def fresh_lab(name: str, hosts: int = 3, kafka: int = 0) -> labmod.Lab:
