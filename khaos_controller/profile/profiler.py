@@ -42,7 +42,7 @@ from ..progress import Bar
 from ..signals import on_stop
 from . import capacity, waves
 from .experiment import Experiment
-from .recovery import RecoveryParams, measure
+from .recovery import RecoveryParams, measure, steady_window
 
 # Twice a second: REST serves metrics from a cache refreshed at most once a second
 # (metrics.fetcher.update-interval) and only when asked, so a 1 Hz sampler triggers a refresh only
@@ -381,15 +381,18 @@ class Profiler:
         tracker = capacity.Tracker(client, job_id).start()  # busy time and checkpoints, for capacity
         rows = []
         try:
-            if feed is not None:  # it started behind the replay: the warm-up begins once it has caught up
-                waited = waves.wait_caught_up(self, sampler, unit)
-                self.journal.write("caught_up", cluster=cluster.name, unit=unit.ident, waited_s=round(waited, 1))
+            # it starts behind its input (the replay, or a source that begins at --start): the warm-up
+            # begins once it has caught up, so that the baseline is a steady state
+            waited = waves.wait_caught_up(self, sampler, unit)
+            self.journal.write("caught_up", cluster=cluster.name, unit=unit.ident, waited_s=round(waited, 1))
             self._sleep(exp.warmup_s)
+            first = None  # every failure of the deployment is judged against the steady state before the first
             for k, (mode, rep) in enumerate(unit.failures):
                 self._wait_checkpoint_after_restart(client, job_id)
                 if feed is not None:
                     feed.check()  # the replay still runs: the backlog the job catches up on is real
-                rows.append(self._one_failure(cluster, unit, client, job_id, sampler, mode, rep, k, feed))
+                rows.append(self._one_failure(cluster, unit, client, job_id, sampler, mode, rep, k, feed, first))
+                first = first or rows[-1]["t_fail"]
                 if k + 1 < len(unit.failures):
                     self._sleep(exp.settle_s)
         finally:
@@ -428,7 +431,7 @@ class Profiler:
                 return
             self._sleep(1)
 
-    def _one_failure(self, cluster, unit, client, job_id, sampler, mode, rep, k, feed=None) -> dict:
+    def _one_failure(self, cluster, unit, client, job_id, sampler, mode, rep, k, feed=None, first=None) -> dict:
         exp = self.exp
         summary = client.checkpoints(job_id).get("summary", {})
         res = self._playbook(
@@ -457,13 +460,15 @@ class Profiler:
             t_detect = min(new) if new else None
             if t_detect is None:
                 self._sleep(0.5)
-        # wait until recovered (K consecutive seconds in band) or timed out
+        # wait until recovered (K consecutive seconds in band) or timed out; the bands (and the steady-state
+        # latency) from the window before the deployment's first failure: later windows hold catch-up tails
+        window = steady_window(first or t_fail, self.params)
         m = None
         deadline = t_fail + exp.recovery_timeout_s + exp.consecutive_s + 5
         while time.time() < deadline:
             self._sleep(2)
             try:
-                m = measure(series(sampler), t_fail, self.params, t_detect=t_detect)
+                m = measure(series(sampler), t_fail, self.params, t_detect=t_detect, baseline=window)
             except KhaosError:
                 continue
             if m.recovered:
@@ -502,7 +507,7 @@ class Profiler:
             "peak_backlog": m.peak_backlog,
         }
         if feed is not None and feed.spec.output_topic:  # end-to-end latency read from the job's output topic
-            p99 = output_p99(feed.latency_rows(unit.ident), t_fail - self.params.baseline_s, t_fail)
+            p99 = output_p99(feed.latency_rows(unit.ident), *window)
             row["output_latency_p99_ms"] = p99
             if row["latency_p99_ms"] is None or row["latency_p99_ms"] != row["latency_p99_ms"]:
                 row["latency_p99_ms"] = p99  # a job without latency gauges: the latency a consumer sees

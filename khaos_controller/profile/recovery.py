@@ -137,6 +137,13 @@ class FailureMeasure:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+def steady_window(t_first: float, p: RecoveryParams) -> tuple[float, float]:
+    """The baseline window of every failure of one deployment: the ``baseline_s`` before its FIRST failure.
+    A later failure's own pre-failure window holds the previous catch-up's tail (latency seconds above
+    normal after the source lag is gone), which widens its bands and ends its recovery early."""
+    return (t_first - p.baseline_s, t_first)
+
+
 def expected_peak_lag_s(ci_s: float, t_since_checkpoint_s: float | None, downtime_s: float) -> float:
     """Lag (s of input) at restart: the job rewinds to its last completed checkpoint.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import KhaosError
-from .recovery import RecoveryParams, _prepare, measure
+from .recovery import RecoveryParams, _prepare, measure, steady_window
 
 
 def measure_all(series: pd.DataFrame, failures: list[dict], params: RecoveryParams | None = None) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def remeasure(results: pd.DataFrame, series_dir: str | Path, params: RecoveryPar
     ``results`` is the profile's ``results.csv`` (one row per failure: ``trial``, ``cluster``, ``mode``,
     ``rep``, ``t_fail``, ``detect_s``); ``series_dir`` holds its ``<cluster>-<unit>.csv`` sample series.
     Each failure is measured as the profiler did: :func:`measure` on its unit's series cut at the unit's
-    next failure, with the baseline ``[t_fail - baseline_s, t_fail)`` and Flink's detection time
+    next failure, with the baseline of the unit's first failure (:func:`~.recovery.steady_window`) and Flink's detection time
     ``t_fail + detect_s``. ``params`` must be the profile's: ``baseline_s = max(10, warmup_s - 5)``,
     ``consecutive_s`` and ``timeout_s = recovery_timeout_s`` of its experiment. Returns a copy of
     ``results`` with the measured columns replaced; a series that is missing or unmeasurable raises
@@ -91,9 +91,12 @@ def remeasure(results: pd.DataFrame, series_dir: str | Path, params: RecoveryPar
         ]
         if later:
             df = df[df["t"] < min(later)]
+        first = min(
+            [float(o.t_fail) for j, o in enumerate(out.itertuples()) if units[j] == units[i] and o.cluster == r.cluster]
+        )
         t_detect = t_fail + float(r.detect_s) if pd.notna(r.detect_s) else None
         try:
-            m = measure(df, t_fail, p, t_detect=t_detect)
+            m = measure(df, t_fail, p, t_detect=t_detect, baseline=steady_window(first, p))
         except KhaosError as e:
             raise KhaosError(f"trial {r.trial}: {e}") from None
         for col, v in (

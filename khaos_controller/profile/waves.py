@@ -16,6 +16,7 @@ CAUGHT_UP_LAG_MS = 1000.0  # a job starting behind the replay has caught up when
 CAUGHT_UP_SAMPLES = 6  # ... for 6 samples (3 s) in a row ...
 CAUGHT_UP_RATE = 1.3  # ... and its sink takes at most 1.3x the input rate (the records in flight are worked off)
 CAUGHT_UP_TIMEOUT_S = 180.0
+NO_LAG_SAMPLES = 10  # a job whose source reports no lag for 10 running samples is not waited for
 
 
 def group(units: list, clusters: int) -> list[list]:
@@ -90,12 +91,19 @@ def caught_up(rows: list[dict], rate: float) -> bool:
     return True
 
 
+def no_lag_gauge(rows: list[dict]) -> bool:
+    """The job has run for NO_LAG_SAMPLES samples without ever reporting a lag: nothing to wait for."""
+    running = [r for r in rows if r.get("all_running")]
+    lags = [r.get("lag_ms") for r in running]
+    return len(running) >= NO_LAG_SAMPLES and all(v is None or v != v for v in lags)
+
+
 def wait_caught_up(prof, sampler, unit) -> float:
     """Block until the new job has caught up with the replay (it starts behind it by its deploy time), so
     that the warm-up that follows learns a steady state; seconds waited (a timeout only writes a note)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < CAUGHT_UP_TIMEOUT_S:
-        if caught_up(sampler.rows, unit.rate):
+        if caught_up(sampler.rows, unit.rate) or no_lag_gauge(sampler.rows):
             return time.monotonic() - t0
         prof._sleep(1)
     prof.journal.write("not_caught_up", unit=unit.ident, waited_s=CAUGHT_UP_TIMEOUT_S)

@@ -168,3 +168,13 @@ def test_a_new_job_has_caught_up_with_the_replay_when_lag_and_sink_are_normal():
     assert not caught_up([{**normal, "throughput": 9000.0}] + [normal] * 5, 2000)  # working off records in flight
     assert not caught_up([normal] * 5 + [{**normal, "lag_ms": None}], 2000)  # no lag seen
     assert caught_up([{**normal, "throughput": None}] * 6, 2000)  # a job without a sink count
+
+
+def test_a_job_without_a_lag_gauge_is_not_waited_for():
+    from khaos_controller.profile.waves import NO_LAG_SAMPLES, no_lag_gauge
+
+    quiet = {"all_running": True, "lag_ms": None, "throughput": 2100.0}
+    assert no_lag_gauge([quiet] * NO_LAG_SAMPLES)
+    assert not no_lag_gauge([quiet] * (NO_LAG_SAMPLES - 1))  # its source may not have registered it yet
+    assert not no_lag_gauge([quiet] * NO_LAG_SAMPLES + [{**quiet, "lag_ms": 900.0}])  # a lag: wait for it
+    assert not no_lag_gauge([{**quiet, "all_running": False}] * 20)  # not running yet

@@ -16,6 +16,7 @@ from khaos_controller.profile.recovery import (
     expected_peak_lag_s,
     measure,
     steady_band,
+    steady_window,
 )
 from khaos_controller.profile.remeasure import measure_all, remeasure
 
@@ -478,3 +479,38 @@ def test_tasks_seen_down_break_a_run_of_seconds():
     i = df.index[df["t"] > x["t_fail"] + truth + 2][0]
     blip.loc[i, ["all_running", "sink_second"]] = [False, np.nan]  # a task restarted within the run
     assert measure(blip, x["t_fail"], p).recovery_s > truth + 2
+
+
+def test_every_failure_of_a_unit_is_judged_against_the_steady_state_before_the_first(tmp_path):
+    """After the source's lag is gone, the records in flight still drain for a few seconds (latency up,
+    sink above the input rate). A second failure whose own baseline held that tail would learn wide bands
+    and end its recovery early; the unit's first window gives both failures the same, true end."""
+    xs_at = ({"at": 200.3}, {"at": 236.3})  # the second 10 s after the first's tail (the profiler's settle_s)
+    df, xs = synth(failures=xs_at, n=400)
+    tail_s = 8
+    for x in xs:  # the in-flight tail after each catch-up: latency 2-3 s, sink at capacity
+        tail = (df["t"] >= x["t_rec"]) & (df["t"] < x["t_rec"] + tail_s)
+        df.loc[tail, "latency_p99_ms"] = 3000.0 - 125 * (df.loc[tail, "t"] - x["t_rec"])
+        df.loc[tail, "throughput"] = 2000.0
+    df.to_csv(tmp_path / "c1-u01.csv", index=False)
+    results = pd.DataFrame(
+        [
+            {
+                "trial": f"u01-process{k}",
+                "cluster": "c1",
+                "mode": "process",
+                "rep": k,
+                "t_fail": x["t_fail"],
+                "detect_s": x["t_det"] - x["t_fail"],
+            }
+            for k, x in enumerate(xs)
+        ]
+    )
+    p = RecoveryParams(baseline_s=20.0, consecutive_s=8.0, timeout_s=120.0)
+    out = remeasure(results, tmp_path, p)
+    for x, rec in zip(xs, out["recovery_s"]):
+        assert rec == pytest.approx(truth_s(x) + tail_s, abs=1.5)
+    # the second failure's own window (it holds the first's tail) would have ended it before its tail
+    own = measure(df, xs[1]["t_fail"], p, t_detect=xs[1]["t_det"])
+    assert own.recovery_s < truth_s(xs[1]) + tail_s - 3
+    assert steady_window(xs[0]["t_fail"], p) == (xs[0]["t_fail"] - 20.0, xs[0]["t_fail"])
