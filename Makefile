@@ -62,7 +62,7 @@ test-unit: venv
 	$(PY) -m pytest -q tests/unit
 
 test: deps dist kafka-dist job lint
-	$(PY) -m pytest -q --durations=12 tests
+	$(PY) tests/lanes.py -q --durations=8
 
 demo: deps dist kafka-dist job
 	$(KHAOS) demo

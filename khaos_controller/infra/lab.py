@@ -14,6 +14,7 @@ each on its own bridge and subnet.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -169,13 +171,14 @@ class Lab:
 
     def _network_up(self, names: list[str], kafka: list[str] = ()) -> None:
         """State, key pair, shared dirs and the bridge; hosts `names` (and Kafka hosts `kafka`) are planned, not booted."""
-        self.octet = self._free_octet()
-        self.hosts = {}
-        for name in names:
-            self._plan_host(name)
-        for name in kafka:
-            self._plan_host(name).role = "kafka"
-        self.save()
+        with _subnet_lock():  # two khaos processes creating labs at once must not pick the same subnet
+            self.octet = self._free_octet()
+            self.hosts = {}
+            for name in names:
+                self._plan_host(name)
+            for name in kafka:
+                self._plan_host(name).role = "kafka"
+            self.save()
         for sub in ("ssh", "hosts", "shared/checkpoints", "shared/savepoints", "shared/jobs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"khaos-lab-{self.name}", "-f", str(self.key_file))
@@ -485,6 +488,15 @@ class Lab:
             + yaml.safe_dump(inv, sort_keys=False)
         )
         return self.inventory
+
+
+@contextmanager
+def _subnet_lock():
+    """Held while a lab picks its subnet and writes its state file (which marks the subnet taken)."""
+    LAB_ROOT.mkdir(parents=True, exist_ok=True)
+    with (LAB_ROOT / ".subnets.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def all_labs() -> list[str]:

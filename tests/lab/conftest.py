@@ -1,31 +1,18 @@
-"""Integration tests on real lab hosts (root): one shared Flink cluster, and nothing left behind."""
+"""Integration tests on real lab hosts (root): one shared Flink cluster (tests/conftest.py holds the
+machine's lab lock and checks that nothing is left behind)."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
-from support.labs import fresh_lab, lab_session, leftovers
+from support.labs import fresh_lab
 
 from khaos_controller.flink.client import FlinkClient
 from khaos_controller.infra import ansible, bastion
 from khaos_controller.infra.inventory import cluster_facts
 
 SHARED = "tcluster"  # JobManager tcluster-1, TaskManagers -2 and -3, bastion -4 (group khaos_controller)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind():
-    """One lab test session per machine (a lock; test labs an interrupted session left are removed), and
-    after every lab test (and every fixture's teardown): no test lab, JVM, namespace or mount remains."""
-    if os.geteuid() != 0:  # lab tests need root: they fail on their own
-        yield
-        return
-    with lab_session():
-        before = set(leftovers())  # what could not be removed (reported, not blamed on this session)
-        yield
-        assert [x for x in leftovers() if x not in before] == []
 
 
 class SharedCluster:

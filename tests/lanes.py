@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Run the whole suite in two lanes at once (`make test`): the lab tests mostly wait on Flink, so two
+lanes take about half the time on this 2-core machine.
+
+  lane A: the unit tests and the lab modules on the shared Flink cluster (marker shared_cluster)
+  lane B: the lab modules that bring up labs of their own (each its own lab names)
+
+As root, the runner holds the machine's lab test lock for both lanes (KHAOS_LAB_LOCK_HELD tells their
+pytest runs so), removes the test labs an interrupted session left, and checks at the end that nothing
+is left behind. Each lane's output goes to a log, printed when the lane ends. Extra arguments go to both
+pytest runs. Exit status: 0 only if both lanes pass and nothing is left behind.
+
+  .venv/bin/python tests/lanes.py [pytest args]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import LOCK_HELD_ENV  # noqa: E402
+
+LANES = {
+    "A": ["tests", "-m", "not lab or shared_cluster"],
+    "B": ["tests/lab", "-m", "lab and not shared_cluster"],
+}
+
+
+def main(extra: list[str]) -> int:
+    root = os.geteuid() == 0
+    session = contextlib.nullcontext()
+    if root:
+        from support.labs import lab_session
+
+        session = lab_session()
+    with session:
+        before = set(_leftovers()) if root else set()
+        rcs = run_lanes(extra)
+        left = [x for x in _leftovers() if x not in before] if root else []
+    if left:
+        print(f"FAILED: the lab tests left behind: {left}")
+    return 0 if not left and all(rc == 0 for rc in rcs.values()) else 1
+
+
+def run_lanes(extra: list[str]) -> dict[str, int]:
+    """Start both lanes, print each one's output when it ends; their exit codes."""
+    env = {**os.environ, LOCK_HELD_ENV: "1"}
+    logs = Path(tempfile.mkdtemp(prefix="khaos-lanes-"))
+    procs, t0 = {}, time.monotonic()
+    for name, args in LANES.items():
+        log = (logs / f"lane-{name}.log").open("w")
+        cmd = [sys.executable, "-m", "pytest", *args, *extra]
+        print(f"lane {name}: {' '.join(cmd[2:])} (log {log.name})", flush=True)
+        procs[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    rcs: dict[str, int] = {}
+    try:
+        while len(rcs) < len(procs):
+            for name, (proc, log) in procs.items():
+                if name not in rcs and proc.poll() is not None:
+                    rcs[name] = proc.returncode
+                    log.close()
+                    print(f"\n===== lane {name}: exit {proc.returncode} after {time.monotonic() - t0:.0f} s =====")
+                    print(Path(log.name).read_text(), flush=True)
+            time.sleep(1)
+    finally:  # interrupted: each lane gets SIGINT, so that its fixtures take their labs down
+        for proc, _ in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc, _ in procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=300)
+    return rcs
+
+
+def _leftovers() -> list[str]:
+    from support.labs import leftovers
+
+    return leftovers()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped CI job: clean up as on Ctrl-C
+    sys.exit(main(sys.argv[1:]))
