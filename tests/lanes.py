@@ -2,8 +2,11 @@
 """Run the whole suite in two lanes at once (`make test`): the lab tests mostly wait on Flink, so two
 lanes take about half the time on this 2-core machine.
 
-  lane A: the unit tests and the lab modules on the shared Flink cluster (marker shared_cluster)
-  lane B: the lab modules that bring up labs of their own (each its own lab names)
+  lane A: the lab modules on the shared Flink cluster (marker shared_cluster)
+  lane B: the unit tests and the lab modules that bring up labs of their own (each its own lab names)
+
+(2026-12-01, this machine, unit tests in lane A: lane A 1263 s, lane B 928 s; the unit tests, ~3 min,
+moved to lane B.)
 
 As root, the runner holds the machine's lab test lock for both lanes (KHAOS_LAB_LOCK_HELD tells their
 pytest runs so), removes the test labs an interrupted session left, and checks at the end that nothing
@@ -29,8 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import LOCK_HELD_ENV  # noqa: E402
 
 LANES = {
-    "A": ["tests", "-m", "not lab or shared_cluster"],
-    "B": ["tests/lab", "-m", "lab and not shared_cluster"],
+    "A": ["tests/lab", "-m", "shared_cluster"],
+    "B": ["tests", "-m", "not shared_cluster"],
 }
 
 
