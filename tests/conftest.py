@@ -1,8 +1,8 @@
 """Test suite root: lab tests need root (network namespaces); shared helpers live in tests/support.
 
-`make test` runs the suite in two lanes at once (tests/lanes.py): the modules on the shared Flink cluster
-(marker ``shared_cluster``, given here to every module that uses the fixture ``cluster``), and the unit
-tests with the lab modules that bring up labs of their own. The lab lock, the removal of stale
+`make test` runs the suite in two lanes at once (tests/lanes.py): the unit tests with the modules on the
+shared Flink cluster (marker ``shared_cluster``, given here to every module that uses the fixture
+``cluster``), and the lab modules that bring up labs of their own. The lab lock, the removal of stale
 test labs and the final "nothing left behind" check run once per machine-wide session: here for a plain
 ``pytest`` run, in tests/lanes.py for the lanes (which set KHAOS_LAB_LOCK_HELD for their pytest runs).
 """
@@ -23,8 +23,8 @@ def pytest_collection_modifyitems(config, items):
     never silently skipped. The modules on the shared cluster are marked ``shared_cluster``."""
     shared = {item.module for item in items if "cluster" in getattr(item, "fixturenames", ())}
     for item in items:
-        if "lab" in item.path.parts[-3:-1] and "lab" not in item.keywords:
-            item.add_marker(pytest.mark.lab)
+        if "lab" in item.path.parts[-3:-1] and item.get_closest_marker("lab") is None:
+            item.add_marker(pytest.mark.lab)  # (the directory name is a keyword, not a marker: -m needs this)
         if "lab" in item.keywords and os.geteuid() != 0:
             item.add_marker(pytest.mark.xfail(reason="lab tests need root", run=False, strict=True))
         if item.module in shared:
