@@ -558,6 +558,8 @@ class Daemon:
                 next_at = max(next_at + self.cfg.loop.period_s, time.monotonic())
             return 0
         finally:
+            if self.pacer is not None:
+                self.pacer.stop()  # the stop line is the journal's last: no trigger after it
             try:
                 self.journal.write(
                     {
