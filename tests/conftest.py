@@ -47,11 +47,10 @@ def pytest_sessionstart(session):
     config = session.config
     if os.environ.get(LOCK_HELD_ENV) or os.geteuid() != 0 or not _runs_lab_tests(config):
         return
-    from support.labs import lab_session, leftovers
+    from support.labs import lab_session
 
     config._khaos_lab_session = lab_session()
-    config._khaos_lab_session.__enter__()
-    config._khaos_leftovers_before = set(leftovers())
+    config._khaos_left_behind = config._khaos_lab_session.__enter__()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -60,10 +59,8 @@ def pytest_sessionfinish(session, exitstatus):
     held = getattr(config, "_khaos_lab_session", None)
     if held is None:
         return
-    from support.labs import leftovers
-
     try:
-        left = [x for x in leftovers() if x not in config._khaos_leftovers_before]
+        left = config._khaos_left_behind()
         if left:
             print(f"\nFAILED: the lab tests left behind: {left}")
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

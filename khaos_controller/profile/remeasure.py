@@ -84,16 +84,13 @@ def remeasure(results: pd.DataFrame, series_dir: str | Path, params: RecoveryPar
             series[str(path)] = _prepare(pd.read_csv(path))
         df = series[str(path)]
         t_fail = float(r.t_fail)
-        later = [
-            float(o.t_fail)
-            for j, o in enumerate(out.itertuples())
-            if units[j] == units[i] and o.cluster == r.cluster and float(o.t_fail) > t_fail
+        unit_fails = [
+            float(o.t_fail) for j, o in enumerate(out.itertuples()) if units[j] == units[i] and o.cluster == r.cluster
         ]
+        later = [t for t in unit_fails if t > t_fail]
         if later:
             df = df[df["t"] < min(later)]
-        first = min(
-            [float(o.t_fail) for j, o in enumerate(out.itertuples()) if units[j] == units[i] and o.cluster == r.cluster]
-        )
+        first = min(unit_fails)
         t_detect = t_fail + float(r.detect_s) if pd.notna(r.detect_s) else None
         try:
             m = measure(df, t_fail, p, t_detect=t_detect, baseline=steady_window(first, p))

@@ -99,8 +99,9 @@ def no_lag_gauge(rows: list[dict]) -> bool:
 
 
 def wait_caught_up(prof, sampler, unit) -> float:
-    """Block until the new job has caught up with the replay (it starts behind it by its deploy time), so
-    that the warm-up that follows learns a steady state; seconds waited (a timeout only writes a note)."""
+    """Block until the new job has caught up with its input (the replay, or a source that starts at
+    --start: it is behind by its deploy time), so that the warm-up that follows learns a steady state; at
+    once for a job without a lag gauge; seconds waited (a timeout only writes a note)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < CAUGHT_UP_TIMEOUT_S:
         if caught_up(sampler.rows, unit.rate) or no_lag_gauge(sampler.rows):

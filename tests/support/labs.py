@@ -19,7 +19,8 @@ SESSION_LOCK = Path("/run/lock/khaos-lab-tests.lock")
 @contextmanager
 def lab_session():
     """Hold the machine's lab test lock (waiting for another session to end), then remove the test labs
-    an interrupted session left: while the lock is held, no other session owns a test lab."""
+    an interrupted session left: while the lock is held, no other session owns a test lab. Yields a
+    function that lists what the session left behind (not what could not be removed at its start)."""
     SESSION_LOCK.parent.mkdir(parents=True, exist_ok=True)
     with SESSION_LOCK.open("w") as lock:
         try:
@@ -29,7 +30,8 @@ def lab_session():
             fcntl.flock(lock, fcntl.LOCK_EX)
         for name in stale_test_labs():
             labmod.Lab(name).down(quiet=True)
-        yield
+        before = set(leftovers())
+        yield lambda: [x for x in leftovers() if x not in before]
 
 
 def stale_test_labs() -> list[str]:
