@@ -133,7 +133,8 @@ def test_output_latency_of_records_written_to_kafka(bootstrap):
     watch = latency.OutputLatency(bootstrap, "out")
     watch.start()
     watch.wait_ready()
-    replay.replay(replay.rate_source(1000, 4), ["out"], int(time.time() * 1000), bootstrap=bootstrap)
+    # due 2 s from now: the producer has its connection and the topic's metadata before the first record
+    replay.replay(replay.rate_source(1000, 4), ["out"], int(time.time() * 1000) + 2000, bootstrap=bootstrap)
     time.sleep(1.5)
     watch.stop()
     rows = [r for r in watch.rows() if r.count]

@@ -1,6 +1,7 @@
 """The bad-input battery (issue 12): the REAL `khaos` command against every file type and verb.
 
-Every case in BAD runs ``python -m khaos_controller.cli ARGS`` in its own directory, which first gets
+Every case in BAD runs the `khaos` command (``khaos_controller.cli.main(ARGS)`` in a process of its own,
+forked from one that imported it: tests/support/forkrun.py) in its own directory, which first gets
 GOOD versions of every file type (daemon config, experiment, evaluation, model, profile results,
 traces, inventory, jar); the case then overwrites some of them. A bad case must exit 1 with exactly
 one line on stderr, ``khaos: error: ...``, naming the offending field or file (its ``expect``
@@ -17,7 +18,6 @@ import math
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from support import PROFILE
 
 from khaos_controller import REPO_ROOT
 
-KHAOS = [sys.executable, "-m", "khaos_controller.cli"]
+FORKRUN = Path(__file__).resolve().parent.parent / "support" / "forkrun.py"
 NAN, INF = math.nan, math.inf
 DROP = object()  # an Edit value that removes the key
 
@@ -764,7 +764,8 @@ def _render(content, bases: dict) -> bytes:
     return content if isinstance(content, bytes) else content.encode()
 
 
-def _run(case: Case, root: Path, bases: dict) -> subprocess.CompletedProcess:
+def _prepare(case: Case, root: Path, bases: dict) -> dict:
+    """The case's directory with its files; the forkrun job that runs it."""
     d = root / case.id
     d.mkdir()
     (d / "subdir").mkdir()
@@ -785,16 +786,20 @@ def _run(case: Case, root: Path, bases: dict) -> subprocess.CompletedProcess:
     for name, content in files.items():
         data = _render(content, bases)
         (d / name).write_bytes(data.replace(b"@D@", str(d).encode()))
-    argv = [a.replace("@D@", str(d)) for a in case.argv]
     # belt and braces: without the lab's tools on PATH no lab can start, and pip has no index
     env = {**os.environ, "PATH": str(d / "no-bin"), "HOME": str(d), "KHAOS_CACHE": str(d / "cache")}
     env.update(PIP_NO_INDEX="1", PYTHONDONTWRITEBYTECODE="1")
-    try:
-        return subprocess.run(
-            [*KHAOS, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, errors="replace"
-        )
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(e.cmd, -9, "", f"timed out after 120 s: {e.stderr!r}")
+    argv = [a.replace("@D@", str(d)) for a in case.argv]
+    return {"argv": argv, "env": env, "cwd": str(REPO_ROOT), "out": str(root / f"{case.id}.result")}
+
+
+def _result(job: dict) -> subprocess.CompletedProcess:
+    rc = Path(f"{job['out']}.rc")
+    code = int(rc.read_text()) if rc.exists() else -1
+    text = {s: Path(f"{job['out']}.{s}").read_text(errors="replace") for s in ("out", "err")}
+    if code == -9:
+        text["err"] += "\ntimed out after 120 s"
+    return subprocess.CompletedProcess(job["argv"], code, text["out"], text["err"])
 
 
 @pytest.fixture(scope="module")
@@ -816,9 +821,13 @@ def outcomes(request, tmp_path_factory):
         if item.module is request.module and hasattr(item, "callspec") and "case" in item.callspec.params
     }
     cases = [c for c in GOOD + BAD if c.id in wanted]
-    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) * 2)) as pool:
-        results = list(pool.map(lambda c: _run(c, root, bases), cases))
-    return {c.id: r for c, r in zip(cases, results)}
+    jobs = [_prepare(c, root, bases) for c in cases]
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    # one interpreter imports khaos once and forks a child per case (tests/support/forkrun.py)
+    subprocess.run(
+        [sys.executable, str(FORKRUN), str(root / "jobs.json"), "--parallel", "4"], check=True, cwd=REPO_ROOT
+    )
+    return {c.id: _result(j) for c, j in zip(cases, jobs)}
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])

@@ -154,7 +154,12 @@ def test_a_version_1_model_file_still_loads():
     for target in ("recovery", "latency"):
         for fam in ("baseline", "physics"):
             old, new = getattr(v1.target(target), fam), getattr(refit.target(target), fam)
-            assert (old.features, old.coef, old.intercept) == (new.features, pytest.approx(new.coef), new.intercept)
+            # the same fit up to the last bit of a float (BLAS may sum in another order)
+            assert (old.features, old.coef, old.intercept) == (
+                new.features,
+                pytest.approx(new.coef),
+                pytest.approx(new.intercept),
+            )
     assert model_predict.predict(v1, 2000, 8) == model_predict.predict(v1, 2000, 8, capacity=2500)
 
 
