@@ -21,11 +21,17 @@ from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resol
 from ..model import store
 from ..schema import Section, dir_problem, field_error, read_mapping, validate
 
-KHAOS = "khaos"  # the name of the Khaos-managed copy
+KHAOS = "khaos"  # the name of the Khaos-managed copy (khaos-pace, khaos-restart when there are two)
 MODES = ("process", "host")
 DEFAULT_ARGS = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
 LOOP_DEFAULTS = {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5}
 Interval = Annotated[float, Field(ge=1, le=3600)]
+Realize = Literal["pace", "restart"]
+
+
+def is_khaos(copy: str) -> bool:
+    """Whether a copy is Khaos-managed (the others are static-<interval>)."""
+    return copy == KHAOS or copy.startswith(f"{KHAOS}-")
 
 
 class JobSection(Section):
@@ -67,16 +73,17 @@ class KhaosSection(Section):
 
     model: str | None = Field(None, min_length=1, description="a `khaos fit` model (or results)")
     results: list[str] | str | None = Field(None, description="profile results.csv to fit at the start")
-    realize: Literal["pace", "restart"] = Field(
+    realize: Realize | list[Realize] = Field(
         "restart",
         description="how the daemon changes the interval: restart (stop-with-savepoint + resubmit) or pace "
-        "(checkpoints triggered over REST; the copy's configured interval is the safety net)",
+        "(checkpoints triggered over REST; the copy's configured interval is the safety net); "
+        "[pace, restart]: two Khaos copies side by side, khaos-pace and khaos-restart, a daemon each",
     )
     start_ci_s: float | None = Field(
         None,
         ge=1,
         le=3600,
-        description="the interval the Khaos copy starts with (default: the middle static; with pace: the longest, its safety net)",
+        description="the interval the Khaos copies start with (default: the middle static; with pace: the longest, its safety net)",
     )
     mode: Literal["process", "host"] = Field("process", description="failure mode the daemon plans for")
     ci: dict = Field(
@@ -88,6 +95,13 @@ class KhaosSection(Section):
         {},
         description="the daemon's loop section; default period_s 15, window_s 15, min_uptime_s 20, forecast_step_s 5",
     )
+
+    @field_validator("realize")
+    @classmethod
+    def _realizers(cls, realize):
+        if isinstance(realize, list) and (not realize or len(set(realize)) != len(realize)):
+            raise ValueError("a list names pace and/or restart, each once")
+        return realize
 
     @model_validator(mode="after")
     def _source(self) -> KhaosSection:
@@ -197,17 +211,25 @@ class Evaluation:
         return any("{output}" in a for a in self.args)
 
     @property
+    def khaos_copies(self) -> dict[str, str]:
+        """The Khaos-managed copies and each one's realizer: {khaos: mode}, or {khaos-pace: pace, ...}."""
+        modes = self.khaos["realize"]
+        return {KHAOS: modes[0]} if len(modes) == 1 else {f"{KHAOS}-{m}": m for m in modes}
+
+    @property
     def copies(self) -> list[str]:
-        """The copies' names: static-<interval> ... and khaos."""
-        return [f"static-{c:g}" for c in self.statics] + [KHAOS]
+        """The copies' names: static-<interval> ... and the Khaos copies."""
+        return [f"static-{c:g}" for c in self.statics] + list(self.khaos_copies)
 
     def job_name(self, copy: str) -> str:
         """The Flink job name of a copy."""
         return f"eval-{copy}"
 
     def interval(self, copy: str) -> float:
-        """The interval a copy starts with (the static one, or Khaos's start_ci_s)."""
-        return self.khaos["start_ci_s"] if copy == KHAOS else self.statics[self.copies.index(copy)]
+        """The interval a copy starts with (the static one, or its realizer's start_ci_s)."""
+        if copy in self.khaos_copies:
+            return self.khaos["start_ci_s"][self.khaos_copies[copy]]
+        return self.statics[self.copies.index(copy)]
 
 
 def _file(path: Path, where: str, value: str) -> Path:
@@ -288,13 +310,17 @@ def load(path: str | Path) -> Evaluation:
         "khaos.ci",
     )
     loop = validate(LoopSection, {**LOOP_DEFAULTS, **kh.loop}, path, "khaos.loop")
+    realize = kh.realize if isinstance(kh.realize, list) else [kh.realize]
     khaos = {
-        "start_ci_s": float(
-            kh.start_ci_s
-            if kh.start_ci_s is not None
-            else (max(statics) if kh.realize == "pace" else statics[len(statics) // 2])
-        ),
-        "realize": kh.realize,
+        "start_ci_s": {
+            m: float(
+                kh.start_ci_s
+                if kh.start_ci_s is not None
+                else (max(statics) if m == "pace" else statics[len(statics) // 2])
+            )
+            for m in realize
+        },
+        "realize": realize,
         "mode": kh.mode,
         "ci": ci.model_dump(),
         "loop": loop.model_dump(exclude_none=True),

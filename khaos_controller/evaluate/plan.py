@@ -62,9 +62,12 @@ def describe(ev: Evaluation, trace: pd.Series, schedule: list[dict]) -> str:
             else f" synthetic day, {ev.synthetic['bursts']} bursts"
         ),
         f"  limits: p99 latency {ev.limits['latency_ms']:g} ms, recovery {ev.limits['recovery_s']:g} s",
-        f"  khaos ({ev.khaos.get('realize', 'restart')}): starts at {ev.khaos['start_ci_s']:g} s, candidates {ev.khaos['ci']['min']:g}-{ev.khaos['ci']['max']:g} s, "
-        f"decides every {ev.khaos['loop']['period_s']:g} s, model "
-        + (str(ev.model_path) if ev.model_path else "fitted from " + ", ".join(map(str, ev.results))),
+        *(
+            f"  {copy} (realize {mode}): starts at {ev.interval(copy):g} s, candidates "
+            f"{ev.khaos['ci']['min']:g}-{ev.khaos['ci']['max']:g} s, decides every {ev.khaos['loop']['period_s']:g} s"
+            for copy, mode in ev.khaos_copies.items()
+        ),
+        "  khaos model: " + (str(ev.model_path) if ev.model_path else "fitted from " + ", ".join(map(str, ev.results))),
         f"  failures ({len(schedule)}, target {ev.failures['target']}): "
         + ", ".join(f"{f['mode']} at {f['t']:g} s" for f in schedule),
         "  cluster: "

@@ -1,11 +1,11 @@
 """`khaos evaluate EVAL.yml`: Khaos against static checkpoint intervals, side by side.
 
-K copies of the job with static intervals and one copy whose interval the Khaos daemon
-(`khaos run`) manages run at the same time as separate jobs on ONE Flink cluster, replay the same
-trace from the same start instant and live through the same failures: a killed TaskManager or
-host takes down every copy with a task on it at the same moment. Every copy is sampled twice a
-second (flink/sampler.py follows the Khaos copy across reconfigurations); afterwards the samples
-become one row per second and copy, scored on the same rules (score.py).
+K copies of the job with static intervals and one or two copies whose interval a Khaos daemon
+(`khaos run`, one per copy: realize pace and/or restart) manages run at the same time as separate jobs
+on ONE Flink cluster, replay the same trace from the same start instant and live through the same
+failures: a killed TaskManager or host takes down every copy with a task on it at the same moment.
+Every copy is sampled twice a second (flink/sampler.py follows a Khaos copy across reconfigurations);
+afterwards the samples become one row per second and copy, scored on the same rules (score.py).
 
 Everything is reproducible from the seed: the trace (when synthetic) and the failure schedule.
 docs/evaluation.md explains the choices and the results.
@@ -40,9 +40,9 @@ from ..model import store
 from ..profile import workload
 from ..progress import Bar
 from ..signals import interrupt, on_stop
-from .config import KHAOS, Evaluation, load
+from .config import Evaluation, load
 from .plan import covering_hosts, describe, failure_schedule, make_trace, slots
-from .score import notes, per_second, ratios, reconfigurations, score
+from .score import notes, paced, per_second, ratios, reconfigurations, score
 
 
 class Runner:
@@ -53,7 +53,7 @@ class Runner:
         self.out = ev.output
         self.t0 = time.monotonic()
         self.lab = None
-        self.daemon: subprocess.Popen | None = None
+        self.daemons: dict[str, subprocess.Popen] = {}  # Khaos copy -> its daemon
         self.samplers: dict[str, JobSampler] = {}
         self.stop = threading.Event()
         self.cluster_vars: dict = {}
@@ -227,12 +227,21 @@ class Runner:
         ev = self.ev
         for copy in ev.copies:
             self.samplers[copy] = JobSampler(self.client, ev.job_name(copy), ev.sample_s).start()
-        kh = ev.khaos
-        self.journal = self.out / "khaos-journal.jsonl"
-        if self.journal.exists():
-            self.journal.unlink()
+        # the daemons start with the trace: before it, the idle jobs would teach them nothing
+        time.sleep(max(0.0, start - time.time()))
+        for copy, mode in ev.khaos_copies.items():
+            self._start_daemon(copy, mode, model_path)
+
+    def journal(self, copy: str) -> Path:
+        """A Khaos copy's daemon journal."""
+        return self.out / f"{copy}-journal.jsonl"
+
+    def _start_daemon(self, copy: str, mode: str, model_path: Path) -> None:
+        """A `khaos run` daemon managing one Khaos copy (config, journal and log named after it)."""
+        ev, kh = self.ev, self.ev.khaos
+        self.journal(copy).unlink(missing_ok=True)
         cfg = {
-            "job": ev.job_name(KHAOS),
+            "job": ev.job_name(copy),
             "flink": {"rest_url": self.rest_url},
             "inventory": str(self.inventory),
             "model": str(model_path),
@@ -241,34 +250,33 @@ class Runner:
             "limits": dict(ev.limits),
             "ci": kh["ci"],
             "loop": kh["loop"],
-            "realize": {"mode": kh.get("realize", "restart")},
-            "journal": str(self.journal),
+            "realize": {"mode": mode},
+            "journal": str(self.journal(copy)),
             "metrics": None,
             "log": {"level": "info", "format": "kv"},
         }
-        cfg_path = self.out / "khaos.yml"
+        cfg_path = self.out / f"{copy}.yml"
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        # the daemon starts with the trace: before it, the idle jobs would teach it nothing
-        time.sleep(max(0.0, start - time.time()))
-        self.daemon_log = open(self.out / "khaos-daemon.log", "w")  # noqa: SIM115 - the daemon writes it until _stop_watch
-        self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "khaos_controller.cli", "run", str(cfg_path)],
-            stdout=self.daemon_log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-        self.say(
-            f"t=0: the trace starts for every copy; khaos daemon started (pid {self.daemon.pid}, "
-            f"config {cfg_path}, log {self.daemon_log.name})"
-        )
+        log = self.out / f"{copy}-daemon.log"
+        with log.open("w") as f:  # the child keeps its own descriptor
+            self.daemons[copy] = subprocess.Popen(
+                [sys.executable, "-m", "khaos_controller.cli", "run", str(cfg_path)],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
+        self.say(f"t=0: {copy}: khaos daemon started, realize {mode} (pid {self.daemons[copy].pid}, log {log})")
 
     def _inject(self, schedule: list[dict], start: float, duration: int) -> list[dict]:
         done, next_line = [], 0.0
         end = start + duration
         pending = list(schedule)
         while time.time() < end:
-            if self.daemon.poll() is not None:
-                raise KhaosError(f"the khaos daemon exited with {self.daemon.returncode}: see {self.daemon_log.name}")
+            for copy, d in self.daemons.items():
+                if d.poll() is not None:
+                    raise KhaosError(
+                        f"the khaos daemon of {copy} exited with {d.returncode}: see {self.out / f'{copy}-daemon.log'}"
+                    )
             now = time.time()
             if pending and now >= start + pending[0]["t"]:
                 done.append(self._kill(pending.pop(0), start))
@@ -297,7 +305,7 @@ class Runner:
                         "chaos_target": target,
                         "chaos_timing": "now",
                         "chaos_max_hosts": len(target.split(",")),
-                        "chaos_job": ev.job_name(KHAOS),
+                        "chaos_job": ev.job_name(next(iter(ev.khaos_copies))),
                         "chaos_seed": ev.seed * 1000 + f["n"],
                     },
                 )
@@ -331,14 +339,16 @@ class Runner:
         self.say(f"t={t:5.0f}/{duration} s | " + " | ".join(parts))
 
     def _stop_watch(self) -> None:
-        if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)  # the daemon finishes a running reconfiguration first
+        running = {c: d for c, d in self.daemons.items() if d.poll() is None}
+        for d in running.values():
+            d.send_signal(signal.SIGTERM)  # a daemon finishes a running reconfiguration first
+        for copy, d in running.items():
             try:
-                self.daemon.wait(timeout=400)
+                d.wait(timeout=400)
             except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait()
-            self.say(f"khaos daemon stopped (exit {self.daemon.returncode})")
+                d.kill()
+                d.wait()
+            self.say(f"{copy}: khaos daemon stopped (exit {d.returncode})")
         self.stop.set()
         for s in self.samplers.values():
             s.stop()
@@ -382,13 +392,17 @@ class Runner:
         seconds = {
             c: per_second(samples[c], int(start), offered, ev.limits["latency_ms"], latency[c]) for c in ev.copies
         }
+        reconfigs = []
+        for copy, mode in ev.khaos_copies.items():
+            mine = reconfigurations(self.journal(copy), start, copy)
+            reconfigs += mine
+            if mode == "pace":  # the samples read the safety net; the interval in force is the paced one
+                seconds[copy] = paced(seconds[copy], mine)
         for c in ev.copies:
             seconds[c].to_csv(self.out / "seconds" / f"{c}.csv", index=False)
-        reconfigs = reconfigurations(self.journal, start)
         kh = ev.khaos["ci"]
-        labels = {
-            c: (f"khaos {kh['min']:g}-{kh['max']:g} s" if c == KHAOS else f"{ev.interval(c):g} s") for c in ev.copies
-        }
+        labels = {c: f"{ev.interval(c):g} s" for c in ev.copies}
+        labels.update({c: f"khaos {m} {kh['min']:g}-{kh['max']:g} s" for c, m in ev.khaos_copies.items()})
         table = score(
             seconds, samples, failures, reconfigs, audits, ev.limits, ev.consecutive_s, labels, start + len(trace)
         )

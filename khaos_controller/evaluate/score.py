@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import journal
-from .config import KHAOS
+from .config import is_khaos
 
 
 def per_second(
@@ -147,6 +147,7 @@ def score(
                 "recoveries_over_rmax": int(((rec > limits["recovery_s"]) | np.isnan(rec)).sum()),
                 "recovery_mean_s": round(float(np.nanmean(rec)), 2) if np.isfinite(rec).any() else float("nan"),
                 "recovery_max_s": round(float(np.nanmax(rec)), 2) if np.isfinite(rec).any() else float("nan"),
+                "recovery_excess_s": round(float(np.nansum(np.clip(rec - limits["recovery_s"], 0, None))), 1),
                 "latency_mean_ms": round(float(lat.mean()), 1) if len(lat) else float("nan"),
                 "latency_p99_ms": round(float(lat.quantile(0.99)), 1) if len(lat) else float("nan"),
                 "checkpoints": int(smp.groupby("job_id")["checkpoints"].max().sum()) if len(smp) else 0,
@@ -160,33 +161,34 @@ def score(
 
 
 def ratios(table: pd.DataFrame) -> dict:
-    """Khaos violation seconds over the best and over the median static copy's."""
-    statics = table[table["copy"] != KHAOS].set_index("copy")["violation_s"]
-    k = float(table.loc[table["copy"] == KHAOS, "violation_s"].iloc[0])
+    """Each Khaos copy's violation seconds over the best and over the median static copy's."""
+    khaos = table["copy"].map(is_khaos)
+    statics = table[~khaos].set_index("copy")["violation_s"]
     best, med = float(statics.min()), float(statics.median())
 
-    def ratio(x: float) -> float | None:
+    def ratio(k: float, x: float) -> float | None:
         return round(k / x, 3) if x > 0 else (0.0 if k == 0 else None)
 
     return {
-        "khaos_violation_s": k,
         "best_static": str(statics.idxmin()),
         "best_static_violation_s": best,
         "median_static_violation_s": med,
-        "ratio_best": ratio(best),
-        "ratio_median": ratio(med),
+        "khaos": {
+            str(copy): {"violation_s": float(k), "ratio_best": ratio(k, best), "ratio_median": ratio(k, med)}
+            for copy, k in table[khaos].set_index("copy")["violation_s"].items()
+        },
     }
 
 
-def reconfigurations(journal_path: Path, start: float) -> list[dict]:
-    """The Khaos copy's realized (or failed) changes, from the daemon's journal."""
+def reconfigurations(journal_path: Path, start: float, copy: str) -> list[dict]:
+    """A Khaos copy's realized (or failed) interval changes, from its daemon's journal."""
     out = []
     for e in journal.read(journal_path):
         r = e.get("realize") or {}
         if e.get("event") == "decision" and r.get("status") in ("ok", "failed"):
             out.append(
                 {
-                    "copy": KHAOS,
+                    "copy": copy,
                     "t": round(e["ts"] - start, 1),
                     "from_ci_s": e["decision"].get("current_ci_s"),
                     "to_ci_s": r.get("target_ci_s"),
@@ -196,6 +198,15 @@ def reconfigurations(journal_path: Path, start: float) -> list[dict]:
                 }
             )
     return out
+
+
+def paced(sec: pd.DataFrame, reconfigs: list[dict]) -> pd.DataFrame:
+    """A paced copy's seconds with ci_s the interval in force: the paced one, capped by the job's own
+    (its safety net, which is what the samples read)."""
+    pace = pd.Series(np.nan, index=sec.index)
+    for r in sorted((r for r in reconfigs if r["status"] == "ok"), key=lambda r: r["t"]):
+        pace[sec["t"] >= r["t"]] = r["to_ci_s"]
+    return sec.assign(ci_s=np.fmin(sec["ci_s"].to_numpy(float), pace.to_numpy(float)))
 
 
 def notes(table: pd.DataFrame, failures: list[dict]) -> list[str]:

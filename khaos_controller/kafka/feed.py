@@ -49,6 +49,13 @@ class KafkaSection(Section):
         description="records the replay writes: iot (id,vehicleId,speed,area,eventTimeMs; ids 0,1,2... per "
         "topic), ysb (YSB JSON ad events) or raw (a recording's records as recorded)",
     )
+    vehicles: int | None = Field(
+        None,
+        ge=1,
+        le=100_000_000,
+        description="iot: the vehicle ids (keys) the generated records draw from (default 10,000); match the "
+        "job's --keys to give it that much keyed state",
+    )
     recording: str | None = Field(
         None,
         min_length=1,
@@ -75,6 +82,7 @@ class KafkaSpec:
     bootstrap: str | None = None  # None: from the inventory (or the lab's Kafka host)
     partitions: int | None = None
     format: str = "iot"
+    vehicles: int | None = None  # iot: vehicle ids to draw from (None: the format's default)
     recording: Path | None = None
     output_topic: bool = False
     topic_config: dict[str, str] = field(default_factory=dict)
@@ -93,7 +101,14 @@ def resolve(section: KafkaSection, path: Path, base: Path, where: str = "kafka")
     settings); every problem is one line ``FILE: kafka.KEY: ...``."""
     from ..infra import kafka as infra_kafka
 
-    spec = KafkaSpec(partitions=section.partitions, format=section.format, output_topic=section.output_topic)
+    if section.vehicles is not None and section.format != "iot":
+        raise field_error(path, f"{where}.vehicles", f"only the iot format has vehicles, not {section.format}")
+    spec = KafkaSpec(
+        partitions=section.partitions,
+        format=section.format,
+        vehicles=section.vehicles,
+        output_topic=section.output_topic,
+    )
     if section.bootstrap is not None:
         try:
             spec.bootstrap = infra_kafka.check_bootstrap(section.bootstrap)
@@ -173,9 +188,10 @@ def source(spec: KafkaSpec, seconds: int, rate: float | None = None, trace=None)
     second, repeated), else a constant rate."""
     if spec.recording is not None:
         return looped(replay.recording_source(spec.recording, fmt=spec.format), seconds)
+    kw = {"vehicles": spec.vehicles} if spec.vehicles is not None else {}
     if trace is not None:
-        return replay.trace_source(trace, seconds=seconds, fmt=spec.format)
-    return replay.rate_source(float(rate), seconds, fmt=spec.format)
+        return replay.trace_source(trace, seconds=seconds, fmt=spec.format, **kw)
+    return replay.rate_source(float(rate), seconds, fmt=spec.format, **kw)
 
 
 def recording_rate(spec: KafkaSpec) -> float:

@@ -1,5 +1,6 @@
-"""`khaos evaluate` on the lab with a Kafka-fed job (issues 13 item 6, 15): the copies (2 statics and the
-Khaos-managed one) of the sample job each read their own topic, fed by ONE replay of the trace from t=0;
+"""`khaos evaluate` on the lab with a Kafka-fed job (issues 13 item 6, 15): the copies (2 statics and two
+Khaos-managed ones, one paced and one restarted) of the sample job each read their own topic, fed by ONE
+replay of the trace from t=0;
 a TaskManager kill hits every copy; every copy's file audit is 0 lost / 0 duplicated; the table is checked
 against the raw samples second by second. Lab `tkev` (3 Flink hosts + a Kafka host), always taken down.
 (The job's synthetic source path of the evaluation is the same runner with another feed: unit tests.)"""
@@ -30,6 +31,7 @@ limits: {latency_ms: 1000, recovery_s: 5}
 khaos:
   results: examples/profile-lab-results.csv
   start_ci_s: 20
+  realize: [pace, restart]
   ci: {min: 2, max: 20, cooldown_s: 30}
   loop: {period_s: 10, window_s: 10, min_uptime_s: 15, forecast_step_s: 5}
 failures: {at: [60], modes: [process]}
@@ -54,10 +56,11 @@ def test_short_evaluation_on_kafka(tmp_path, jar_built):
     finally:
         Lab("tkev").down(quiet=True)
     out, table, summary = tmp_path / "out", result["table"].set_index("copy"), result["summary"]
-    assert list(table.index) == ["static-4", "static-20", "khaos"]
+    copies = ["static-4", "static-20", "khaos-pace", "khaos-restart"]
+    assert list(table.index) == copies
     (failure,) = summary["failures"]
     assert failure["mode"] == "process" and failure["t"] >= 60
-    assert failure["hit"] == {"static-4": True, "static-20": True, "khaos": True}, summary["placement"]
+    assert failure["hit"] == dict.fromkeys(copies, True), summary["placement"]
     for copy in table.index:  # every copy read every record of its own topic exactly once
         assert table.loc[copy, "audit_records"] > 100_000
         assert table.loc[copy, "audit_lost"] == 0 and table.loc[copy, "audit_duplicated"] == 0
@@ -101,21 +104,34 @@ def test_short_evaluation_on_kafka(tmp_path, jar_built):
         assert failure["recovery_s"][copy] == pytest.approx(rec, abs=1e-6)
         assert table.loc[copy, "recovery_max_s"] == pytest.approx(rec, abs=0.01)
         assert table.loc[copy, "violation_s"] >= 1  # the kill took every copy down for at least a second
-        # the interval in force: fixed for a static copy; for Khaos one job per realized change
-        cis = sec["ci_s"].dropna().unique()
-        if copy != "khaos":
-            assert list(cis) == [float(copy.split("-")[1])]
-    jobs = pd.read_csv(out / "samples" / "khaos.csv")["job_id"].dropna().unique()
-    assert table.loc["khaos", "reconfigurations"] == len(jobs) - 1
-    assert table.loc["khaos", "reconfigurations"] == len(
-        [r for r in summary["reconfigurations"] if r["status"] == "ok"]
-    )
+        assert table.loc[copy, "recovery_excess_s"] == pytest.approx(max(0.0, rec - ev.limits["recovery_s"]), abs=0.1)
+        # the interval in force: fixed for a static copy; paced or one job per realized change for Khaos
+        if copy.startswith("static-"):
+            assert list(sec["ci_s"].dropna().unique()) == [float(copy.split("-")[1])]
+    changes = {c: [r for r in summary["reconfigurations"] if r["copy"] == c and r["status"] == "ok"] for c in copies}
+    jobs = {c: pd.read_csv(out / "samples" / f"{c}.csv")["job_id"].dropna().unique() for c in copies}
+    assert table.loc["khaos-restart", "reconfigurations"] == len(jobs["khaos-restart"]) - 1
+    assert table.loc["khaos-restart", "reconfigurations"] == len(changes["khaos-restart"])
+    # pacing never restarts its job; the seconds show the paced interval, capped by the safety net (20 s)
+    assert len(jobs["khaos-pace"]) == 1 and table.loc["khaos-pace", "reconfigurations"] == len(changes["khaos-pace"])
+    paced = pd.read_csv(out / "seconds" / "khaos-pace.csv")
+    for r, nxt in zip(changes["khaos-pace"], [*changes["khaos-pace"][1:], None], strict=True):
+        if math.ceil(r["t"]) < len(paced) and (nxt is None or nxt["t"] >= math.ceil(r["t"]) + 1):
+            assert paced["ci_s"].iloc[math.ceil(r["t"])] == min(r["to_ci_s"], 20.0), r
+    triggers = [
+        e
+        for e in map(json.loads, (out / "khaos-pace-journal.jsonl").read_text().splitlines())
+        if e.get("event") == "checkpoint_trigger" and e.get("status") == "completed"
+    ]
+    assert table.loc["khaos-pace", "checkpoints"] >= len(triggers) - 1  # the table counts the paced ones too
+    print(f"khaos-pace: {len(changes['khaos-pace'])} changes, {len(triggers)} paced checkpoints")
 
     # the outputs
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "http://" not in html
+    assert html.count("data:image/png;base64,") == 5 and "http://" not in html
     md = (out / "table.md").read_text().splitlines()
-    assert sum(1 for line in md if line.startswith("| static-") or line.startswith("| khaos")) == 3
+    assert sum(1 for line in md if line.startswith("| static-") or line.startswith("| khaos")) == 4
+    assert any(line.startswith("khaos-pace violation seconds / best static") for line in md)
     saved = pd.read_csv(out / "table.csv").set_index("copy")
     assert (saved["violation_s"] == table["violation_s"]).all()
-    assert json.loads((out / "summary.json").read_text())["ratio_best"] == summary["ratio_best"]
+    assert json.loads((out / "summary.json").read_text())["khaos"] == summary["khaos"]

@@ -82,6 +82,7 @@ def inputs(
             "recoveries_over_rmax": [1 if c == "static-30" else 0 for c in copies],
             "recovery_mean_s": [6.54 if c != "static-30" else math.nan for c in copies],
             "recovery_max_s": [6.54] * len(copies),
+            "recovery_excess_s": [0.0] * len(copies),
             "latency_mean_ms": [123.456] * len(copies),
             "latency_p99_ms": [900.0] * len(copies),
             "checkpoints": [10] * len(copies),
@@ -98,8 +99,7 @@ def inputs(
         "started": "2026-11-26T02:00:00Z",
         "duration_s": N,
         "limits": {"latency_ms": 500.0, "recovery_s": 20.0},
-        "ratio_best": ratio_best,
-        "ratio_median": 0.21,
+        "khaos": {"khaos": {"violation_s": 4.0, "ratio_best": ratio_best, "ratio_median": 0.21}},
         "best_static": "static-10",
         "median_static_violation_s": 9.5,
         "config": config,
@@ -156,8 +156,8 @@ def test_markdown_table_has_one_row_per_copy_with_the_numbers(report):
 def test_markdown_lists_the_limits_and_the_ratios(report):
     text = report[0]["table_md"].read_text()
     assert "Limits: p99 latency 500 ms, recovery 20 s" in text
-    assert "Khaos violation seconds / best static (static-10): 0.42" in text
-    assert "Khaos violation seconds / median static (9.5 s): 0.21" in text
+    assert "khaos violation seconds / best static (static-10): 0.42" in text
+    assert "khaos violation seconds / median static (9.5 s): 0.21" in text
 
 
 def test_csv_round_trips_the_table(report):
@@ -173,7 +173,7 @@ def test_html_is_self_contained_and_embeds_every_chart(report):
         assert ref not in page, ref
     assert page.count("data:image/png;base64,") == len(table) + 1
     assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', page))
-    assert "Khaos violation seconds / best static (static-10): 0.42" in page
+    assert "khaos violation seconds / best static (static-10): 0.42" in page
     assert "<td>khaos 3-60 s</td>" in page and "<td>lab-2</td>" in page
     failure_row = re.search(r"<tr><td>1</td><td>60</td>.*?</tr>", page).group(0)
     assert "<td>no</td>" in failure_row and "<td>6.5</td>" in failure_row  # static-30 missed, others recovered
@@ -183,11 +183,12 @@ def test_html_is_self_contained_and_embeds_every_chart(report):
 
 def test_ratios_without_a_value_show_n_a(tmp_path):
     seconds, failures, reconfigs, table, meta = inputs(ratio_best=None)
-    meta.update(best_static=None, ratio_median=float("inf"), median_static_violation_s=None)
+    meta.update(best_static=None, median_static_violation_s=None)
+    meta["khaos"]["khaos"]["ratio_median"] = float("inf")
     paths = evalreport.write_report(tmp_path, seconds, failures, reconfigs, table, meta)
     text = paths["table_md"].read_text()
-    assert "Khaos violation seconds / best static (n/a): n/a" in text
-    assert "Khaos violation seconds / median static (- s): n/a" in text
+    assert "khaos violation seconds / best static (n/a): n/a" in text
+    assert "khaos violation seconds / median static (- s): n/a" in text
     assert "/ best static (n/a): n/a" in paths["html"].read_text()
 
 

@@ -103,6 +103,7 @@ def test_recovery_hit_and_score():
     assert table.loc["static-10", "violation_s"] == 7 and table.loc["static-10", "down_s"] == 3
     assert table.loc["static-10", "recoveries"] == 1 and table.loc["static-10", "recoveries_over_rmax"] == 1
     assert table.loc["static-10", "recovery_max_s"] == pytest.approx(6.7)
+    assert table.loc["static-10", "recovery_excess_s"] == pytest.approx(1.7)  # 6.7 s against R_max 5 s
     assert table.loc["khaos", "violation_s"] == 0 and table.loc["khaos", "recoveries"] == 0
     assert table.loc["khaos", "reconfigurations"] == 1
     assert table.loc["static-10", "checkpoints"] == 5 and table.loc["static-10", "audit_records"] == 10
@@ -113,11 +114,32 @@ def test_recovery_hit_and_score():
 def test_ratios_best_and_median():
     t = pd.DataFrame({"copy": ["static-10", "static-30", "static-60", "khaos"], "violation_s": [20, 40, 90, 10]})
     r = score.ratios(t)
-    assert r["best_static"] == "static-10" and r["ratio_best"] == 0.5 and r["ratio_median"] == 0.25
+    assert r["best_static"] == "static-10" and r["median_static_violation_s"] == 40
+    assert r["khaos"] == {"khaos": {"violation_s": 10, "ratio_best": 0.5, "ratio_median": 0.25}}
     t["violation_s"] = [0, 40, 90, 5]
-    assert score.ratios(t)["ratio_best"] is None  # nothing to divide by: reported as n/a
+    assert score.ratios(t)["khaos"]["khaos"]["ratio_best"] is None  # nothing to divide by: reported as n/a
     t["violation_s"] = [0, 40, 90, 0]
-    assert score.ratios(t)["ratio_best"] == 0.0
+    assert score.ratios(t)["khaos"]["khaos"]["ratio_best"] == 0.0
+
+
+def test_two_khaos_copies_are_each_set_against_the_same_statics():
+    t = pd.DataFrame(
+        {"copy": ["static-5", "static-30", "khaos-pace", "khaos-restart"], "violation_s": [20, 60, 10, 30]}
+    )
+    r = score.ratios(t)
+    assert r["best_static"] == "static-5" and r["median_static_violation_s"] == 40
+    assert r["khaos"]["khaos-pace"] == {"violation_s": 10, "ratio_best": 0.5, "ratio_median": 0.25}
+    assert r["khaos"]["khaos-restart"] == {"violation_s": 30, "ratio_best": 1.5, "ratio_median": 0.75}
+
+
+def test_a_paced_copy_shows_the_interval_in_force_not_its_safety_net():
+    sec = pd.DataFrame({"t": range(6), "ci_s": [60.0] * 6})
+    changes = [
+        {"copy": "khaos-pace", "t": 1.5, "to_ci_s": 8.0, "status": "ok"},
+        {"copy": "khaos-pace", "t": 3.0, "to_ci_s": 90.0, "status": "ok"},  # above the net: the net paces
+        {"copy": "khaos-pace", "t": 4.0, "to_ci_s": 5.0, "status": "failed"},
+    ]
+    assert score.paced(sec, changes)["ci_s"].tolist() == [60, 60, 8, 60, 60, 60]
 
 
 def test_the_shared_target_takes_down_every_copy_with_the_fewest_hosts():
@@ -197,6 +219,12 @@ def write(tmp_path, extra: str = "", base: bool = True) -> str:
         ("workload: {trace: nope.txt}\n", True, "workload.trace: nope.txt does not exist"),
         ("workload: {low: 900, high: 100}\n", True, "low 900 > high 100"),
         ("colour: red\n", True, "colour: unknown field"),
+        (
+            "khaos: {results: examples/profile-lab-results.csv, realize: [pace, pace]}\n",
+            True,
+            "khaos.realize: a list names pace and/or restart, each once",
+        ),
+        ("khaos: {results: examples/profile-lab-results.csv, realize: [pace, teleport]}\n", True, "khaos.realize"),
     ],
 )
 def test_bad_evaluation_files_give_one_line(tmp_path, extra, base, message):
@@ -210,3 +238,19 @@ def test_dry_run_prints_the_plan(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "static-10 (eval-static-10), static-30 (eval-static-30), khaos (eval-khaos)" in out
     assert "6 slots per TaskManager" in out and "nothing started" in out
+
+
+def test_two_khaos_copies_pace_and_restart_side_by_side(tmp_path, capsys):
+    ev = ev_config.load(
+        write(tmp_path, "khaos: {results: examples/profile-lab-results.csv, realize: [pace, restart]}\n")
+    )
+    assert ev.copies == ["static-10", "static-30", "khaos-pace", "khaos-restart"]
+    assert ev.khaos_copies == {"khaos-pace": "pace", "khaos-restart": "restart"}
+    # pace starts at its safety net (the longest static), restart at the middle static
+    assert ev.interval("khaos-pace") == 30 and ev.interval("khaos-restart") == 30 and ev.interval("static-10") == 10
+    assert runner.run(ev.path, dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "khaos-pace (realize pace): starts at 30 s" in out and "khaos-restart (realize restart)" in out
+    assert "8 slots per TaskManager" in out
+    one = ev_config.load(write(tmp_path, "khaos: {results: examples/profile-lab-results.csv, realize: pace}\n"))
+    assert one.copies == ["static-10", "static-30", "khaos"] and one.khaos_copies == {"khaos": "pace"}

@@ -53,6 +53,11 @@ def test_sources_follow_the_spec():
 
     trace = feed.source(spec, 5, trace=pd.Series([10.0, 20.0]))
     assert trace.schedule.counts.tolist() == [10, 20, 10, 20, 10]
+    # kafka.vehicles: the keys the generated records draw from (the job's keyed state follows)
+    assert trace.maker.vehicles == 10_000
+    wide = feed.source(KafkaSpec(vehicles=25_000), 5, trace=pd.Series([10.0]))
+    vid, _, _ = wide.maker.fields(np.arange(30_000))
+    assert wide.maker.vehicles == 25_000 and len(set(vid.tolist())) == 25_000
 
 
 def test_job_args_and_kafka_section_must_agree():
@@ -79,6 +84,7 @@ def test_job_args_and_kafka_section_must_agree():
         ({"topic_config": {"retention.ms": "x y"}}, None, None),  # values are the broker's business
         ({"producer": {"linger.ms": "soon"}}, "kafka.producer", "Invalid value"),
         ({"producer": {"no.such.setting": 1}}, "kafka.producer", "no.such.setting"),
+        ({"format": "ysb", "vehicles": 5}, "kafka.vehicles", "only the iot format has vehicles"),
     ],
 )
 def test_a_bad_kafka_section_is_one_line(tmp_path, section, where, expect):
