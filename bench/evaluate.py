@@ -59,6 +59,14 @@ def main() -> int:
             f"{copy} violation s / best static ({s['best_static']}, {s['best_static_violation_s']:g} s): "
             f"{k['violation_s']:g} s -> ratio {verdict(k['ratio_best'], 0.5)}"
         )
+        ok = k["a_le_best_static"] and k["b_le_best_static"] and (k["a_plus_b_ratio_median"] or 0) <= 0.5
+        print(
+            f"{copy} issue 15: (a) latency violation s {k['latency_violation_s']:g} <= best static "
+            f"{s['best_static_latency_violation_s']:g}: {k['a_le_best_static']}; (b) recovery excess s "
+            f"{k['recovery_excess_s']:g} <= best static {s['best_static_recovery_excess_s']:g}: "
+            f"{k['b_le_best_static']}; (a)+(b) / median static ({s['median_static_a_plus_b']:g}): "
+            f"{k['a_plus_b_ratio_median']} (<= 0.5) -> {'PASS' if ok else 'FAIL'}"
+        )
     return 0
 
 

@@ -80,6 +80,14 @@ def summary_lines(meta: dict) -> list[str]:
             f"{copy} violation seconds / best static ({meta.get('best_static') or 'n/a'}): {_ratio(k['ratio_best'])}",
             f"{copy} violation seconds / median static ({_cell(median_s)} s): {_ratio(k['ratio_median'])}",
         ]
+        if "a_plus_b_ratio_median" in k:
+            lines.append(
+                f"{copy}: (a) latency violation s {_cell(k['latency_violation_s'])} (best static "
+                f"{_cell(meta.get('best_static_latency_violation_s'))}), (b) recovery excess s "
+                f"{_cell(k['recovery_excess_s'])} (best static {_cell(meta.get('best_static_recovery_excess_s'))}), "
+                f"(a)+(b) / median static ({_cell(meta.get('median_static_a_plus_b'))}): "
+                f"{_ratio(k['a_plus_b_ratio_median'])}"
+            )
     return lines
 
 

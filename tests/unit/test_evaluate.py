@@ -104,6 +104,7 @@ def test_recovery_hit_and_score():
     assert table.loc["static-10", "recoveries"] == 1 and table.loc["static-10", "recoveries_over_rmax"] == 1
     assert table.loc["static-10", "recovery_max_s"] == pytest.approx(6.7)
     assert table.loc["static-10", "recovery_excess_s"] == pytest.approx(1.7)  # 6.7 s against R_max 5 s
+    assert table.loc["static-10", "latency_violation_s"] == 4  # 7 violation seconds, 3 of them down
     assert table.loc["khaos", "violation_s"] == 0 and table.loc["khaos", "recoveries"] == 0
     assert table.loc["khaos", "reconfigurations"] == 1
     assert table.loc["static-10", "checkpoints"] == 5 and table.loc["static-10", "audit_records"] == 10
@@ -112,10 +113,28 @@ def test_recovery_hit_and_score():
 
 
 def test_ratios_best_and_median():
-    t = pd.DataFrame({"copy": ["static-10", "static-30", "static-60", "khaos"], "violation_s": [20, 40, 90, 10]})
+    t = pd.DataFrame(
+        {
+            "copy": ["static-10", "static-30", "static-60", "khaos"],
+            "violation_s": [20, 40, 90, 10],
+            "latency_violation_s": [15, 10, 5, 4],
+            "recovery_excess_s": [0.0, 12.0, 60.0, 1.0],
+        }
+    )
     r = score.ratios(t)
     assert r["best_static"] == "static-10" and r["median_static_violation_s"] == 40
-    assert r["khaos"] == {"khaos": {"violation_s": 10, "ratio_best": 0.5, "ratio_median": 0.25}}
+    # (a)+(b) of the statics: 15, 22, 65 -> median 22; khaos 5
+    assert r["median_static_a_plus_b"] == 22 and r["best_static_recovery_excess_s"] == 0
+    assert r["khaos"]["khaos"] == {
+        "violation_s": 10,
+        "ratio_best": 0.5,
+        "ratio_median": 0.25,
+        "latency_violation_s": 4,
+        "recovery_excess_s": 1.0,
+        "a_le_best_static": True,
+        "b_le_best_static": False,  # static-10 had no recovery excess
+        "a_plus_b_ratio_median": round(5 / 22, 3),
+    }
     t["violation_s"] = [0, 40, 90, 5]
     assert score.ratios(t)["khaos"]["khaos"]["ratio_best"] is None  # nothing to divide by: reported as n/a
     t["violation_s"] = [0, 40, 90, 0]
@@ -124,12 +143,24 @@ def test_ratios_best_and_median():
 
 def test_two_khaos_copies_are_each_set_against_the_same_statics():
     t = pd.DataFrame(
-        {"copy": ["static-5", "static-30", "khaos-pace", "khaos-restart"], "violation_s": [20, 60, 10, 30]}
+        {
+            "copy": ["static-5", "static-30", "khaos-pace", "khaos-restart"],
+            "violation_s": [20, 60, 10, 30],
+            "latency_violation_s": [20, 8, 5, 30],
+            "recovery_excess_s": [0.0, 50.0, 0.0, 0.0],
+        }
     )
     r = score.ratios(t)
     assert r["best_static"] == "static-5" and r["median_static_violation_s"] == 40
-    assert r["khaos"]["khaos-pace"] == {"violation_s": 10, "ratio_best": 0.5, "ratio_median": 0.25}
-    assert r["khaos"]["khaos-restart"] == {"violation_s": 30, "ratio_best": 1.5, "ratio_median": 0.75}
+    pace, restart = r["khaos"]["khaos-pace"], r["khaos"]["khaos-restart"]
+    assert (pace["ratio_best"], pace["ratio_median"], restart["ratio_best"], restart["ratio_median"]) == (
+        0.5,
+        0.25,
+        1.5,
+        0.75,
+    )
+    assert pace["a_le_best_static"] and pace["b_le_best_static"] and pace["a_plus_b_ratio_median"] == round(5 / 39, 3)
+    assert not restart["a_le_best_static"] and restart["a_plus_b_ratio_median"] == round(30 / 39, 3)
 
 
 def test_a_paced_copy_shows_the_interval_in_force_not_its_safety_net():
