@@ -139,6 +139,9 @@ def _evaluate(args):
     from .evaluate import runner
     from .schema import out_dir
 
+    if args.rescore:
+        runner.rescore(args.evaluation)
+        return
     if args.out:
         out_dir(args.out, "--out")  # a run builds a lab before it writes there
     rc = runner.run(args.evaluation, dry_run=args.dry_run, keep=args.keep, out=args.out)
@@ -290,10 +293,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         help="Khaos against static checkpoint intervals: same trace, same failures, "
         "one table and an HTML report (root on the lab)",
     )
-    ev.add_argument("evaluation", help="evaluation file, e.g. examples/evaluate.yml (docs/evaluation.md)")
+    ev.add_argument(
+        "evaluation",
+        help="evaluation file, e.g. examples/evaluate.yml (docs/evaluation.md); with --rescore a run's output",
+    )
     ev.add_argument("--dry-run", action="store_true", help="print the plan (copies, trace, failure schedule) and stop")
     ev.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     ev.add_argument("--out", help="output directory (default: the file's output)")
+    ev.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score a finished run again from its output directory (samples, seconds, summary.json): new table, "
+        "summary and report, nothing started",
+    )
     ev.set_defaults(func=_evaluate)
 
     # pandas/scikit-learn take seconds to import: load those commands only when they are asked

@@ -413,20 +413,18 @@ class Runner:
             "start": start,
             "duration_s": len(trace),
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start)),
+            "machine": machine(),
             "limits": ev.limits,
             "consecutive_s": ev.consecutive_s,
+            "labels": labels,
             "placement": getattr(self, "spread", {}),
             **r,
             "failures": failures,
             "reconfigurations": reconfigs,
             "audits": audits,
         }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json))
-        from . import report
-
-        meta = {**summary, "config": ev.text, "machine": machine(), "notes": notes(table, failures)}
-        paths = report.write_report(self.out, seconds, failures, reconfigs, table, meta)
-        self.say("\n" + report.markdown_table(table))
+        paths = _write(self.out, summary, seconds, table, ev.text)
+        self.say("\n" + _report().markdown_table(table))
         self.say(f"report: {paths['html']}")
         return {"table": table, "summary": summary, "paths": paths}
 
@@ -448,6 +446,58 @@ class Runner:
             self.say(summary.line())
         for problem in self.feed.close():
             self.say(f"kafka cleanup: {problem}")
+
+
+def _report():
+    from . import report
+
+    return report
+
+
+def _write(out: Path, summary: dict, seconds: dict[str, pd.DataFrame], table: pd.DataFrame, config: str) -> dict:
+    """summary.json and the report (table, charts, report.html); their paths."""
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json))
+    meta = {**summary, "config": config, "notes": notes(table, summary["failures"])}
+    return _report().write_report(out, seconds, summary["failures"], summary["reconfigurations"], table, meta)
+
+
+def rescore(out: str | Path) -> dict:
+    """`khaos evaluate --rescore OUT`: score a finished run again from what it wrote (summary.json, samples/,
+    seconds/), with today's rules; rewrites summary.json and the report. Nothing is started."""
+    out = Path(out)
+    try:
+        s = json.loads((out / "summary.json").read_text())
+        old = pd.read_csv(out / "table.csv")
+        copies = [str(c) for c in old["copy"]]
+        seconds = {c: pd.read_csv(out / "seconds" / f"{c}.csv") for c in copies}
+        samples = {c: pd.read_csv(out / "samples" / f"{c}.csv") for c in copies}
+        for df in samples.values():  # a sample without a job read no tasks: not all running (as when live)
+            df["all_running"] = df["all_running"].fillna(False).astype(bool)
+        config = (out / "evaluation.yml").read_text()
+    except (OSError, ValueError, KeyError) as e:
+        raise KhaosError(f"{out}: not the output of a finished `khaos evaluate` run ({e})") from None
+    labels = s.get("labels") or dict(zip(copies, old["ci"].astype(str)))
+    for key in ("khaos_violation_s", "ratio_best", "ratio_median"):  # the one-Khaos-copy ratios of old runs
+        s.pop(key, None)
+    for f in s["failures"]:
+        f.pop("hit", None), f.pop("recovery_s", None)
+    table = score(
+        seconds,
+        samples,
+        s["failures"],
+        s["reconfigurations"],
+        s["audits"],
+        s["limits"],
+        s["consecutive_s"],
+        labels,
+        s["start"] + s["duration_s"],
+    )
+    summary = {**s, "machine": s.get("machine", "not recorded"), "labels": labels, **ratios(table)}
+    paths = _write(out, summary, seconds, table, config)
+    print(_report().markdown_table(table))
+    print("\n".join(_report().summary_lines(summary)))
+    print(f"report: {paths['html']}")
+    return {"table": table, "summary": summary, "paths": paths}
 
 
 def _json(x):

@@ -681,6 +681,12 @@ BAD = [
         ("kafka at 127.0.0.1:1 is unreachable",),
     ),
     # ---- khaos lab: bad names and arguments fail before anything needs root
+    Case(
+        "evaluate-rescore-not-a-run", ["evaluate", "--rescore", "@D@/subdir"], expect=("not the output of a finished",)
+    ),
+    Case(
+        "evaluate-rescore-a-file", ["evaluate", "--rescore", "@D@/good.txt"], expect=("not the output of a finished",)
+    ),
     Case("lab-up-bad-name", ["lab", "up", "--name", "BAD NAME!"], expect=("BAD NAME!",)),
     Case("lab-kill-bad-name", ["lab", "kill", "--name", "BAD NAME!", "x"], expect=("BAD NAME!",)),
     Case("lab-restore-bad-name", ["lab", "restore", "--name", "../../etc", "x"], expect=("../../etc",)),

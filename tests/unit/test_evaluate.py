@@ -285,3 +285,47 @@ def test_two_khaos_copies_pace_and_restart_side_by_side(tmp_path, capsys):
     assert "8 slots per TaskManager" in out
     one = ev_config.load(write(tmp_path, "khaos: {results: examples/profile-lab-results.csv, realize: pace}\n"))
     assert one.copies == ["static-10", "static-30", "khaos"] and one.khaos_copies == {"khaos": "pace"}
+
+
+def test_a_finished_run_is_scored_again_from_its_files(tmp_path, capsys):
+    offered = np.full(60, 1000.0)
+    raw = {"static-10": samples(fail_at=20), "khaos": samples(fail_at=20, down_s=1, slow_s=1, jid="k")}
+    raw["khaos"]["all_running"] = raw["khaos"]["all_running"].astype(object)
+    raw["khaos"].loc[raw["khaos"]["t"] > T0 + 50, ["job_id", "all_running"]] = [None, None]  # between two jobs
+    secs = {c: score.per_second(df, T0, offered, 1000) for c, df in raw.items()}
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "seconds").mkdir()
+    for c in raw:
+        raw[c].to_csv(tmp_path / "samples" / f"{c}.csv", index=False)
+        secs[c].to_csv(tmp_path / "seconds" / f"{c}.csv", index=False)
+    failures = [{"n": 1, "t": 20.3, "at": T0 + 20.3, "mode": "process", "target": "h2"}]
+    limits = {"latency_ms": 1000.0, "recovery_s": 5.0}
+    labels = {"static-10": "10 s", "khaos": "khaos pace 2-60 s"}
+    audits = {c: {"records": 9, "lost": 0, "duplicated": 0} for c in raw}
+    table = score.score(secs, raw, failures, [], audits, limits, 5, labels, T0 + 60)
+    summary = {
+        "name": "again",
+        "seed": 1,
+        "start": T0,
+        "duration_s": 60,
+        "started": "then",
+        "machine": "test box",
+        "limits": limits,
+        "consecutive_s": 5,
+        "failures": failures,
+        "reconfigurations": [],
+        "audits": audits,
+        "ratio_best": 9.9,  # an old run's key: dropped
+        **score.ratios(table),
+    }
+    runner._write(tmp_path, summary, secs, table, "name: again\n")
+    (tmp_path / "evaluation.yml").write_text("name: again\n")
+    (tmp_path / "table.csv").write_text(table.drop(columns=["latency_violation_s"]).to_csv(index=False))  # older rules
+
+    again = runner.rescore(tmp_path)
+    pd.testing.assert_frame_equal(again["table"], table)
+    assert "ratio_best" not in again["summary"] and again["summary"]["labels"] == labels
+    assert again["summary"]["khaos"]["khaos"]["recovery_excess_s"] == 0.0
+    assert "khaos: (a) latency violation s" in capsys.readouterr().out
+    with pytest.raises(KhaosError, match="not the output of a finished `khaos evaluate` run"):
+        runner.rescore(tmp_path / "samples")
