@@ -3,6 +3,7 @@ fake collector and a fake realizer (test doubles for these unit tests only), jou
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -964,3 +965,37 @@ def test_the_daemon_plans_with_the_capacity_it_measures(tmp_path):
     assert own["predicted_at_current"]["recovery_s"] > 1.5 * profiled["predicted_at_current"]["recovery_s"]
     assert d.metrics.get("khaos_capacity_events_per_second") == 2000.0
     assert d.metrics.get("khaos_utilization_ratio") == pytest.approx(0.75)
+
+
+def test_a_step_without_a_fresh_capacity_keeps_the_last_estimate(monkeypatch):
+    """One missed busy-time look must not send the planner back to the model's profiled capacity (in an
+    evaluation that flipped the paced interval between 2 s and 46 s every third step)."""
+    from khaos_controller.control import collector as col
+
+    now = [1000.0]
+    monkeypatch.setattr(col.time, "time", lambda: now[0])
+    c = col.FlinkCollector(client=None, job="j")  # nothing is sampled: its state is planted below
+    c._job_id, c._running_since, c._all_running, c._state = "a", 900.0, True, "RUNNING"
+
+    def window(t_end: float) -> None:
+        c._points = collections.deque(
+            col.Point(t, "a", 1000.0, 1000.0, 100.0, 5.0, 0.0, 10.0, True, 0)
+            for t in range(int(t_end) - 14, int(t_end) + 1)
+        )
+
+    # looks 10 s apart within the last 30 s (wider than the 15 s decision window): busy 40 % -> 2500 events/s
+    window(1000.0)
+    c._looks = collections.deque([_look(978.0, 0, 0, 0), _look(988.0, 4000.0, 6000.0, 10_000.0)])
+    first = c.snapshot(15)
+    assert first.capacity == pytest.approx(2500.0) and first.capacity_age_s is None
+    # 20 s later no usable span (the looks since were missed): the last estimate, held, with its age
+    now[0] = 1020.0
+    window(1020.0)
+    c._looks = collections.deque([_look(1019.0, 0, 0, 0)])
+    held = c.snapshot(15)
+    assert held.capacity == pytest.approx(2500.0) and held.capacity_age_s == 20.0
+    assert held.utilization == pytest.approx(0.4) and held.busy is None
+    # too old: no capacity (the model's profiled one is used)
+    now[0] = 1000.0 + col.CAPACITY_HOLD_S + 1
+    window(now[0])
+    assert c.snapshot(15).capacity is None
