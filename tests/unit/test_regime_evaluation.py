@@ -64,7 +64,7 @@ def test_the_targets_as_the_docs_quote_them(run, a_ok, b_ok, ratio, oracle):
     # the best (a)+(b) of all six copies at each failure, summed, against the median static copy
     r_max = summary["limits"]["recovery_s"]
     best = 0.0
-    for i, f in enumerate(summary["failures"]):
+    for i in range(len(summary["failures"])):
         per = []
         for c in COPIES:
             t, rec, span = recovery_spans(summary, c)[i]
