@@ -71,13 +71,22 @@ def test_parallel_profile_measures_real_failures(tmp_path, jar_built):
     for p in plans:  # margin_s before a due checkpoint: last completed trigger + k intervals
         k = (p["fire_at"] + p["margin_s"] - p["last_checkpoint_at"]) / p["checkpoint_interval_s"]
         assert round(k) >= 1 and abs(k - round(k)) < 1e-6, p
-    # on average a longer interval costs a longer recovery
-    by_ci = df.groupby("ci_s")["recovery_s"].mean()
-    assert by_ci[15.0] >= by_ci[2.0], by_ci
+    # the kill came just before a checkpoint: Flink restored one about an interval old, so the longer
+    # interval replays more. (Its recovery is not asserted longer: with this job's tiny state and spare
+    # capacity the replay is a few seconds, within the downtime's own spread; 2026-12-01 CI: 10.9 s at
+    # CI 2 s against 10.6 s at 15 s. bench/profile.py and the regime profile measure that.)
+    ages = df["restored_checkpoint_age_s"]
+    assert ages.notna().all() and (ages <= df["ci_s"] + 1).all(), ages
+    age = df.groupby("ci_s")["restored_checkpoint_age_s"].mean()
+    assert age[15.0] > age[2.0] + 8, age
     # exactly once across every failure
     assert (df["audit_lost"] == 0).all() and (df["audit_duplicated"] == 0).all() and (df["audit_records"] > 0).all()
     assert labs_left("tp") == []
-    print(df[["cluster", "ci_s", "rate", "mode", "detect_s", "running_s", "recovery_s"]].to_string())
+    print(
+        df[
+            ["cluster", "ci_s", "rate", "mode", "detect_s", "running_s", "recovery_s", "restored_checkpoint_age_s"]
+        ].to_string()
+    )
 
 
 def test_cancelled_profile_leaves_nothing(tmp_path, jar_built):
