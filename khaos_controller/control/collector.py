@@ -203,9 +203,9 @@ class FlinkCollector:
         """The job now and its samples of the last ``window_s`` seconds since it came up."""
         now = time.time()
         with self._lock:
-            since = max(now - window_s, self._running_since or now)
-            pts = [p for p in self._points if p.t >= since]
             up = self._running_since or now
+            since = max(now - window_s, up)
+            pts = [p for p in self._points if p.t >= since]
             looks = [rows for rows in self._looks if rows[0]["t"] >= max(now - max(window_s, CAPACITY_WINDOW_S), up)]
             uptime = now - self._running_since if self._running_since is not None and self._all_running else 0.0
             obs = Observation(

@@ -40,6 +40,7 @@ from ..model import store
 from ..profile import workload
 from ..progress import Bar
 from ..signals import interrupt, on_stop
+from . import report
 from .config import Evaluation, load
 from .plan import covering_hosts, describe, failure_schedule, make_trace, slots
 from .score import notes, paced, per_second, ratios, reconfigurations, score
@@ -236,6 +237,10 @@ class Runner:
         """A Khaos copy's daemon journal."""
         return self.out / f"{copy}-journal.jsonl"
 
+    def daemon_log(self, copy: str) -> Path:
+        """A Khaos copy's daemon log (its stdout and stderr)."""
+        return self.out / f"{copy}-daemon.log"
+
     def _start_daemon(self, copy: str, mode: str, model_path: Path) -> None:
         """A `khaos run` daemon managing one Khaos copy (config, journal and log named after it)."""
         ev, kh = self.ev, self.ev.khaos
@@ -257,7 +262,7 @@ class Runner:
         }
         cfg_path = self.out / f"{copy}.yml"
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        log = self.out / f"{copy}-daemon.log"
+        log = self.daemon_log(copy)
         with log.open("w") as f:  # the child keeps its own descriptor
             self.daemons[copy] = subprocess.Popen(
                 [sys.executable, "-m", "khaos_controller.cli", "run", str(cfg_path)],
@@ -275,7 +280,7 @@ class Runner:
             for copy, d in self.daemons.items():
                 if d.poll() is not None:
                     raise KhaosError(
-                        f"the khaos daemon of {copy} exited with {d.returncode}: see {self.out / f'{copy}-daemon.log'}"
+                        f"the khaos daemon of {copy} exited with {d.returncode}: see {self.daemon_log(copy)}"
                     )
             now = time.time()
             if pending and now >= start + pending[0]["t"]:
@@ -424,7 +429,7 @@ class Runner:
             "audits": audits,
         }
         paths = _write(self.out, summary, seconds, table, ev.text)
-        self.say("\n" + _report().markdown_table(table))
+        self.say("\n" + report.markdown_table(table))
         self.say(f"report: {paths['html']}")
         return {"table": table, "summary": summary, "paths": paths}
 
@@ -448,17 +453,11 @@ class Runner:
             self.say(f"kafka cleanup: {problem}")
 
 
-def _report():
-    from . import report
-
-    return report
-
-
 def _write(out: Path, summary: dict, seconds: dict[str, pd.DataFrame], table: pd.DataFrame, config: str) -> dict:
     """summary.json and the report (table, charts, report.html); their paths."""
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json))
     meta = {**summary, "config": config, "notes": notes(table, summary["failures"])}
-    return _report().write_report(out, seconds, summary["failures"], summary["reconfigurations"], table, meta)
+    return report.write_report(out, seconds, summary["failures"], summary["reconfigurations"], table, meta)
 
 
 def rescore(out: str | Path) -> dict:
@@ -479,8 +478,6 @@ def rescore(out: str | Path) -> dict:
     labels = s.get("labels") or dict(zip(copies, old["ci"].astype(str)))
     for key in ("khaos_violation_s", "ratio_best", "ratio_median"):  # the one-Khaos-copy ratios of old runs
         s.pop(key, None)
-    for f in s["failures"]:
-        f.pop("hit", None), f.pop("recovery_s", None)
     table = score(
         seconds,
         samples,
@@ -494,8 +491,8 @@ def rescore(out: str | Path) -> dict:
     )
     summary = {**s, "machine": s.get("machine", "not recorded"), "labels": labels, **ratios(table)}
     paths = _write(out, summary, seconds, table, config)
-    print(_report().markdown_table(table))
-    print("\n".join(_report().summary_lines(summary)))
+    print(report.markdown_table(table))
+    print("\n".join(report.summary_lines(summary)))
     print(f"report: {paths['html']}")
     return {"table": table, "summary": summary, "paths": paths}
 

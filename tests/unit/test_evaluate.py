@@ -112,14 +112,21 @@ def test_recovery_hit_and_score():
     assert table.loc["static-10", "latency_mean_ms"] == pytest.approx(lat.mean(), abs=0.05)
 
 
-def test_ratios_best_and_median():
-    t = pd.DataFrame(
+def scores(copies: list[str], violation_s: list, latency_violation_s: list, recovery_excess_s: list) -> pd.DataFrame:
+    """The columns of a score table that ratios() reads."""
+    return pd.DataFrame(
         {
-            "copy": ["static-10", "static-30", "static-60", "khaos"],
-            "violation_s": [20, 40, 90, 10],
-            "latency_violation_s": [15, 10, 5, 4],
-            "recovery_excess_s": [0.0, 12.0, 60.0, 1.0],
+            "copy": copies,
+            "violation_s": violation_s,
+            "latency_violation_s": latency_violation_s,
+            "recovery_excess_s": recovery_excess_s,
         }
+    )
+
+
+def test_ratios_best_and_median():
+    t = scores(
+        ["static-10", "static-30", "static-60", "khaos"], [20, 40, 90, 10], [15, 10, 5, 4], [0.0, 12.0, 60.0, 1.0]
     )
     r = score.ratios(t)
     assert r["best_static"] == "static-10" and r["median_static_violation_s"] == 40
@@ -142,13 +149,11 @@ def test_ratios_best_and_median():
 
 
 def test_two_khaos_copies_are_each_set_against_the_same_statics():
-    t = pd.DataFrame(
-        {
-            "copy": ["static-5", "static-30", "khaos-pace", "khaos-restart"],
-            "violation_s": [20, 60, 10, 30],
-            "latency_violation_s": [20, 8, 5, 30],
-            "recovery_excess_s": [0.0, 50.0, 0.0, 0.0],
-        }
+    t = scores(
+        ["static-5", "static-30", "khaos-pace", "khaos-restart"],
+        [20, 60, 10, 30],
+        [20, 8, 5, 30],
+        [0.0, 50.0, 0.0, 0.0],
     )
     r = score.ratios(t)
     assert r["best_static"] == "static-5" and r["median_static_violation_s"] == 40
