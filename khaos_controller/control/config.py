@@ -61,6 +61,12 @@ class CISection(Section):
         description="no change within this long after the last change or attempt, unless the interval in force is predicted to break a limit that another keeps (and the last attempt did not fail)",
     )
 
+    slack_s_per_h: float = Field(
+        2.0,
+        ge=0,
+        le=1e6,
+        description="among the intervals that meet both limits, the longest whose expected violation seconds per hour (failures per hour from mtbf_h x the predicted recovery) are within this of the least: overhead is traded for at most this many (0: the fastest recovery; 1e6: the longest feasible interval)",
+    )
     change_cost_s: float | None = Field(
         None,
         ge=0,

@@ -5,7 +5,10 @@ Rules (docs/models.md, "Optimizer"):
 * Candidates: ``ci_min, ci_min + step, ...`` up to ``ci_max`` (``ci_max`` itself is always included).
   Each gets a predicted p99 latency and recovery time from :func:`khaos_controller.model.predict.predict`.
 * Feasible: ``latency / L_max <= 1`` and ``recovery / R_max <= 1``. Among feasible candidates the
-  LONGEST interval wins (least checkpoint overhead). Candidates are distinct, so there is no tie.
+  LONGEST interval wins (least checkpoint overhead) whose expected violation seconds per hour exceed
+  the feasible minimum by at most ``slack_s_per_h``: failures per hour (from the MTBF) x the predicted
+  recovery, since the output is late while a job recovers. Frequent failures thus favour short
+  intervals, rare ones the least overhead. Candidates are distinct, so there is no tie.
 * None feasible: the candidate with the smallest ``max(latency / L_max, recovery / R_max)`` wins
   (ties within 1e-9 -> the longer interval) and the recommendation carries ``alert=True`` and a reason.
 * Dead band: ``|best - current| < dead_band`` -> action ``keep``, unless the current interval is
@@ -17,8 +20,8 @@ Rules (docs/models.md, "Optimizer"):
   reconfiguration is still retried only once per cooldown).
 * Cost (restart changes only: ``change_cost_s`` set): a change survives the rules above only when the
   violation seconds it is expected to save over ``horizon_s`` exceed what a restart costs. Expected
-  violation seconds at an interval = (horizon / MTBF) x recovery excess over R_max + horizon if the
-  p99 is predicted over L_max; a limit counts as broken only beyond the model's own held-out error
+  violation seconds at an interval = (horizon / MTBF) x (recovery + its excess over R_max) + horizon if
+  the p99 is predicted over L_max; a limit counts as broken only beyond the model's own held-out error
   (``cv_recovery``, ``cv_latency``). Otherwise ``keep``. Paced changes cost nothing: no gate.
 * ``alert`` is True whenever the interval that will run (``ci_s``) is predicted to break a limit.
 * Young (1974) ``sqrt(2 C M)`` and Daly (2006) ``sqrt(2 C M) - C`` are reported beside the choice,
@@ -64,6 +67,7 @@ class Policy:
     cooldown_s: float = _default(CISection, "cooldown_s")
     mtbf_h: float = _default(DaemonFile, "mtbf_h")
     mode: str = _default(DaemonFile, "mode")
+    slack_s_per_h: float = _default(CISection, "slack_s_per_h")
     change_cost_s: float | None = None  # violation s a restart change costs (None: free, no cost gate)
     horizon_s: float = 300.0  # how long a decision stands, s (the savings are counted over it)
     cv_recovery: float = 0.0  # the model's held-out relative error of recovery (0.1 = 10 %)
@@ -87,6 +91,7 @@ class Policy:
             cooldown_s=cfg.ci.cooldown_s,
             mtbf_h=cfg.file.mtbf_h,
             mode=cfg.mode,
+            slack_s_per_h=cfg.ci.slack_s_per_h,
         )
         if realize == "restart":
             return replace(
@@ -143,6 +148,8 @@ class Decision:
     ci_max: float = math.nan
     dead_band_s: float = 0.0
     mtbf_h: float = math.nan
+    slack_s_per_h: float = math.nan
+    longest_feasible_s: float = math.nan  # longer than best_ci_s when the slack bound the choice
     checkpoint_cost_s: float | None = None
     longer_breaks: list[str] = field(default_factory=list)  # limits the next longer candidate breaks
     shorter_breaks: list[str] = field(default_factory=list)  # limits the candidates below the feasible range break
@@ -203,14 +210,22 @@ def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_ba
         raise KhaosError(f"--step {step:g} s gives more than 100000 candidates in {ci_min:g}-{ci_max:g} s")
 
 
-def _violation_s(p: Policy, latency_ms: float, recovery_s: float) -> float:
-    """Expected violation seconds over the horizon at one interval: failures expected in it times the
-    recovery excess, plus the whole horizon when the p99 is over the limit (both beyond the model error)."""
-    failures = p.horizon_s / (p.mtbf_h * 3600.0)
+def violation_s(p: Policy, latency_ms: float, recovery_s: float, seconds: float) -> float:
+    """Expected violation seconds in ``seconds`` of running at one interval: the failures expected in
+    them times (the recovery, when the output is late, + its excess over R_max), plus all of them when
+    the p99 is over L_max. A limit counts as broken only beyond the model's error (cv_*)."""
+    failures = seconds / (p.mtbf_h * 3600.0)
     rec = recovery_s if math.isfinite(recovery_s) else 1e9
     excess = max(0.0, rec - p.r_max_s * (1.0 + p.cv_recovery))
-    late = p.horizon_s if not latency_ms <= p.l_max_ms * (1.0 + p.cv_latency) else 0.0
-    return failures * excess + late
+    late = seconds if not latency_ms <= p.l_max_ms * (1.0 + p.cv_latency) else 0.0
+    return failures * (rec + excess) + late
+
+
+def _pick_feasible(p: Policy, cands: list[Candidate], ok: np.ndarray) -> int:
+    """The longest feasible candidate within ``slack_s_per_h`` expected violation s/h of the least."""
+    feasible = np.flatnonzero(ok)
+    per_h = np.array([violation_s(p, cands[j].latency_ms, cands[j].recovery_s, 3600.0) for j in feasible])
+    return int(feasible[per_h <= per_h.min() + p.slack_s_per_h + 1e-9][-1])
 
 
 def measured_capacity(model: Model) -> bool:
@@ -248,7 +263,7 @@ def recommend(
     ]
     worst = np.where(np.isnan(lr) | np.isnan(rr), np.inf, np.maximum(lr, rr))  # inf stays inf
     if ok.any():
-        i = int(np.flatnonzero(ok)[-1])  # the longest feasible interval
+        i = _pick_feasible(p, cands, ok)
     else:
         m = worst.min()
         tie = np.flatnonzero(worst <= m + 1e-9 * max(1.0, abs(m))) if math.isfinite(m) else np.arange(len(cis))
@@ -295,7 +310,9 @@ def recommend(
                 f"{' and '.join(_breaks(cur_lr, cur_rr))} limit"
             )
     if action == "change" and p.change_cost_s is not None:
-        saved = _violation_s(p, cur_lat, cur_rec) - _violation_s(p, best.latency_ms, best.recovery_s)
+        saved = violation_s(p, cur_lat, cur_rec, p.horizon_s) - violation_s(
+            p, best.latency_ms, best.recovery_s, p.horizon_s
+        )
         if saved <= p.change_cost_s:
             action, reason = (
                 "keep",
@@ -355,6 +372,8 @@ def recommend(
         ci_max=float(ci_max),
         dead_band_s=float(dead_band),
         mtbf_h=float(mtbf_h),
+        slack_s_per_h=float(p.slack_s_per_h),
+        longest_feasible_s=float(cis[np.flatnonzero(ok)[-1]]) if ok.any() else math.nan,
         checkpoint_cost_s=cost,
         longer_breaks=longer,
         shorter_breaks=shorter,
@@ -403,6 +422,11 @@ def explain(rec: Decision) -> str:
             head += f"; longer intervals would break the {_limits(rec.longer_breaks)}"
         elif rec.best_ci_s >= rec.ci_max - 1e-9:
             head += f"; it is the longest allowed interval (ci-max {rec.ci_max:g} s)"
+        elif rec.longest_feasible_s > rec.best_ci_s + 1e-9:
+            head += (
+                f"; intervals up to {rec.longest_feasible_s:g} s also meet both limits but would recover longer, "
+                f"more than {rec.slack_s_per_h:g} violation s per hour more at a {rec.mtbf_h:g} h MTBF"
+            )
         if rec.shorter_breaks:
             first_ok = min(c.ci_s for c in rec.candidates if c.feasible)
             head += f"; intervals shorter than {first_ok:g} s would break the {_limits(rec.shorter_breaks)}"
@@ -460,6 +484,7 @@ def _cli_recommend(args) -> None:
         cooldown_s=args.cooldown_s,
         mtbf_h=args.mtbf_h,
         mode=args.mode,
+        slack_s_per_h=args.slack_s_per_h,
     )
     rec = recommend(store.load(args.model), args.rate, args.current_ci, policy, last_change_ts=args.last_change_ts)
     if args.json:
@@ -501,6 +526,13 @@ def add_cli(subparsers) -> None:
         type=finite_float,
         default=d.mtbf_h,
         help=f"mean time between failures for Young/Daly, h (default {d.mtbf_h:g})",
+    )
+    p.add_argument(
+        "--slack-s-per-h",
+        type=finite_float,
+        default=d.slack_s_per_h,
+        help="among intervals meeting both limits, the longest within this many expected violation s per hour "
+        f"of the least (default {d.slack_s_per_h:g})",
     )
     p.add_argument("--mode", default=d.mode, help=f"failure mode to plan for: process or host (default {d.mode})")
     p.add_argument(

@@ -45,7 +45,8 @@ def write_config(tmp_path: Path, model_file: Path, **over) -> Path:
         "model": str(model_file),
         "limits": {"latency_ms": 1000, "recovery_s": 25},
         "mtbf_h": 0.01,  # failures every 36 s: a recovery excess outweighs what a restart change costs
-        "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600},
+        # slack 1e6: the longest feasible interval (these tests are about the loop; test_optimizer, the slack)
+        "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600, "slack_s_per_h": 1e6},
         "loop": {"period_s": 15, "window_s": 10, "min_uptime_s": 10},
         "journal": "journal.jsonl",
         "metrics": {"host": "127.0.0.1", "port": 0},
@@ -941,7 +942,7 @@ def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
     spec.coef = [*spec.coef, 1.0]
     spec.constants.capacity, spec.constants.capacity_measured = 5000.0, True
     assert measured_capacity(m)
-    p = planner.Policy(l_max_ms=1e9, r_max_s=1e9)  # both pick the longest interval: compare there
+    p = planner.Policy(l_max_ms=1e9, r_max_s=1e9, slack_s_per_h=1e6)  # both pick the longest: compare there
     at_profiled = planner.recommend(m, 1500.0, 20.0, p)
     on_a_slower_cluster = planner.recommend(m, 1500.0, 20.0, p, capacity=2000.0)
     # 1500/s is 30 % of the profiled clusters' capacity but 75 % of this one's: a longer catch-up

@@ -135,9 +135,35 @@ def test_explain_mentions_both_limits_and_the_binding_one():
 
 
 def test_explain_when_the_longest_interval_is_feasible():
-    r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500)
+    r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500, slack_s_per_h=1e6)
     assert r.best_ci_s == 120.0
     assert "longest allowed interval" in optimizer.explain(r)
+
+
+# ---- the slack: overhead traded for expected violation seconds (Policy.slack_s_per_h) ------------------
+# make_model: recovery = 5 + ci; feasible (L_max 300 ms, R_max 500 s): 5-120 s.
+
+
+def test_rare_failures_take_the_longest_interval_within_the_slack():
+    # MTBF 24 h: each second of recovery costs 1/24 violation s per hour; 2 s/h buys 48 s of recovery
+    r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500, mtbf_h=24, slack_s_per_h=2)
+    assert r.best_ci_s == 53.0 and r.longest_feasible_s == 120.0  # recovery 58 s = 10 s (at 5 s) + 48 s
+    text = optimizer.explain(r)
+    assert "intervals up to 120 s also meet both limits but would recover longer" in text
+    assert "more than 2 violation s per hour more at a 24 h MTBF" in text
+
+
+def test_frequent_failures_take_the_shortest_recovery():
+    # failures every 36 s: a second of recovery costs 100 violation s per hour
+    r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500, mtbf_h=0.01, slack_s_per_h=2)
+    assert r.best_ci_s == 5.0  # the shortest interval that keeps the latency limit
+    assert r.shorter_breaks == ["latency"]
+
+
+def test_the_slack_never_picks_an_infeasible_interval():
+    # 0 slack: the least recovery among FEASIBLE intervals (2-4 s recover faster but break the latency)
+    r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500, mtbf_h=24, slack_s_per_h=0)
+    assert r.best_ci_s == 5.0 and r.feasible and not r.alert
 
 
 def test_candidate_grid_includes_ci_max():
@@ -249,13 +275,13 @@ def test_rate_above_capacity_alerts_without_numeric_noise(recwarn):
 
 
 def test_a_restart_is_not_worth_a_small_expected_recovery_excess():
-    # 600 s horizon, MTBF 24 h: 0.007 failures x 15 s excess = 0.1 violation s, less than a 2 s restart
+    # 600 s horizon, MTBF 24 h: 0.007 failures x (65 + 15 - 50) s = 0.2 violation s, less than a 2 s restart
     r = recommend(make_model(), 1000, 60, change_cost_s=2.0, horizon_s=600, mtbf_h=24, ci_max=120, **LIMITS)
     assert r.action == "keep" and r.ci_s == 60 and r.alert, r.reason
-    assert "would save 0.1 violation s over the next 600 s" in r.reason and "2.0 s" in r.reason
-    # failures every 36 s make the same excess worth 250 violation s: the move is made
+    assert "would save 0.2 violation s over the next 600 s" in r.reason and "2.0 s" in r.reason
+    # failures every 36 s: worth 16.7 x (80 - 10) s; the shortest feasible interval recovers fastest
     r = recommend(make_model(), 1000, 60, change_cost_s=2.0, horizon_s=600, mtbf_h=0.01, ci_max=120, **LIMITS)
-    assert r.action == "change" and r.ci_s == 45
+    assert r.action == "change" and r.ci_s == 5
 
 
 def test_a_latency_breach_always_outweighs_a_restart():
@@ -265,9 +291,12 @@ def test_a_latency_breach_always_outweighs_a_restart():
 
 
 def test_no_restart_for_a_breach_inside_the_model_error_nor_to_only_lengthen():
-    # at 47 s: recovery 52 s, 4 % over R_max, inside a 10 % model error -> nothing saved
-    r = recommend(make_model(), 1000, 47, change_cost_s=0.0, horizon_s=600, mtbf_h=0.01, cv_recovery=0.1, **LIMITS)
-    assert r.action == "keep" and "would save 0.0 violation s" in r.reason
+    # at 47 s: recovery 52 s, 4 % over R_max. Over 10 h at a 24 h MTBF (0.42 failures) the move to 45 s
+    # saves 0.42 x 2 s of recovery; the 2 s excess counts only beyond a 10 % model error
+    kw = dict(change_cost_s=1.0, horizon_s=36000, mtbf_h=24, **LIMITS)
+    r = recommend(make_model(), 1000, 47, cv_recovery=0.1, **kw)
+    assert r.action == "keep" and "would save 0.8 violation s" in r.reason, r.reason
+    assert recommend(make_model(), 1000, 47, **kw).action == "change"  # without the error: 1.7 s saved
     # at 20 s both limits hold: lengthening to 45 s saves no violation second, so no restart for it
     r = recommend(make_model(), 1000, 20, change_cost_s=0.0, horizon_s=600, **LIMITS)
     assert r.action == "keep" and not r.alert
