@@ -14,14 +14,16 @@ from khaos_controller import REPO_ROOT
 from khaos_controller.evaluate import score
 
 RUNS = REPO_ROOT / "examples" / "evaluate-regime-runs"
-COPIES = ["static-5", "static-15", "static-30", "static-60", "khaos-pace", "khaos-restart"]
+ISSUE_STATICS = ["static-5", "static-15", "static-30", "static-60"]  # issue 15's statics (run c2 adds static-2)
+ALL = ["a", "b", "a2"]  # a, b: the longest feasible interval (session 7); a2...: the slack rule
 
 
 def load(run: str) -> tuple[dict, dict[str, pd.DataFrame], pd.DataFrame]:
     d = RUNS / run
     summary = json.loads((d / "summary.json").read_text())
-    seconds = {c: pd.read_csv(d / "seconds" / f"{c}.csv.gz") for c in COPIES}
-    return summary, seconds, pd.read_csv(d / "table.csv").set_index("copy")
+    table = pd.read_csv(d / "table.csv").set_index("copy")
+    seconds = {c: pd.read_csv(d / "seconds" / f"{c}.csv.gz") for c in table.index}
+    return summary, seconds, table
 
 
 def recovery_spans(summary: dict, copy: str) -> list[tuple[float, float, float]]:
@@ -34,11 +36,11 @@ def recovery_spans(summary: dict, copy: str) -> list[tuple[float, float, float]]
     return out
 
 
-@pytest.mark.parametrize("run", ["a", "b"])
+@pytest.mark.parametrize("run", ALL)
 def test_the_table_follows_from_the_seconds(run):
     summary, seconds, table = load(run)
     r_max = summary["limits"]["recovery_s"]
-    for c in COPIES:
+    for c in table.index:
         sec = seconds[c]
         assert len(sec) == summary["duration_s"] == 1200
         assert table.loc[c, "violation_s"] == sec["violation"].sum()
@@ -52,7 +54,7 @@ def test_the_table_follows_from_the_seconds(run):
 
 @pytest.mark.parametrize(
     "run, a_ok, b_ok, ratio, oracle",
-    [("a", False, False, 1.025, 0.762), ("b", True, True, 0.667, 0.624)],
+    [("a", False, False, 1.025, 0.762), ("b", True, True, 0.667, 0.624), ("a2", True, True, 0.715, 0.693)],
 )
 def test_the_targets_as_the_docs_quote_them(run, a_ok, b_ok, ratio, oracle):
     summary, seconds, table = load(run)
@@ -66,7 +68,7 @@ def test_the_targets_as_the_docs_quote_them(run, a_ok, b_ok, ratio, oracle):
     best = 0.0
     for i in range(len(summary["failures"])):
         per = []
-        for c in COPIES:
+        for c in table.index:
             t, rec, span = recovery_spans(summary, c)[i]
             sec = seconds[c]
             w = sec[(sec["t"] >= t - 1) & (sec["t"] < t + span)]
@@ -75,14 +77,17 @@ def test_the_targets_as_the_docs_quote_them(run, a_ok, b_ok, ratio, oracle):
     assert best / r["median_static_a_plus_b"] == pytest.approx(oracle, abs=0.001)
 
 
-@pytest.mark.parametrize("run", ["a", "b"])
+@pytest.mark.parametrize("run", ALL)
 def test_every_violation_second_is_a_recovery_second(run):
-    summary, seconds, _ = load(run)
-    for c in COPIES:
+    summary, seconds, table = load(run)
+    for c in table.index:
         sec = seconds[c]
         inside = np.zeros(len(sec), dtype=bool)
         for t, rec, _ in recovery_spans(summary, c):
             inside |= ((sec["t"] >= t - 1) & (sec["t"] <= t + rec + 1)).to_numpy()
+        for ch in summary["reconfigurations"]:  # a restart change's own cost (t: its end): down, catching up
+            if ch["copy"] == c and ch["seconds"] > 0:
+                inside |= ((sec["t"] >= ch["t"] - ch["seconds"] - 1) & (sec["t"] <= ch["t"] + 10)).to_numpy()
         assert ((sec["violation"] == 1).to_numpy() & ~inside).sum() <= 3, c
         steady = sec.loc[~inside & (sec["measured"] == 1), "latency_p99_ms"]
         assert 115 <= steady.median() <= 130, c  # the interval costs no latency L_max sees
