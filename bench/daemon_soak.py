@@ -84,7 +84,9 @@ def main() -> int:
             "model": str(model),
             "limits": {"latency_ms": 1000, "recovery_s": 25},
             "mtbf_h": 0.01,  # a recovery excess outweighs a restart: the daemon keeps moving
-            "ci": {"min": 2, "max": 20, "dead_band_s": 3, "cooldown_s": 120},
+            # slack 1e6: the longest feasible interval, which follows the rate (with failures every 36 s
+            # the slack rule would hold the fastest recovery, 2 s, and the soak would make no changes)
+            "ci": {"min": 2, "max": 20, "dead_band_s": 3, "cooldown_s": 120, "slack_s_per_h": 1e6},
             "realize": {"mode": "restart"},  # the soak is of stop-with-savepoint changes
             "loop": {"period_s": 30, "window_s": 20, "min_uptime_s": 30, "forecast_step_s": 5, "stuck_s": 60},
             "journal": str(journal),

@@ -136,7 +136,10 @@ class RealizeSection(Section):
         description="pace: trigger checkpoints over REST at the chosen interval, no restart; the job's configured interval stays in force as the safety net (Flink >= 1.17). restart: stop-with-savepoint and resubmit with the new interval (playbooks/reconfigure.yml, needs inventory)",
     )
     tick_s: float = Field(
-        0.5, ge=0.1, le=60, description="pace: how often the pacer checks whether a checkpoint is due, s"
+        0.5,
+        ge=0.1,
+        le=60,
+        description="pace: how often the pacer checks whether a checkpoint is due, s (and once more when the next paced one falls due)",
     )
 
 

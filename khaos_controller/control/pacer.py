@@ -25,6 +25,7 @@ from .metrics import Metrics
 RETRY_S = 5.0  # after a failed trigger, wait min(interval, this) before the next
 RESOLVE_S = 5.0  # look the job id up again this often (a restart or failover changes nothing; a resubmit does)
 DEFAULT_TIMEOUT_S = 600.0  # a trigger's longest wait when the job's checkpoint timeout is unknown
+MIN_WAIT_S = 0.02  # the shortest wait between two checks
 
 
 class Pacer:
@@ -87,8 +88,19 @@ class Pacer:
             self._thread.join(timeout)
             self._thread = None
 
+    def next_check_s(self, now: float | None = None) -> float:
+        """Seconds until the next check: ``tick_s``, or less when a paced checkpoint falls due sooner (so
+        a paced interval is not stretched by up to a tick; never under MIN_WAIT_S). Once due, a check
+        that could not trigger (one in flight) waits a whole tick: no busy polling of the JobManager."""
+        now = self.clock() if now is None else now
+        if self.interval_s is None or self._done_id is None:
+            return self.tick_s
+        min_pause = self._config.get("min_pause", 0) / 1000.0
+        due_in = max(self._done_at + self.interval_s, self._acked_at + min_pause, self._retry_at) - now
+        return min(self.tick_s, max(MIN_WAIT_S, due_in)) if due_in > 0 else self.tick_s
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.tick_s):
+        while not self._stop.wait(self.next_check_s()):
             try:
                 self.tick()
             except Exception as e:  # noqa: BLE001 - the pacer must outlive any one bad answer

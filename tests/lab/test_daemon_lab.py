@@ -81,7 +81,9 @@ def write_config(env, job: str, port: int, realize: str = "restart") -> Path:
         "model": str(env.model),
         "limits": {"latency_ms": 1000, "recovery_s": 25},
         "mtbf_h": 0.01,  # failures every 36 s: the recovery excess at HIGH outweighs a restart's cost
-        "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600},
+        # slack 1e6: the longest feasible interval, which moves with the rate (the slack rule would take
+        # the fastest recovery at any rate with failures every 36 s: tests/unit/test_optimizer.py)
+        "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600, "slack_s_per_h": 1e6},
         "loop": {"period_s": PERIOD, "window_s": WINDOW, "min_uptime_s": MIN_UP, "forecast_step_s": 2},
         "realize": {"mode": realize},
         "state_dir": str(env.lab.dir / "state"),
@@ -393,7 +395,7 @@ def controller_playbook(env, name: str, **over):
         "khaos_controller_reprofile_experiment": str(REPO_ROOT / "examples" / "experiment-lab.yml"),
         "khaos_controller_config": {
             "limits": {"latency_ms": 1000, "recovery_s": 25},
-            "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600},
+            "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600, "slack_s_per_h": 1e6},
             "loop": {"period_s": PERIOD, "window_s": WINDOW, "min_uptime_s": MIN_UP, "forecast_step_s": 2},
             "metrics": {"host": "0.0.0.0", "port": 9790},
         },

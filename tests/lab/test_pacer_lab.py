@@ -61,7 +61,7 @@ def test_pacing_follows_the_load_without_a_restart_and_a_failover_restores_a_pac
     port = free_port()
     cfg = write_config(env, name, port, realize="pace")
     raw = yaml.safe_load(cfg.read_text())
-    raw["ci"] = {"min": 2, "max": NET_S, "step": 1}
+    raw["ci"] = {"min": 2, "max": NET_S, "step": 1, "slack_s_per_h": 1e6}  # the longest feasible: follows the load
     cfg.write_text(yaml.safe_dump(raw))
     proc = None
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_daemon import FakeCollector, model_file, write_config  # noqa: F401 - model_file is a fixture
 
 from khaos_controller.control import config as daemon_config
@@ -82,6 +83,27 @@ def test_triggers_when_the_last_completed_checkpoint_is_one_interval_old():
     assert p.tick() is None  # measured from the paced checkpoint
     clock.t += 0.2
     assert p.tick()["checkpoint_id"] == 102
+
+
+def test_the_next_check_comes_when_a_checkpoint_falls_due_not_a_tick_later():
+    p, flink, clock = pacer(2.0)
+    p.tick_s = 0.5
+    p.tick()  # 3.4 s since the last trigger: due, triggered now
+    t0 = clock()
+    assert flink.triggers == [t0]
+    clock.t = t0 + 0.25  # the paced checkpoint completed; the next is due 2 s after its trigger
+    assert p.next_check_s() == 0.5
+    clock.t = t0 + 1.75
+    assert p.next_check_s() == pytest.approx(0.25)  # check again at 2.0 s, not at 2.25
+    clock.t = t0 + 1.999
+    assert p.next_check_s() == 0.02  # almost due: look again soon, but never in a busy loop
+    clock.t = t0 + 2.0
+    flink.in_progress = 1  # due, but a periodic checkpoint is in flight: nothing now, a whole tick to wait
+    assert p.tick() is None and p.next_check_s() == 0.5
+    flink.in_progress = 0
+    assert p.tick()["status"] == "completed" and flink.triggers[-1] - flink.triggers[0] == pytest.approx(2.0)
+    p.set_interval(None)
+    assert p.next_check_s() == 0.5  # not pacing: the tick
 
 
 def test_a_periodic_checkpoint_restarts_the_count():
