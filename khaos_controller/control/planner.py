@@ -253,6 +253,8 @@ def recommend(
     l_max_ms, r_max_s, ci_min, ci_max, step = p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step
     dead_band, mtbf_h, mode, cooldown_s = p.dead_band_s, p.mtbf_h, p.mode, p.cooldown_s
     _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_band, mtbf_h, cooldown_s)
+    if not p.slack_s_per_h >= 0:
+        raise KhaosError(f"--slack-s-per-h must be >= 0 violation s per hour, got {p.slack_s_per_h:g}")
     cis = candidate_intervals(ci_min, ci_max, step)
     lat, rec = predict(model, rate, cis, mode, capacity=capacity)
     lr, rr = lat / l_max_ms, rec / r_max_s

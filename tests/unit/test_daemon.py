@@ -129,6 +129,7 @@ def test_inverted_ci_range(tmp_path, model_file, ci):
         ({"metrics": {"port": 70000}}, "metrics.port: 70000 is not a TCP port"),
         ({"ci": {"step": 0}}, "ci.step: 0 must be > 0"),
         ({"ci": {"cooldown_s": -1}}, "ci.cooldown_s: -1 must be >= 0"),
+        ({"ci": {"slack_s_per_h": -1}}, "ci.slack_s_per_h: -1 must be >= 0"),
         ({"loop": {"window_s": 0.1}}, "loop.window_s: 0.1 must be >= 2"),
         ({"mtbf_h": "1d"}, "mtbf_h: '1d' is not a number"),
         ({"flink": "http://x"}, "flink: must be a mapping"),
