@@ -93,11 +93,10 @@ class Pacer:
         a paced interval is not stretched by up to a tick; never under MIN_WAIT_S). Once due, a check
         that could not trigger (one in flight) waits a whole tick: no busy polling of the JobManager."""
         now = self.clock() if now is None else now
-        if self.interval_s is None or self._done_id is None:
+        due_at = self._due_at()
+        if due_at is None or due_at <= now:
             return self.tick_s
-        min_pause = self._config.get("min_pause", 0) / 1000.0
-        due_in = max(self._done_at + self.interval_s, self._acked_at + min_pause, self._retry_at) - now
-        return min(self.tick_s, max(MIN_WAIT_S, due_in)) if due_in > 0 else self.tick_s
+        return min(self.tick_s, max(MIN_WAIT_S, due_at - now))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.next_check_s()):
@@ -140,16 +139,22 @@ class Pacer:
             self._acked_at = now
         self._done_id = cid
 
+    def _due_at(self) -> float | None:
+        """When the next paced checkpoint falls due, on ``self.clock`` (None: none is paced): one interval
+        after the last completed one was triggered, ``min_pause`` after it completed, not before a retry."""
+        if self.interval_s is None or self._done_id is None:
+            return None
+        net = self.safety_net_s
+        if net is not None and self.interval_s >= net:
+            return None  # the periodic checkpoints come at least as often
+        min_pause = self._config.get("min_pause", 0) / 1000.0
+        return max(self._done_at + self.interval_s, self._acked_at + min_pause, self._retry_at)
+
     def due(self, now: float | None = None) -> bool:
         """Whether a paced checkpoint is due now (ignores in-flight ones: ``tick`` checks those)."""
         now = self.clock() if now is None else now
-        if self.interval_s is None or self._done_id is None or now < self._retry_at:
-            return False
-        net = self.safety_net_s
-        if net is not None and self.interval_s >= net:
-            return False  # the periodic checkpoints come at least as often
-        min_pause = self._config.get("min_pause", 0) / 1000.0
-        return now - self._done_at >= self.interval_s and now - self._acked_at >= min_pause
+        due_at = self._due_at()
+        return due_at is not None and now >= due_at
 
     def tick(self) -> dict | None:
         """One check: trigger a checkpoint if one is due and none is in flight; returns the trigger's

@@ -221,9 +221,9 @@ def violation_s(p: Policy, latency_ms: float, recovery_s: float, seconds: float)
     return failures * (rec + excess) + late
 
 
-def _pick_feasible(p: Policy, cands: list[Candidate], ok: np.ndarray) -> int:
-    """The longest feasible candidate within ``slack_s_per_h`` expected violation s/h of the least."""
-    feasible = np.flatnonzero(ok)
+def _pick_feasible(p: Policy, cands: list[Candidate], feasible: np.ndarray) -> int:
+    """The longest of the ``feasible`` candidates (indices) within ``slack_s_per_h`` expected violation
+    s/h of the least."""
     per_h = np.array([violation_s(p, cands[j].latency_ms, cands[j].recovery_s, 3600.0) for j in feasible])
     return int(feasible[per_h <= per_h.min() + p.slack_s_per_h + 1e-9][-1])
 
@@ -263,9 +263,10 @@ def recommend(
         Candidate(float(c), float(a), float(b), float(x), float(y), bool(f))
         for c, a, b, x, y, f in zip(cis, lat, rec, lr, rr, ok)
     ]
+    feasible = np.flatnonzero(ok)
     worst = np.where(np.isnan(lr) | np.isnan(rr), np.inf, np.maximum(lr, rr))  # inf stays inf
-    if ok.any():
-        i = _pick_feasible(p, cands, ok)
+    if feasible.size:
+        i = _pick_feasible(p, cands, feasible)
     else:
         m = worst.min()
         tie = np.flatnonzero(worst <= m + 1e-9 * max(1.0, abs(m))) if math.isfinite(m) else np.arange(len(cis))
@@ -273,8 +274,8 @@ def recommend(
     best = cands[i]
     longer = _breaks(cands[i + 1].latency_ratio, cands[i + 1].recovery_ratio) if i + 1 < len(cands) else []
     shorter: list[str] = []
-    if ok.any():
-        first = int(np.flatnonzero(ok)[0])
+    if feasible.size:
+        first = int(feasible[0])
         if first > 0:
             shorter = _breaks(cands[first - 1].latency_ratio, cands[first - 1].recovery_ratio)
 
@@ -375,7 +376,7 @@ def recommend(
         dead_band_s=float(dead_band),
         mtbf_h=float(mtbf_h),
         slack_s_per_h=float(p.slack_s_per_h),
-        longest_feasible_s=float(cis[np.flatnonzero(ok)[-1]]) if ok.any() else math.nan,
+        longest_feasible_s=float(cis[feasible[-1]]) if feasible.size else math.nan,
         checkpoint_cost_s=cost,
         longer_breaks=longer,
         shorter_breaks=shorter,
