@@ -309,10 +309,10 @@ def inventory_problem(inventory: Path) -> str | None:
     except OSError as e:
         return f"{inventory}: cannot read it ({e.strerror or e})"
     try:
-        text = data.decode("utf-8")
+        binary = data.decode("utf-8").find("\0") >= 0
     except UnicodeDecodeError:
-        text = "\0"
-    return f"{inventory} is not an Ansible inventory (not a text file)" if "\0" in text else None
+        binary = True
+    return f"{inventory} is not an Ansible inventory (not a text file)" if binary else None
 
 
 def check_inventory(cfg: Config) -> int:

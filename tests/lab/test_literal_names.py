@@ -29,12 +29,14 @@ NAME = "x{{ lookup('pipe','touch " + MARKER + "') }}"
 
 def markers(cluster, extra: list[Path]) -> list[Path]:
     """Every marker file where the lookup could have run: the controller's working directory, the repo
-    (ansible-runner's project dir), the runner directories, $HOME, / and the lab's host directories."""
-    flat = [Path.cwd(), REPO_ROOT, Path.home(), Path("/"), Path("/tmp")]
-    deep = [cluster.ansible_base, cluster.dir, *extra]
+    (ansible-runner's project dir; a pipe lookup runs in the playbook's directory), the runner
+    directories, $HOME, / and the lab's host directories."""
+    flat = [Path.cwd(), Path.home(), Path("/"), Path("/tmp")]
     found = [d / MARKER for d in flat if (d / MARKER).exists()]
-    for d in deep:
-        found += [Path(root) / MARKER for root, _dirs, files in os.walk(d) if MARKER in files]
+    for d in [REPO_ROOT, cluster.ansible_base, cluster.dir, *extra]:
+        for root, dirs, files in os.walk(d):
+            dirs[:] = [x for x in dirs if x not in (".git", ".venv", "node_modules")]
+            found += [Path(root) / MARKER] if MARKER in files else []
     return sorted(set(found))
 
 
