@@ -377,3 +377,29 @@ def test_the_controller_role_refuses_a_job_name_it_cannot_put_in_a_unit_or_a_scr
         )
     assert "Check that the job name" in str(e.value) and "letters, digits" in str(e.value)
     assert not marker.exists()
+
+
+def test_what_a_module_returns_is_never_templated(tmp_path):
+    """flink_job / flink_reconfigure return what Flink answered (a job's name is whoever submitted it):
+    registered, set as a fact and shown, a module's result stays text."""
+    from khaos_controller.infra import ansible
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "flink_echo.py").write_text(
+        "from ansible.module_utils.basic import AnsibleModule\n"
+        "m = AnsibleModule(argument_spec={})\n"
+        f"m.exit_json(changed=False, name={LOOKUP % marker!r}, jobs=[{{'name': {LOOKUP % marker!r}}}])\n"
+    )
+    play = tmp_path / "module.yml"
+    play.write_text(
+        "- name: A module's answer\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - name: Ask\n      flink_echo: {}\n      register: answer\n"
+        '    - name: Keep it\n      ansible.builtin.set_fact:\n        kept: "{{ answer.jobs[0].name }}"\n'
+        '    - name: Show it\n      ansible.builtin.debug:\n        msg: "{{ answer.name }} {{ kept }}"\n'
+        '    - name: Publish it\n      ansible.builtin.set_stats:\n        data: {name: "{{ kept }}"}\n'
+    )
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    result = ansible.run_playbook(str(play), inv, base_dir=tmp_path / "runs")
+    assert result.data == {"name": LOOKUP % marker} and not marker.exists()
