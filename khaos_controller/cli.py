@@ -192,7 +192,7 @@ def _workload(args):
     from .schema import MAX_DURATION_S, out_file, url_problem
 
     if args.wl_cmd == "record" and args.seconds > MAX_DURATION_S:
-        raise KhaosError(f"--seconds must be <= {MAX_DURATION_S} (30 days), got {args.seconds:g}")
+        raise KhaosError(f"--seconds must be <= {MAX_DURATION_S} (~116 days), got {args.seconds:g}")
     if args.wl_cmd == "record" and args.bootstrap:
         from .kafka.cli import record
 
@@ -217,11 +217,18 @@ def _workload(args):
         )
         print(f"\n{n} seconds of input rate written to {args.out}")
     elif args.wl_cmd == "points":
-        pts = workload.failure_points(
-            workload.load_trace(args.trace), count=args.count, window=args.window, min_distance=args.min_distance
-        )
+        from .profile.experiment import FailurePoints
+        from .schema import validate
+
+        # the bounds of an experiment's workload.failure_points
+        given = {"count": args.count, "window": args.window, "min_distance": args.min_distance}
+        validate(FailurePoints, given, "workload points")
+        pts = workload.failure_points(workload.load_trace(args.trace), **given)
         print(pts.to_string(index=False))
     elif args.wl_cmd == "window":
+        for flag, value in (("--center", args.center), ("--before", args.before), ("--after", args.after)):
+            if value > MAX_DURATION_S:
+                raise KhaosError(f"{flag} must be <= {MAX_DURATION_S} s (~116 days), got {value}")
         out_file(args.out, "--out")
         series = workload.trace_window(workload.load_trace(args.trace), args.center, args.before, args.after)
         workload.write_trace(series, args.out)
@@ -317,7 +324,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     rec.add_argument("--topic", help="with --bootstrap: the topic to record")
     rec.add_argument("--max-records", type=int, help="with --bootstrap: records kept (default 2000000; then a sample)")
     rec.add_argument("--job", help="job name or id (default: the only running job)")
-    rec.add_argument("--seconds", type=positive_float, required=True, help="how long to record (up to 30 days)")
+    rec.add_argument("--seconds", type=positive_float, required=True, help="how long to record, s (up to 10^7)")
     rec.add_argument("--source", help="part of the source vertex name (default: every source)")
     rec.add_argument("--out", required=True, help="file to write (CSV; with --bootstrap Parquet)")
     pts = wl_sub.add_parser("points", help="failure points across the whole rate range of a trace")

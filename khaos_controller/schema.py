@@ -34,7 +34,7 @@ MAX_INTERVAL_S = DAY  # ... up to a day
 MAX_RATE = 10_000_000  # events/s into one job
 MAX_RECOVERY_S = 1_000_000  # a recovery (or its limit), s
 MAX_LATENCY_MS = DAY * 1000  # a latency (or its limit), ms
-MAX_DURATION_S = 30 * DAY  # a workload's length (a replay, a recording, a trace), s
+MAX_DURATION_S = 10_000_000  # ~116 days: a workload's length (a trace, a replay, a recording), s
 FailureMode = Literal["process", "host"]  # what a profile kills: a TaskManager JVM, or its whole host
 FAILURE_MODES = typing.get_args(FailureMode)
 

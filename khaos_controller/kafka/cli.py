@@ -32,8 +32,8 @@ def record(args) -> None:
         raise KhaosError("--job and --source select a Flink job's source (--rest), not a Kafka topic")
     out_file(args.out, "--out")
     max_records = recording.DEFAULT_MAX_RECORDS if args.max_records is None else args.max_records
-    if max_records < 1:
-        raise KhaosError(f"--max-records must be >= 1, got {max_records}")
+    if not 1 <= max_records <= recording.MAX_RECORDS:
+        raise KhaosError(f"--max-records must be between 1 and {recording.MAX_RECORDS}, got {max_records}")
     stop = threading.Event()
     with Bar(int(args.seconds), f"recording {args.topic}") as bar, on_stop(lambda _s: stop.set()):
         rec = recording.record(
