@@ -44,6 +44,44 @@ def positive_float(text: str) -> float:
     return value
 
 
+def number(low: float | None = None, high: float | None = None, open_low: bool = False, whole: bool = False):
+    """An argparse type: a finite number (``whole``: an integer) in [low, high], or (low, high] with
+    ``open_low``; the physical bounds of khaos_controller/schema.py."""
+
+    def parse(text: str):
+        if whole:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        else:
+            value = finite_float(text)
+        if low is not None and (value <= low if open_low else value < low):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if open_low else '>='} {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} must be <= {high:g}")
+        return value
+
+    return parse
+
+
+def field_number(model, name: str, whole: bool = False):
+    """An argparse type held to the bounds of the schema field ``model.name`` (they live there once)."""
+    from .schema import field_bounds
+
+    low, open_low, high = field_bounds(model, name)
+    return number(low, high, open_low, whole)
+
+
+def _soon(text: str) -> float:
+    """An argparse type: epoch seconds within a day (86400 s) from now: a kill time (khaos lab kill starts
+    in milliseconds: it imports no schema)."""
+    value = finite_float(text)
+    if abs(value - time.time()) > 86400:
+        raise argparse.ArgumentTypeError(f"{text} is not within a day from now (epoch seconds)")
+    return value
+
+
 def _lab(args):
     from .infra import lab
 
@@ -151,8 +189,10 @@ def _evaluate(args):
 
 def _workload(args):
     from .profile import workload
-    from .schema import out_file, url_problem
+    from .schema import MAX_DURATION_S, out_file, url_problem
 
+    if args.wl_cmd == "record" and args.seconds > MAX_DURATION_S:
+        raise KhaosError(f"--seconds must be <= {MAX_DURATION_S} (~116 days), got {args.seconds:g}")
     if args.wl_cmd == "record" and args.bootstrap:
         from .kafka.cli import record
 
@@ -177,11 +217,18 @@ def _workload(args):
         )
         print(f"\n{n} seconds of input rate written to {args.out}")
     elif args.wl_cmd == "points":
-        pts = workload.failure_points(
-            workload.load_trace(args.trace), count=args.count, window=args.window, min_distance=args.min_distance
-        )
+        from .profile.experiment import FailurePoints
+        from .schema import validate
+
+        # the bounds of an experiment's workload.failure_points
+        given = {"count": args.count, "window": args.window, "min_distance": args.min_distance}
+        validate(FailurePoints, given, "workload points")
+        pts = workload.failure_points(workload.load_trace(args.trace), **given)
         print(pts.to_string(index=False))
     elif args.wl_cmd == "window":
+        for flag, value in (("--center", args.center), ("--before", args.before), ("--after", args.after)):
+            if value > MAX_DURATION_S:
+                raise KhaosError(f"{flag} must be <= {MAX_DURATION_S} s (~116 days), got {value}")
         out_file(args.out, "--out")
         series = workload.trace_window(workload.load_trace(args.trace), args.center, args.before, args.after)
         workload.write_trace(series, args.out)
@@ -226,7 +273,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     dm.add_argument("--low", type=int, default=800, help="events/s before the rate step (default 800)")
     dm.add_argument("--high", type=int, default=2800, help="events/s after it (default 2800)")
     dm.add_argument("--low-seconds", type=int, default=60, help="seconds at the low rate (default 60)")
-    dm.add_argument("--interval", type=int, default=20, help="checkpoint interval to start with, s (default 20)")
+    dm.add_argument(
+        "--interval",
+        type=int,
+        default=20,
+        help="checkpoint interval to start with, s (default 20; 2-30: the daemon's range)",
+    )
     dm.add_argument("--seconds", type=int, default=300, help="longest time to watch the daemon (default 300)")
     dm.add_argument("--keep", action="store_true", help="leave the lab, cluster and daemon running afterwards")
     dm.add_argument(
@@ -272,7 +324,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     rec.add_argument("--topic", help="with --bootstrap: the topic to record")
     rec.add_argument("--max-records", type=int, help="with --bootstrap: records kept (default 2000000; then a sample)")
     rec.add_argument("--job", help="job name or id (default: the only running job)")
-    rec.add_argument("--seconds", type=positive_float, required=True, help="how long to record")
+    rec.add_argument("--seconds", type=positive_float, required=True, help="how long to record, s (up to 10^7)")
     rec.add_argument("--source", help="part of the source vertex name (default: every source)")
     rec.add_argument("--out", required=True, help="file to write (CSV; with --bootstrap Parquet)")
     pts = wl_sub.add_parser("points", help="failure points across the whole rate range of a trace")
@@ -348,7 +400,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         if verb in ("kill", "restore"):
             sp.add_argument("host", nargs="+", help="host name(s), e.g. khaos-2")
         if verb == "kill":
-            sp.add_argument("--at", type=finite_float, help="kill at this time (epoch seconds) instead of now")
+            sp.add_argument("--at", type=_soon, help="kill at this time (epoch seconds, within a day) instead of now")
             sp.add_argument("--json", action="store_true", help="print what died as JSON")
     lab.set_defaults(func=_lab)
     return p

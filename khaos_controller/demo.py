@@ -39,6 +39,7 @@ JOB = "iot-vehicles"
 KAFKA_PROFILE = "examples/experiment-lab-kafka.yml"  # the short profile on Kafka
 PLAIN_PROFILE = "examples/experiment-lab.yml"  # ... on the job's synthetic replay source
 BASTION_HOME = "/opt/khaos"  # the role's khaos_controller_home (lab group_vars put the log there too)
+CI = {"min": 2, "max": 30, "step": 1, "dead_band_s": 3, "cooldown_s": 120}  # the daemon's candidates, s
 
 
 def _step(t0: float, text: str) -> None:
@@ -100,9 +101,9 @@ def run(
             "khaos_controller_job": JOB,
             "khaos_controller_config": {
                 "limits": {"latency_ms": 1000, "recovery_s": r_max},
-                "ci": {"min": 2, "max": 30, "step": 1, "dead_band_s": 3, "cooldown_s": 120},
+                "ci": CI,
                 "loop": {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5},
-                "metrics": {"host": "0.0.0.0", "port": 9790},
+                "metrics": {"host": bastion_host.ip, "port": 9790},  # the lab network only
                 "realize": {"mode": realize},
                 # a restart must pay for itself (docs/daemon.md): the demo expects a failure every few minutes
                 "mtbf_h": 0.05,
@@ -300,17 +301,17 @@ def plot_timeline(
 def _check_args(low, high, low_s, start_ci, watch_s, profile, results, out) -> None:
     """Every argument checked before anything starts (a bad one must not cost a profile)."""
     from .profile import experiment
-    from .schema import out_dir
+    from .schema import DAY, MAX_RATE, out_dir
 
-    for flag, value, low_bound in (
-        ("--low", low, 1),
-        ("--high", high, 1),
-        ("--low-seconds", low_s, 1),
-        ("--interval", start_ci, 1),
-        ("--seconds", watch_s, 1),
+    for flag, value, low_bound, high_bound in (
+        ("--low", low, 1, MAX_RATE),
+        ("--high", high, 1, MAX_RATE),
+        ("--low-seconds", low_s, 1, DAY),
+        ("--interval", start_ci, CI["min"], CI["max"]),  # the daemon starts inside its candidate range
+        ("--seconds", watch_s, 1, DAY),
     ):
-        if not low_bound <= value <= 1_000_000:
-            raise KhaosError(f"{flag} must be between {low_bound} and 1000000, got {value}")
+        if not low_bound <= value <= high_bound:
+            raise KhaosError(f"{flag} must be between {low_bound} and {high_bound}, got {value}")
     if high <= low:
         raise KhaosError(f"--high {high} must be above --low {low} (the rate steps up)")
     out_dir(REPO_ROOT / out, "--out")

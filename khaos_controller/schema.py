@@ -15,7 +15,7 @@ import types
 import typing
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -25,6 +25,18 @@ from pydantic_core import PydanticUndefined
 from .errors import KhaosError
 
 MAX_FILE_BYTES = 1 << 20  # a config file larger than 1 MiB is not a config file
+
+# Physical bounds: a number beyond them is a typo or garbage, not a workload. Every file type, flag and
+# profile row is held to them (the schemas' fields, the CLI's flags, model/fit.py's results reader).
+DAY = 86400  # s; upper bound of times (a larger one also overflows a sleep or a socket timeout)
+MIN_INTERVAL_S = 0.01  # a checkpoint interval, s ...
+MAX_INTERVAL_S = DAY  # ... up to a day
+MAX_RATE = 10_000_000  # events/s into one job
+MAX_RECOVERY_S = 1_000_000  # a recovery (or its limit), s
+MAX_LATENCY_MS = DAY * 1000  # a latency (or its limit), ms
+MAX_DURATION_S = 10_000_000  # ~116 days: a workload's length (a trace, a replay, a recording), s
+FailureMode = Literal["process", "host"]  # what a profile kills: a TaskManager JVM, or its whole host
+FAILURE_MODES = typing.get_args(FailureMode)
 
 
 class Section(BaseModel):
@@ -136,6 +148,19 @@ def finite(value: float, what: str, low: float | None = None, strict_low: bool =
         bound = "" if low is None else f" {'>' if strict_low else '>='} {low:g}"
         raise KhaosError(f"{what} must be a finite number{bound}, got {value!r}")
     return value
+
+
+def field_bounds(model: type[BaseModel], name: str) -> tuple[float | None, bool, float | None]:
+    """(low, low is exclusive, high) of a schema field: what a command-line flag for it is held to."""
+    low, open_low, high = None, False, None
+    for m in model.model_fields[name].metadata:
+        if getattr(m, "gt", None) is not None:
+            low, open_low = m.gt, True
+        if getattr(m, "ge", None) is not None:
+            low = m.ge
+        if getattr(m, "le", None) is not None:
+            high = m.le
+    return low, open_low, high
 
 
 def url_problem(url: str) -> str | None:

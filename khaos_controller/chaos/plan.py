@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import KhaosError
 from ..flink.client import FlinkClient
+from ..schema import FAILURE_MODES as MODES
 
-MODES = ("process", "host")
 COMPONENTS = ("taskmanager", "jobmanager", "kafka")
 # the inventory group whose hosts run each component (the roles' default group names)
 COMPONENT_GROUPS = {"taskmanager": "flink_taskmanager", "jobmanager": "flink_jobmanager", "kafka": "kafka"}

@@ -8,6 +8,7 @@ paths and the loaded model.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,22 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ..errors import KhaosError
 from ..model import store
 from ..model.store import REFERENCE_MODE, Model
-from ..schema import Section, dir_problem, field_error, file_problem, read_mapping, url_problem, validate
+from ..schema import (
+    DAY,
+    MAX_INTERVAL_S,
+    MAX_LATENCY_MS,
+    MAX_RECOVERY_S,
+    MIN_INTERVAL_S,
+    Section,
+    dir_problem,
+    field_error,
+    file_problem,
+    read_mapping,
+    url_problem,
+    validate,
+)
 
 DEFAULT_STATE_DIR = "/var/lib/khaos/state"  # the flink_job role's default (khaos_state_dir)
-DAY = 86400  # upper bounds of times: a larger one is a typo (and overflows a sleep or a socket timeout)
 
 
 class FlinkSection(Section):
@@ -43,15 +56,15 @@ class FlinkSection(Section):
 class Limits(Section):
     """Section limits: the two SLOs."""
 
-    latency_ms: float = Field(gt=0, description="the p99 latency limit L_max in ms")
-    recovery_s: float = Field(gt=0, description="the recovery time limit R_max in s")
+    latency_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="the p99 latency limit L_max in ms")
+    recovery_s: float = Field(gt=0, le=MAX_RECOVERY_S, description="the recovery time limit R_max in s")
 
 
 class CISection(Section):
     """Section ci: the candidate intervals and how often the daemon may move."""
 
-    min: float = Field(1.0, ge=0.01, description="shortest interval the daemon may choose, s")
-    max: float = Field(120.0, gt=0, le=DAY, description="longest interval the daemon may choose, s")
+    min: float = Field(1.0, ge=MIN_INTERVAL_S, description="shortest interval the daemon may choose, s")
+    max: float = Field(120.0, gt=0, le=MAX_INTERVAL_S, description="longest interval the daemon may choose, s")
     step: float = Field(1.0, gt=0, description="spacing of the candidate intervals, s")
     dead_band_s: float = Field(5.0, ge=0, le=DAY, description="no change smaller than this (unless a limit is broken)")
     cooldown_s: float = Field(
@@ -282,6 +295,57 @@ def _resolve(base: Path, p: str) -> Path:
     return q if q.is_absolute() else Path(os.path.normpath(base / q))
 
 
+def inventory_problem(inventory: Path) -> str | None:
+    """Why ``inventory`` cannot be an Ansible inventory at a glance (missing, unreadable, binary), or None.
+    Whether Ansible parses it is :func:`check_inventory`'s question."""
+    if not inventory.exists():
+        return f"{inventory} does not exist"
+    if inventory.is_dir():
+        return None if os.access(inventory, os.R_OK | os.X_OK) else f"{inventory}: cannot read the directory"
+    if not inventory.is_file():
+        return f"{inventory} is not a file or a directory"
+    try:
+        data = inventory.read_bytes()
+    except OSError as e:
+        return f"{inventory}: cannot read it ({e.strerror or e})"
+    try:
+        binary = data.decode("utf-8").find("\0") >= 0
+    except UnicodeDecodeError:
+        binary = True
+    return f"{inventory} is not an Ansible inventory (not a text file)" if binary else None
+
+
+def check_inventory(cfg: Config) -> int:
+    """Parse the config's inventory as Ansible does (ansible-inventory); the number of its hosts.
+    KhaosError ``CONFIG: inventory: ...`` when Ansible cannot parse it."""
+    if cfg.inventory is None:
+        return 0
+    from ..infra import ansible
+
+    try:
+        data = ansible.inventory_list(cfg.inventory)
+    except KhaosError as e:
+        raise field_error(cfg.path, "inventory", str(e).removeprefix("inventory ")) from None
+    return len({h for g, v in data.items() if g != "_meta" and isinstance(v, dict) for h in v.get("hosts", [])})
+
+
+def exposed_metrics(cfg: Config) -> str | None:
+    """A warning when /metrics binds to every interface or a public address, else None."""
+    m = cfg.file.metrics
+    host = (m.host if m is not None else "").strip().strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a host name: not judged (resolving it here could hang)
+    if ip.is_unspecified or ip.is_global:
+        where = "every interface" if ip.is_unspecified else "a public address"
+        return (
+            f"{cfg.path}: metrics.host {host} serves /metrics on {where}: whoever reaches this host reads "
+            "the job's metrics (bind 127.0.0.1 or a private address)"
+        )
+    return None
+
+
 def inventory_state_dir(inventory: Path) -> str | None:
     """khaos_state_dir of the inventory's all.vars (the lab writes it), if readable."""
     try:
@@ -294,20 +358,19 @@ def inventory_state_dir(inventory: Path) -> str | None:
 
 def load_config(path: str | Path, require_inventory: bool = False) -> Config:
     """Read and validate a daemon config; every problem is one line `FILE: field: problem`. The files
-    it names are checked too (the model loads, the state dir and the journal can be written, the
-    inventory exists with ``require_inventory`` (i.e. unless --advisor) and realize.mode restart), so
-    that `khaos run --check` passing means the daemon does not stop later for a config reason."""
+    it names are checked too (the model loads, the state dir and the journal can be written, a named
+    inventory exists and is text; with ``require_inventory`` (i.e. unless --advisor) realize.mode restart
+    needs one), so that `khaos run --check` passing means the daemon does not stop later for a config
+    reason. Whether Ansible parses the inventory: :func:`check_inventory`."""
     path, raw = read_mapping(path, "config")
     f: DaemonFile = validate(DaemonFile, raw, path)
     base = path.resolve().parent
     inventory = _resolve(base, f.inventory) if f.inventory else None
-    if require_inventory and f.realize.mode == "restart":
-        if inventory is None:
-            raise field_error(path, "inventory", "missing: realize.mode restart runs reconfigure.yml on it")
-        if not inventory.exists():
-            raise field_error(path, "inventory", f"{inventory} does not exist (reconfigure.yml runs on it)")
-    if inventory is not None and inventory.exists() and not (inventory.is_file() or inventory.is_dir()):
-        raise field_error(path, "inventory", f"{inventory} is not a file or a directory")
+    if require_inventory and f.realize.mode == "restart" and inventory is None:
+        raise field_error(path, "inventory", "missing: realize.mode restart runs reconfigure.yml on it")
+    why = inventory_problem(inventory) if inventory is not None else None
+    if why:
+        raise field_error(path, "inventory", why)
     model_path = _resolve(base, f.model)
     try:
         model = store.load(model_path)

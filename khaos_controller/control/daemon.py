@@ -39,7 +39,7 @@ from ..signals import name as signal_name
 from ..signals import on_stop
 from . import log, publish
 from .collector import FlinkCollector, Observation
-from .config import Config, load_config
+from .config import Config
 from .forecast import forecast
 from .health import Health
 from .metrics import Metrics, MetricsServer
@@ -575,15 +575,8 @@ class Daemon:
             event(logging.INFO, "stopped", job=self.cfg.job, iterations=self.iteration)
 
 
-def run(config: str | Path, advisor: bool = False, once: bool = False, check: bool = False) -> int:
-    """`khaos run`: load the config, then run the daemon until a signal (or one step with ``once``)."""
-    cfg = load_config(config)
-    if check:
-        print(
-            f"{cfg.path}: ok: job {cfg.job!r} on {cfg.rest_url}, limits {cfg.limits.latency_ms:g} ms / {cfg.limits.recovery_s:g} s, "
-            f"CI {cfg.ci.min:g}-{cfg.ci.max:g} s, model {cfg.model_path} ({cfg.model.data_hash[:19]})"
-        )
-        return 0
+def run(cfg: Config, advisor: bool = False, once: bool = False) -> int:
+    """`khaos run`: run the daemon on a checked config until a signal (or one step with ``once``)."""
     log.setup(cfg.file.log.level, cfg.file.log.format)
     d = Daemon(cfg, advisor=advisor)
     with on_stop(d.on_signal):

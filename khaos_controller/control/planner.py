@@ -501,38 +501,57 @@ def _cli_recommend(args) -> None:
 
 
 def add_cli(subparsers) -> None:
-    """Register ``khaos recommend`` on the ``khaos`` sub-command parser (defaults: the daemon schema's)."""
-    from ..cli import finite_float  # ranges are checked by recommend(), with the same words as the daemon's
+    """Register ``khaos recommend`` on the ``khaos`` sub-command parser (defaults and bounds: the daemon
+    schema's; the rate and the current interval: the physical bounds of khaos_controller/schema.py)."""
+    from ..cli import field_number, finite_float, number
+    from ..schema import MAX_INTERVAL_S, MAX_RATE
+    from .config import Limits
 
     d = Policy(l_max_ms=1.0, r_max_s=1.0)
     p = subparsers.add_parser("recommend", help="recommend a checkpoint interval from a fitted model and two limits")
     p.add_argument("--model", required=True, help="model file written by khaos fit")
-    p.add_argument("--rate", type=finite_float, required=True, help="input rate, events/s")
-    p.add_argument("--current-ci", type=finite_float, required=True, help="the job's current checkpoint interval, s")
-    p.add_argument("--l-max", type=finite_float, help="p99 latency limit, ms (required)")
-    p.add_argument("--r-max", type=finite_float, help="recovery time limit, s (required)")
+    p.add_argument("--rate", type=number(0, MAX_RATE, open_low=True), required=True, help="input rate, events/s")
     p.add_argument(
-        "--ci-min", type=finite_float, default=d.ci_min, help=f"shortest candidate interval, s (default {d.ci_min:g})"
+        "--current-ci",
+        type=number(0, MAX_INTERVAL_S, open_low=True),
+        required=True,
+        help="the job's current checkpoint interval, s",
+    )
+    p.add_argument("--l-max", type=field_number(Limits, "latency_ms"), help="p99 latency limit, ms (required)")
+    p.add_argument("--r-max", type=field_number(Limits, "recovery_s"), help="recovery time limit, s (required)")
+    p.add_argument(
+        "--ci-min",
+        type=field_number(CISection, "min"),
+        default=d.ci_min,
+        help=f"shortest candidate interval, s (default {d.ci_min:g})",
     )
     p.add_argument(
-        "--ci-max", type=finite_float, default=d.ci_max, help=f"longest candidate interval, s (default {d.ci_max:g})"
+        "--ci-max",
+        type=field_number(CISection, "max"),
+        default=d.ci_max,
+        help=f"longest candidate interval, s (default {d.ci_max:g})",
     )
-    p.add_argument("--step", type=finite_float, default=d.ci_step, help=f"candidate spacing, s (default {d.ci_step:g})")
+    p.add_argument(
+        "--step",
+        type=field_number(CISection, "step"),
+        default=d.ci_step,
+        help=f"candidate spacing, s (default {d.ci_step:g})",
+    )
     p.add_argument(
         "--dead-band",
-        type=finite_float,
+        type=field_number(CISection, "dead_band_s"),
         default=d.dead_band_s,
         help=f"do not move for less than this, s (default {d.dead_band_s:g})",
     )
     p.add_argument(
         "--mtbf-h",
-        type=finite_float,
+        type=field_number(DaemonFile, "mtbf_h"),
         default=d.mtbf_h,
         help=f"mean time between failures for Young/Daly, h (default {d.mtbf_h:g})",
     )
     p.add_argument(
         "--slack-s-per-h",
-        type=finite_float,
+        type=field_number(CISection, "slack_s_per_h"),
         default=d.slack_s_per_h,
         help="among intervals meeting both limits, the longest within this many expected violation s per hour "
         f"of the least (default {d.slack_s_per_h:g})",
@@ -543,7 +562,7 @@ def add_cli(subparsers) -> None:
     )
     p.add_argument(
         "--cooldown-s",
-        type=finite_float,
+        type=field_number(CISection, "cooldown_s"),
         default=d.cooldown_s,
         help=f"no change within this long after the last one (default {d.cooldown_s:g})",
     )

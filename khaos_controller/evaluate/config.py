@@ -19,10 +19,9 @@ from ..control.config import CISection, Limits, LoopSection
 from ..errors import KhaosError
 from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resolve
 from ..model import store
-from ..schema import Section, dir_problem, field_error, read_mapping, validate
+from ..schema import MAX_DURATION_S, MAX_RATE, FailureMode, Section, dir_problem, field_error, read_mapping, validate
 
 KHAOS = "khaos"  # the name of the Khaos-managed copy (khaos-pace, khaos-restart when there are two)
-MODES = ("process", "host")
 DEFAULT_ARGS = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
 LOOP_DEFAULTS = {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5}
 Interval = Annotated[float, Field(ge=1, le=3600)]
@@ -56,8 +55,8 @@ class WorkloadSection(Section):
         description="a trace file (one rate per line, or a recorded t,rate CSV) instead of the synthetic day",
     )
     seconds: int = Field(1500, ge=60, le=86400, description="length of the synthetic day, s")
-    low: float = Field(400.0, ge=0, description="events/s at night")
-    high: float = Field(2400.0, ge=1, description="events/s at noon (plus bursts)")
+    low: float = Field(400.0, ge=0, le=MAX_RATE, description="events/s at night")
+    high: float = Field(2400.0, ge=1, le=MAX_RATE, description="events/s at noon (plus bursts)")
     bursts: int = Field(3, ge=0, le=100, description="bursts of +20..50 % of high, 30-300 s each")
     noise: float = Field(0.05, ge=0, le=1, description="noise, as a fraction of high - low")
 
@@ -83,9 +82,9 @@ class KhaosSection(Section):
         None,
         ge=1,
         le=3600,
-        description="the interval the Khaos copies start with (default: the middle static; with pace: the longest, its safety net)",
+        description="the interval the Khaos copies start with, inside khaos.ci's range (default: the middle static; with pace: the longest, its safety net)",
     )
-    mode: Literal["process", "host"] = Field("process", description="failure mode the daemon plans for")
+    mode: FailureMode = Field("process", description="failure mode the daemon plans for")
     ci: dict = Field(
         {},
         description="the daemon's ci section (docs/daemon.md); default min 2, max the longest "
@@ -114,12 +113,14 @@ class FailuresSection(Section):
     """Section failures: the failure schedule."""
 
     count: int = Field(6, ge=0, le=1000, description="failures drawn from the seed")
-    modes: list[Literal["process", "host"]] = Field(
+    modes: list[FailureMode] = Field(
         ["process", "process", "host"], min_length=1, description="cycled over the failures"
     )
-    first_s: float = Field(180.0, ge=0, description="no failure before this second")
-    min_gap_s: float = Field(150.0, ge=1, description="seconds between two failures, at least")
-    at: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="exact seconds instead of drawing them")
+    first_s: float = Field(180.0, ge=0, le=MAX_DURATION_S, description="no failure before this second")
+    min_gap_s: float = Field(150.0, ge=1, le=MAX_DURATION_S, description="seconds between two failures, at least")
+    at: list[Annotated[float, Field(ge=0, le=MAX_DURATION_S)]] | None = Field(
+        None, description="exact seconds instead of drawing them"
+    )
     target: str = Field(
         "shared",
         min_length=1,
@@ -309,6 +310,12 @@ def load(path: str | Path) -> Evaluation:
         path,
         "khaos.ci",
     )
+    if kh.start_ci_s is not None and not ci.min <= kh.start_ci_s <= ci.max:
+        raise field_error(
+            path,
+            "khaos.start_ci_s",
+            f"{kh.start_ci_s:g} s is outside the daemon's candidate range khaos.ci {ci.min:g}-{ci.max:g} s",
+        )
     loop = validate(LoopSection, {**LOOP_DEFAULTS, **kh.loop}, path, "khaos.loop")
     realize = kh.realize if isinstance(kh.realize, list) else [kh.realize]
     khaos = {

@@ -2,12 +2,14 @@
 
 One private_data_dir and ident per run (parallel runs never share artifacts); results are
 read from job events, not from stdout; a failed run raises KhaosError naming the host,
-the task and Ansible's own message.
+the task and Ansible's own message. Every string passed as an extra var is data, never a
+template (:func:`literal`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import sys
@@ -46,6 +48,21 @@ class PlaybookResult:
     def unreachable(self) -> list[str]:
         """Hosts that were unreachable."""
         return sorted((self.stats.get("dark", {}) or {}).keys())
+
+
+def literal(value):
+    """``value`` with every string in it (in lists and dicts, at any depth) marked unsafe for Ansible,
+    ``{"__ansible_unsafe": s}``: Ansible uses it as is and never templates it. ansible-runner writes the
+    extra vars as JSON to env/extravars and passes ``-e @env/extravars``; ansible-core 2.19 trusts a file
+    given that way as templates, so a job name like ``x{{ lookup('pipe', 'id') }}`` (from a config file
+    or from Flink) would otherwise run its lookup. Keys and non-strings stay as they are."""
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, dict):
+        return {k: literal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [literal(v) for v in value]
+    return value
 
 
 def _env() -> dict[str, str]:
@@ -113,13 +130,14 @@ def _prepare(
     inventory = Path(inventory)
     if not inventory.exists():
         raise KhaosError(f"inventory {inventory} does not exist (for the lab: `khaos lab up` writes it)")
-    ident = ident or f"{path.stem}-{uuid.uuid4().hex[:8]}"
+    # a file name: a job name in it may hold anything but '/'
+    ident = re.sub(r"[^A-Za-z0-9._-]", "_", ident or f"{path.stem}-{uuid.uuid4().hex[:8]}")
     pdd = run_dir(base_dir, ident)
     return dict(
         private_data_dir=str(pdd),
         playbook=str(path),
         inventory=str(inventory.resolve()),
-        extravars=extravars or {},
+        extravars=literal(extravars or {}),
         limit=limit,
         tags=tags,
         ident=ident,
@@ -227,17 +245,26 @@ def inventory_list(inventory: str | Path) -> dict:
     import subprocess
 
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--list"],
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(Path(inventory).resolve()), "--list"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
-        env=os.environ | _env(),
+        # a source no plugin parses is an error (Ansible's default: a warning and an empty inventory)
+        env=os.environ | _env() | {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True"},
     )
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-        raise KhaosError(f"inventory {inventory}: {lines[-1].strip() if lines else 'ansible-inventory failed'}")
+        raise KhaosError(f"inventory {inventory}: {_inventory_error(proc.stderr + proc.stdout)}")
     # values an inventory plugin set come out tagged unsafe: {"__ansible_unsafe": value}
     return json.loads(proc.stdout, object_hook=lambda d: d["__ansible_unsafe"] if set(d) == {"__ansible_unsafe"} else d)
+
+
+def _inventory_error(text: str) -> str:
+    """The first plugin's reason from ansible-inventory's output (else its last line), in one line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    fails = [ln for ln in lines if ln.startswith("[WARNING]: Failed to parse")]
+    if fails:
+        return "not an Ansible inventory: " + fails[0].removeprefix("[WARNING]: ")[:300]
+    return (lines[-1].removeprefix("[ERROR]: ") if lines else "ansible-inventory failed")[:300]
 
 
 def ping(inventory: str | Path, pattern: str = "all", base_dir: Path | None = None) -> dict[str, bool]:

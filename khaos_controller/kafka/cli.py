@@ -9,16 +9,6 @@ import time
 from ..errors import KhaosError
 
 
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
-
-
 def _epoch_ms(text: str) -> int:
     try:
         value = int(text)
@@ -42,8 +32,8 @@ def record(args) -> None:
         raise KhaosError("--job and --source select a Flink job's source (--rest), not a Kafka topic")
     out_file(args.out, "--out")
     max_records = recording.DEFAULT_MAX_RECORDS if args.max_records is None else args.max_records
-    if max_records < 1:
-        raise KhaosError(f"--max-records must be >= 1, got {max_records}")
+    if not 1 <= max_records <= recording.MAX_RECORDS:
+        raise KhaosError(f"--max-records must be between 1 and {recording.MAX_RECORDS}, got {max_records}")
     stop = threading.Event()
     with Bar(int(args.seconds), f"recording {args.topic}") as bar, on_stop(lambda _s: stop.set()):
         rec = recording.record(
@@ -118,8 +108,13 @@ def _replay(args) -> None:
 
 def add_cli(subparsers) -> None:
     """Register ``khaos replay``."""
-    from ..cli import finite_float, positive_float
+    from ..cli import field_number, number
+    from ..schema import MAX_DURATION_S, MAX_RATE
+    from .feed import KafkaSection
     from .formats import FORMATS
+
+    def whole(high: int):  # a count from 1 up to high
+        return number(1, high, whole=True)
 
     p = subparsers.add_parser(
         "replay",
@@ -127,8 +122,10 @@ def add_cli(subparsers) -> None:
     )
     p.add_argument("--recording", help="a recording (khaos workload record --bootstrap ...): its records and timing")
     p.add_argument("--trace", help="a trace file: events per second (one number per line, or a recorded t,rate CSV)")
-    p.add_argument("--rate", type=positive_float, help="a constant rate, records/s (needs --seconds)")
-    p.add_argument("--seconds", type=_whole, help="length: --rate's; --trace repeated or cut to it")
+    p.add_argument(
+        "--rate", type=number(0, MAX_RATE, open_low=True), help="a constant rate, records/s (needs --seconds)"
+    )
+    p.add_argument("--seconds", type=whole(MAX_DURATION_S), help="length: --rate's; --trace repeated or cut to it")
     p.add_argument("--bootstrap", required=True, help="Kafka bootstrap address HOST:PORT[,HOST:PORT...]")
     p.add_argument("--topic", action="append", required=True, help="a target topic (repeat: one per copy)")
     p.add_argument("--start", type=_epoch_ms, help="epoch ms at which record 0 is due (default: in ~2 s)")
@@ -138,10 +135,19 @@ def add_cli(subparsers) -> None:
         help="generated: iot (default) or ysb; recording: raw (default, as recorded), iot or ysb (ids and "
         "event times rewritten)",
     )
-    p.add_argument("--skew", type=finite_float, help="key skew 0..10 of generated records (Zipf-like, as the job)")
-    p.add_argument("--vehicles", type=_whole, help="iot: vehicles (keys), default 10000")
-    p.add_argument("--campaigns", type=_whole, help="ysb: campaigns of the job's mapping, default 100")
-    p.add_argument("--ads-per-campaign", type=_whole, default=10, help="ysb: ads per campaign, default 10")
+    p.add_argument("--skew", type=number(0, 10), help="key skew 0..10 of generated records (Zipf-like, as the job)")
+    p.add_argument(
+        "--vehicles",
+        type=field_number(KafkaSection, "vehicles", whole=True),
+        help="iot: vehicles (keys), default 10000",
+    )
+    p.add_argument("--campaigns", type=whole(10_000), help="ysb: campaigns of the job's mapping, default 100")
+    p.add_argument("--ads-per-campaign", type=whole(100), default=10, help="ysb: ads per campaign, default 10")
     p.add_argument("--seed", type=int, help="ysb: the job's mapping seed, default 0")
-    p.add_argument("--create", type=_whole, metavar="PARTITIONS", help="create missing topics with this many")
+    p.add_argument(
+        "--create",
+        type=field_number(KafkaSection, "partitions", whole=True),
+        metavar="PARTITIONS",
+        help="create missing topics with this many",
+    )
     p.set_defaults(func=_replay)

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import KhaosError
+from ..schema import MAX_DURATION_S
 from . import admin
 
 FORMAT = "khaos-kafka-recording"
@@ -41,7 +42,8 @@ VERSION = 1
 META_KEY = b"khaos.recording"
 DEFAULT_MAX_RECORDS = 2_000_000
 DEFAULT_GRACE_S = 2.0
-MAX_SECONDS = 10_000_000  # as profile/workload.py: a longer recording is a mistake
+MAX_SECONDS = MAX_DURATION_S  # a longer recording is a mistake
+MAX_RECORDS = 100_000_000  # records a recording keeps in memory at most (--max-records)
 SCHEMA = pa.schema(
     [
         ("timestamp_ms", pa.int64()),

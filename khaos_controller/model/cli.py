@@ -34,7 +34,8 @@ def _promote(args) -> None:
 
 def add_cli(subparsers) -> None:
     """Register ``khaos fit`` and ``khaos promote``."""
-    from ..cli import positive_float
+    from ..cli import number
+    from ..schema import MAX_RATE
 
     p = subparsers.add_parser("fit", help="fit latency and recovery models from profile results, with CV errors")
     p.add_argument("results", nargs="+", help="profile results.csv or .parquet (several are concatenated)")
@@ -42,7 +43,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--plot", help="also write a predicted-vs-observed PNG here")
     p.add_argument(
         "--capacity",
-        type=positive_float,
+        type=number(0, MAX_RATE, open_low=True),
         help="the job's maximum throughput in events/s, if known (default: the profile's measured capacity, else estimated)",
     )
     p.set_defaults(func=_fit)

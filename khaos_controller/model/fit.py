@@ -37,6 +37,7 @@ import pandas as pd
 
 from ..errors import KhaosError
 from ..jsonio import jsonable
+from ..schema import FAILURE_MODES, MAX_INTERVAL_S, MAX_LATENCY_MS, MAX_RATE, MAX_RECOVERY_S, MIN_INTERVAL_S
 from .features import (
     BASELINE_FEATURES,
     CAPACITY_FACTORS,
@@ -66,6 +67,19 @@ REQUIRED_COLUMNS = ("ci_s", "rate", "mode", "recovered", "recovery_s", "latency_
 # Read only where present (profile/capacity.py writes them), so an older results file gives the same frame.
 CAPACITY_COLUMNS = {"cap": "capacity", "u_target": "utilization_target", "age_s": "restored_checkpoint_age_s"}
 _NAN = float("nan")
+# The physical bounds of a results file's numbers: column -> (low or None, low excluded, high, unit). A number
+# outside them is an error; an empty or non-numeric cell is missing (its row is dropped and counted).
+ROW_BOUNDS = {
+    "ci_s": (MIN_INTERVAL_S, False, MAX_INTERVAL_S, "s"),
+    "rate": (0, True, MAX_RATE, "events/s"),
+    "recovery_s": (0, True, MAX_RECOVERY_S, "s"),
+    "latency_p99_ms": (0, True, MAX_LATENCY_MS, "ms"),
+    "capacity": (0, True, MAX_RATE, "events/s"),
+    "since_checkpoint_s": (None, False, MAX_RECOVERY_S, "s"),
+    "running_s": (None, False, MAX_RECOVERY_S, "s"),
+    "restored_checkpoint_age_s": (None, False, MAX_RECOVERY_S, "s"),
+    "checkpoint_duration_ms": (None, False, MAX_LATENCY_MS, "ms"),
+}
 
 
 # ------------------------------------------------------------------------------------------- input
@@ -90,12 +104,37 @@ def load_results(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
             raise KhaosError(
                 f"results file {p} lacks column(s) {', '.join(missing)} (is it a khaos profile results.csv?)"
             )
+        check_rows(df, p)
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
     key = [c for c in ("trial", "t_fail") if c in df.columns]
     if len(key) == 2:  # the same failure read twice (a file given twice) must not count twice
         df = df.drop_duplicates(subset=key, keep="first").reset_index(drop=True)
     return df
+
+
+def check_rows(df: pd.DataFrame, source: Path) -> None:
+    """Every number of a results file within its physical bounds (ROW_BOUNDS) and every failure mode one
+    Khaos profiles; else KhaosError naming the file, the line (CSV) or row (Parquet) and the column."""
+    at = (lambda i: f"row {i + 1}") if source.suffix == ".parquet" else (lambda i: f"line {i + 2}")
+    for col, (low, open_low, high, unit) in ROW_BOUNDS.items():
+        if col not in df.columns:
+            continue
+        v = _num(df, col)
+        below = np.zeros(len(v), bool) if low is None else (v <= low if open_low else v < low)
+        bad = np.flatnonzero(np.isfinite(v) & (below | (v > high)))
+        if len(bad):
+            span = f"<= {high:g}" if low is None else f"in {'(' if open_low else '['}{low:g}, {high:g}]"
+            i = int(bad[0])
+            raise KhaosError(f"results file {source}: {at(i)}: {col} {v[i]:g} is not {span} {unit}")
+    given = df["mode"].notna() & df["mode"].astype(str).str.strip().ne("")
+    unknown = np.flatnonzero(given & ~df["mode"].astype(str).str.strip().str.lower().isin(FAILURE_MODES))
+    if len(unknown):
+        i = int(unknown[0])
+        raise KhaosError(
+            f"results file {source}: {at(i)}: mode {df['mode'].iloc[i]!r} is not a failure mode "
+            f"({', '.join(FAILURE_MODES)})"
+        )
 
 
 def _as_bool(v) -> bool:

@@ -16,13 +16,11 @@ from pydantic import Field, field_validator, model_validator
 from .. import REPO_ROOT
 from ..errors import KhaosError
 from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resolve
-from ..schema import Section, dir_problem, field_error, read_mapping, validate
+from ..schema import MAX_DURATION_S, MAX_RATE, FailureMode, Section, dir_problem, field_error, read_mapping, validate
 from .capacity import CapacitySection, CapacitySpec
 
-MODES = ("process", "host")
-Mode = Literal["process", "host"]
 Interval = Annotated[float, Field(ge=1, le=3600)]  # a checkpoint interval, s
-Rate = Annotated[float, Field(ge=1, le=1_000_000)]  # events/s
+Rate = Annotated[float, Field(ge=1, le=MAX_RATE)]  # events/s
 Level = Annotated[float, Field(gt=0, lt=1.5)]  # a utilization level: rate / capacity
 DEFAULT_ARGS = ["--rate", "{rate}", "--output", "{output}", "--start", "{start_ms}"]
 TRACE_ARGS = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
@@ -51,8 +49,8 @@ class FailurePoints(Section):
     """Failure points picked from a trace."""
 
     count: int = Field(5, ge=1, le=1000, description="failure points picked across the trace's rate range")
-    window: int = Field(300, ge=1, description="trailing moving-average window, s")
-    min_distance: int = Field(1800, ge=0, description="minimum seconds between two points")
+    window: int = Field(300, ge=1, le=MAX_DURATION_S, description="trailing moving-average window, s")
+    min_distance: int = Field(1800, ge=0, le=MAX_DURATION_S, description="minimum seconds between two points")
 
 
 class WorkloadSection(Section):
@@ -81,7 +79,7 @@ class WorkloadSection(Section):
 class FailuresSection(Section):
     """Section failures: what dies, where and when."""
 
-    modes: list[Mode] = Field(
+    modes: list[FailureMode] = Field(
         ["process", "host"], min_length=1, description="process (SIGKILL a TaskManager JVM) and/or host (kill its host)"
     )
     target: str = Field(

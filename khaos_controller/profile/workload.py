@@ -24,11 +24,12 @@ import pandas as pd
 
 from ..errors import KhaosError
 from ..flink.client import FlinkError
+from ..schema import MAX_DURATION_S
 
 EMITTED_SUFFIX = ".emitted"  # the sample job's own source counter (events emitted)
 RECORDS_OUT = "numRecordsOut"  # standard Flink counter, fallback for any job
 _SETTLE_LOOKS = 10  # metric lists to read before accepting numRecordsOut over .emitted
-MAX_TRACE_SECONDS = 10_000_000  # ~116 days: a longer trace (or a gap in t that long) is a mistake
+MAX_TRACE_SECONDS = MAX_DURATION_S  # a longer trace (or a gap in t that long) is a mistake
 
 
 # ---- recording ------------------------------------------------------------------------

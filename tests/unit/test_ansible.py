@@ -281,3 +281,125 @@ def test_playbooks_check_host_keys_whatever_ansible_runner_defaults_to(tmp_path)
     from khaos_controller.infra import ansible
 
     assert ansible._env()["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+
+
+# ----------------------------------------------------------------------------- nothing is templated
+
+LOOKUP = "x{{ lookup('pipe', 'touch %s') }}"
+PROBE_PLAY = """\
+- name: Show what the extra vars became
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Publish them
+      ansible.builtin.set_stats:
+        data: {name: "{{ probe_name }}", deep: "{{ probe_deep.args[1] }}", rate: "{{ probe_rate }}"}
+"""
+
+
+def test_literal_marks_every_string_at_any_depth_and_leaves_the_rest():
+    from khaos_controller.infra.ansible import literal
+
+    value = {"name": "x{{ 1 }}", "args": ["--rate", 5, {"k": "v", "n": None}], "t": ("a",), "on": True, "f": 1.5}
+    before = repr(value)
+    assert literal(value) == {
+        "name": {"__ansible_unsafe": "x{{ 1 }}"},
+        "args": [{"__ansible_unsafe": "--rate"}, 5, {"k": {"__ansible_unsafe": "v"}, "n": None}],
+        "t": [{"__ansible_unsafe": "a"}],
+        "on": True,
+        "f": 1.5,
+    }
+    assert repr(value) == before  # the caller's dict is not changed
+    assert literal(7) == 7 and literal(None) is None and literal("") == {"__ansible_unsafe": ""}
+
+
+def _probe(tmp_path: Path) -> tuple[Path, Path, dict]:
+    play, inv = tmp_path / "probe.yml", tmp_path / "hosts.ini"
+    play.write_text(PROBE_PLAY)
+    inv.write_text("localhost ansible_connection=local\n")
+    marker = tmp_path / "pwned"
+    extravars = {
+        "probe_name": LOOKUP % marker,
+        "probe_deep": {"args": ["--name", LOOKUP % marker]},
+        "probe_rate": 1500,
+    }
+    return play, inv, extravars
+
+
+def test_extra_vars_reach_a_play_literally_and_their_lookups_never_run(tmp_path):
+    from khaos_controller.infra import ansible
+
+    play, inv, extravars = _probe(tmp_path)
+    result = ansible.run_playbook(str(play), inv, extravars=extravars, base_dir=tmp_path / "runs")
+    marker = tmp_path / "pwned"
+    assert result.data == {"name": LOOKUP % marker, "deep": LOOKUP % marker, "rate": 1500}
+    assert not marker.exists()
+
+
+def test_ansible_templates_plain_extra_vars_which_is_why_they_are_marked(tmp_path):
+    """The reason for literal(): ansible-runner passes its extra vars as ``-e @env/extravars``, and Ansible
+    (2.19: a file given with -e @ is trusted as templates) runs a lookup in a plain string value."""
+    import ansible_runner
+
+    from khaos_controller.infra import ansible
+
+    play, inv, extravars = _probe(tmp_path)
+    runner = ansible_runner.run(
+        private_data_dir=str(ansible.run_dir(tmp_path / "runs", "plain")),
+        playbook=str(play),
+        inventory=str(inv),
+        extravars=extravars,
+        quiet=True,
+        envvars=ansible._env(),
+    )
+    marker = tmp_path / "pwned"
+    assert runner.rc == 0 and marker.exists()  # the lookup ran
+    assert ansible.result_of(runner).data["name"] == "x"
+
+
+def test_the_controller_role_refuses_a_job_name_it_cannot_put_in_a_unit_or_a_script(tmp_path):
+    from khaos_controller.errors import KhaosError
+    from khaos_controller.infra import ansible
+
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(GOOD_INVENTORY)
+    marker = tmp_path / "pwned"
+    with pytest.raises(KhaosError) as e:
+        ansible.run_playbook(
+            "controller",
+            inv,
+            extravars={
+                "khaos_controller_job": f"a;touch {marker}",
+                "khaos_controller_model": str(tmp_path / "model.json"),
+                "ansible_python_interpreter": sys.executable,
+            },
+            base_dir=tmp_path / "runs",
+        )
+    assert "Check that the job name" in str(e.value) and "letters, digits" in str(e.value)
+    assert not marker.exists()
+
+
+def test_what_a_module_returns_is_never_templated(tmp_path):
+    """flink_job / flink_reconfigure return what Flink answered (a job's name is whoever submitted it):
+    registered, set as a fact and shown, a module's result stays text."""
+    from khaos_controller.infra import ansible
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "flink_echo.py").write_text(
+        "from ansible.module_utils.basic import AnsibleModule\n"
+        "m = AnsibleModule(argument_spec={})\n"
+        f"m.exit_json(changed=False, name={LOOKUP % marker!r}, jobs=[{{'name': {LOOKUP % marker!r}}}])\n"
+    )
+    play = tmp_path / "module.yml"
+    play.write_text(
+        "- name: A module's answer\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - name: Ask\n      flink_echo: {}\n      register: answer\n"
+        '    - name: Keep it\n      ansible.builtin.set_fact:\n        kept: "{{ answer.jobs[0].name }}"\n'
+        '    - name: Show it\n      ansible.builtin.debug:\n        msg: "{{ answer.name }} {{ kept }}"\n'
+        '    - name: Publish it\n      ansible.builtin.set_stats:\n        data: {name: "{{ kept }}"}\n'
+    )
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    result = ansible.run_playbook(str(play), inv, base_dir=tmp_path / "runs")
+    assert result.data == {"name": LOOKUP % marker} and not marker.exists()

@@ -131,6 +131,7 @@ class Case:
     files: dict = field(default_factory=dict)
     expect: tuple = ()
     ok: bool = False
+    warn: tuple = ()  # a good case: substrings of its one-line warnings on stderr (``khaos: warning: ...``)
 
 
 def run_check(id, content, *expect):
@@ -175,6 +176,28 @@ def points(id, content, *expect, name="bad-trace.txt", argv=()):
     return Case(id, ["workload", "points", f"@D@/{name}", *argv], files, expect)
 
 
+def results(row: int = 0, **cells) -> str:
+    """The good profile results with cells of one row replaced (a new column is empty in the other rows)."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(PROFILE.read_text())))
+    columns = list(rows[0]) + [c for c in cells if c not in rows[0]]
+    rows[row].update({c: str(v) for c, v in cells.items()})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def replay(id, *args, expect=()):
+    """khaos replay --rate 1000 --seconds 10 with some flags replaced (it fails before Kafka is reached)."""
+    argv = {"--rate": "1000", "--seconds": "10", "--bootstrap": "127.0.0.1:1", "--topic": "t"}
+    argv.update(zip(args[::2], args[1::2]))
+    return Case(id, ["replay", *[x for kv in argv.items() for x in kv]], expect=expect)
+
+
 def D(**changes):
     return Edit("daemon", changes)
 
@@ -199,7 +222,41 @@ def k(*pairs):
 # ------------------------------------------------------------------------------------------ GOOD
 
 GOOD = [
-    Case("run-check-good", ["run", "--check", "@D@/daemon.yml"], expect=("ok: job",), ok=True),
+    Case(
+        "run-check-good",
+        ["run", "--check", "@D@/daemon.yml"],
+        expect=("ok: job", "inventory", "(2 hosts)"),
+        ok=True,
+        warn=("Flink REST at http://127.0.0.1:1 is unreachable",),
+    ),
+    Case(
+        "run-check-good-job-named-like-a-lookup",
+        ["run", "--check", "@D@/daemon.yml"],
+        {"daemon.yml": D(job="x{{ lookup('pipe', 'id') }}")},
+        expect=("ok: job \"x{{ lookup('pipe', 'id') }}\"",),
+        ok=True,
+    ),
+    Case(
+        "run-check-good-metrics-any-address",
+        ["run", "--check", "@D@/daemon.yml"],
+        {"daemon.yml": D(**k("metrics.host", "0.0.0.0"))},
+        ok=True,
+        warn=("metrics.host 0.0.0.0 serves /metrics on every interface",),
+    ),
+    Case(
+        "run-check-good-metrics-any-ipv6",
+        ["run", "--check", "@D@/daemon.yml"],
+        {"daemon.yml": D(**k("metrics.host", "::"))},
+        ok=True,
+        warn=("metrics.host :: serves /metrics on every interface",),
+    ),
+    Case(
+        "run-check-good-metrics-public-address",
+        ["run", "--check", "@D@/daemon.yml"],
+        {"daemon.yml": D(**k("metrics.host", "8.8.8.8"))},
+        ok=True,
+        warn=("metrics.host 8.8.8.8 serves /metrics on a public address",),
+    ),
     Case(
         "run-check-good-unicode-job-metrics-off",
         ["run", "--check", "@D@/daemon.yml"],
@@ -207,15 +264,15 @@ GOOD = [
         ok=True,
     ),
     Case(
-        "run-check-good-pace-missing-inventory",
+        "run-check-good-pace-no-inventory",
         ["run", "--check", "@D@/daemon.yml"],
-        {"daemon.yml": Edit("daemon", k("inventory", "nowhere.yml"))},
+        {"daemon.yml": D(inventory=DROP)},
         ok=True,
     ),
     Case(
-        "run-check-good-advisor-missing-inventory",
+        "run-check-good-advisor-restart-no-inventory",
         ["run", "--check", "--advisor", "@D@/daemon.yml"],
-        {"daemon.yml": Edit("daemon", k("inventory", "nowhere.yml"))},
+        {"daemon.yml": D(inventory=DROP, realize={"mode": "restart"})},
         ok=True,
     ),
     Case("profile-dry-run-good", ["profile", "@D@/experiment.yml", "--dry-run"], expect=("dry run",), ok=True),
@@ -317,9 +374,9 @@ BAD = [
     recommend("recommend-rate-text", "--rate", "fast", expect=("--rate", "fast")),
     recommend("recommend-current-ci-negative", "--current-ci", "-10", expect=("current",)),
     recommend("recommend-l-max-nan", "--l-max", "nan", expect=("l-max",)),
-    recommend("recommend-l-max-negative", "--l-max", "-1000", expect=("latency limit",)),
+    recommend("recommend-l-max-negative", "--l-max", "-1000", expect=("--l-max", "must be > 0")),
     recommend("recommend-l-max-missing", "--l-max", DROP, expect=("--l-max",)),
-    recommend("recommend-r-max-zero", "--r-max", "0", expect=("recovery limit",)),
+    recommend("recommend-r-max-zero", "--r-max", "0", expect=("--r-max", "must be > 0")),
     recommend("recommend-ci-range-inverted", "--ci-min", "60", "--ci-max", "10", expect=("--ci-min 60",)),
     recommend("recommend-step-zero", "--step", "0", expect=("--step",)),
     recommend("recommend-step-tiny", "--step", "1e-9", expect=("--step", "100000")),
@@ -329,6 +386,16 @@ BAD = [
     recommend("recommend-slack-nan", "--slack-s-per-h", "nan", expect=("slack",)),
     recommend("recommend-last-change-inf", "--last-change-ts", "inf", expect=("last-change",)),
     recommend("recommend-mode-teleport", "--mode", "teleport", expect=("teleport", "not profiled")),
+    # ---- physical bounds: rates, intervals, recoveries and latencies a job can have
+    recommend("recommend-rate-1e308", "--rate", "1e308", expect=("--rate", "must be <= 1e+07")),
+    recommend("recommend-rate-1e9", "--rate", "1e9", expect=("--rate", "must be <= 1e+07")),
+    recommend("recommend-current-ci-a-year", "--current-ci", "31536000", expect=("--current-ci", "<= 86400")),
+    recommend("recommend-r-max-1e300", "--r-max", "1e300", expect=("--r-max", "<= 1e+06")),
+    recommend("recommend-l-max-1e300", "--l-max", "1e300", expect=("--l-max", "<= 8.64e+07")),
+    recommend("recommend-ci-min-tiny", "--ci-min", "0.001", expect=("--ci-min", ">= 0.01")),
+    recommend("recommend-ci-max-a-year", "--ci-max", "31536000", expect=("--ci-max", "<= 86400")),
+    recommend("recommend-mtbf-1e300", "--mtbf-h", "1e300", expect=("--mtbf-h", "<= 1e+06")),
+    recommend("recommend-cooldown-1e300", "--cooldown-s", "1e300", expect=("--cooldown-s",)),
     recommend("recommend-model-missing", "--model", "@D@/nope.json", expect=("nope.json", "does not exist")),
     recommend("recommend-model-directory", "--model", "@D@", expect=("not a file",)),
     # ---- model files (read by recommend, promote, run --check, evaluate --dry-run)
@@ -404,15 +471,33 @@ BAD = [
     fit("fit-binary", BINARY, "results.csv"),
     fit("fit-missing-columns", "a,b\n1,2\n", "results.csv", "lacks column"),
     fit("fit-header-only", "ci_s,rate,mode,recovered,recovery_s,latency_p99_ms\n", "too few"),
-    fit("fit-all-text", "ci_s,rate,mode,recovered,recovery_s,latency_p99_ms\n" + "x,y,z,w,v,u\n" * 10, "too few"),
+    fit(
+        "fit-all-text",
+        "ci_s,rate,mode,recovered,recovery_s,latency_p99_ms\n" + "x,y,z,w,v,u\n" * 10,
+        "line 2",
+        "mode 'z'",
+    ),
     fit(
         "fit-all-nan",
         "ci_s,rate,mode,recovered,recovery_s,latency_p99_ms\n" + "nan,inf,process,true,nan,nan\n" * 8,
         "too few",
     ),
     fit("fit-parquet-garbage", "not parquet", "bad.parquet", name="bad.parquet"),
+    fit("fit-recovery-1e300", results(1, recovery_s="1e300"), "line 3", "recovery_s 1e+300", "(0, 1e+06] s"),
+    fit("fit-recovery-negative", results(1, recovery_s="-4"), "line 3", "recovery_s -4"),
+    fit("fit-rate-1e308", results(0, rate="1e308"), "line 2", "rate 1e+308", "events/s"),
+    fit("fit-rate-1e9", results(4, rate="1e9"), "line 6", "rate 1e+09"),
+    fit("fit-rate-zero", results(0, rate="0"), "line 2", "rate 0"),
+    fit("fit-interval-tiny", results(0, ci_s="0.001"), "line 2", "ci_s 0.001", "[0.01, 86400] s"),
+    fit("fit-interval-a-year", results(0, ci_s="31536000"), "line 2", "ci_s"),
+    fit("fit-latency-1e300", results(2, latency_p99_ms="1e300"), "line 4", "latency_p99_ms"),
+    fit("fit-capacity-1e12", results(0, capacity="1e12"), "line 2", "capacity 1e+12"),
+    fit("fit-running-1e300", results(0, running_s="1e300"), "line 2", "running_s"),
+    fit("fit-mode-unknown", results(3, mode="teleport"), "line 5", "mode 'teleport'", "process, host"),
+    fit("fit-mode-network", results(0, mode="Network "), "line 2", "'Network '"),
     fit("fit-capacity-nan", None, "--capacity", argv=["--capacity", "nan"], name="results.csv"),
     fit("fit-capacity-negative", None, "--capacity", argv=["--capacity", "-1"], name="results.csv"),
+    fit("fit-capacity-1e300", None, "--capacity", "<= 1e+07", argv=["--capacity", "1e300"], name="results.csv"),
     Case("fit-out-directory", ["fit", "@D@/results.csv", "--out", "@D@"], expect=("--out", "directory")),
     Case("fit-out-proc", ["fit", "@D@/results.csv", "--out", "/proc/khaos/model.json"], expect=("/proc/khaos",)),
     Case("fit-out-under-file", ["fit", "@D@/results.csv", "--out", "@D@/good.txt/m.json"], expect=("good.txt",)),
@@ -438,6 +523,26 @@ BAD = [
     points("trace-csv-huge-gap", "t,rate\n0,1\n1000000000000000,2\n", "line 3", "seconds"),
     points("trace-shorter-than-window", "1\n2\n3\n", "window"),
     Case("points-count-zero", ["workload", "points", "@D@/trace.txt", "--count", "0"], expect=("count",)),
+    Case(
+        "points-count-1e20",
+        ["workload", "points", "@D@/trace.txt", "--count", "99999999999999999999"],
+        expect=("count", "<= 1000"),
+    ),
+    Case(
+        "window-before-1e20",
+        [
+            "workload",
+            "window",
+            "@D@/trace.txt",
+            "--center",
+            "10",
+            "--before",
+            "99999999999999999999",
+            "--out",
+            "@D@/w.txt",
+        ],
+        expect=("--before", "<= 10000000"),
+    ),
     Case("points-window-negative", ["workload", "points", "@D@/trace.txt", "--window", "-60"], expect=("window",)),
     Case(
         "points-min-distance-negative",
@@ -480,6 +585,29 @@ BAD = [
         expect=("--rest", "not a url"),
     ),
     Case(
+        "record-seconds-1e11",
+        ["workload", "record", "--rest", "http://127.0.0.1:1", "--seconds", "1e11", "--out", "@D@/rec.csv"],
+        expect=("--seconds", "<= 10000000"),
+    ),
+    Case(
+        "record-max-records-1e20",
+        [
+            "workload",
+            "record",
+            "--bootstrap",
+            "127.0.0.1:1",
+            "--topic",
+            "t",
+            "--seconds",
+            "10",
+            "--max-records",
+            "99999999999999999999",
+            "--out",
+            "@D@/rec.parquet",
+        ],
+        expect=("--max-records", "between 1 and 100000000"),
+    ),
+    Case(
         "record-out-directory",
         ["workload", "record", "--rest", "http://127.0.0.1:1", "--seconds", "10", "--out", "@D@"],
         expect=("--out", "directory"),
@@ -513,6 +641,9 @@ BAD = [
     run_check("run-check-limits-missing", D(limits=DROP), "limits", "missing"),
     run_check("run-check-latency-nan", D(**k("limits.latency_ms", NAN)), "limits.latency_ms", "finite"),
     run_check("run-check-latency-negative-inf", D(**k("limits.latency_ms", -INF)), "limits.latency_ms"),
+    run_check("run-check-latency-1e300", D(**k("limits.latency_ms", 1e300)), "limits.latency_ms", "<= 8.64e+07"),
+    run_check("run-check-recovery-1e300", D(**k("limits.recovery_s", 1e300)), "limits.recovery_s", "<= 1e+06"),
+    run_check("run-check-ci-min-tiny", D(**k("ci.min", 0.001)), "ci.min", ">= 0.01"),
     run_check("run-check-recovery-fullwidth", D(**k("limits.recovery_s", "２０")), "limits.recovery_s"),
     run_check(
         "run-check-inventory-missing",
@@ -521,6 +652,38 @@ BAD = [
         "nowhere.yml",
     ),
     run_check("run-check-restart-no-inventory", D(inventory=DROP, realize={"mode": "restart"}), "inventory", "missing"),
+    # ---- --check verifies what the config names: the inventory is there and Ansible parses it
+    run_check("run-check-pace-inventory-missing", D(inventory="nowhere.yml"), "inventory", "nowhere.yml", "not exist"),
+    Case(
+        "run-check-advisor-inventory-missing",
+        ["run", "--check", "--advisor", "@D@/daemon.yml"],
+        {"daemon.yml": D(inventory="nowhere.yml")},
+        ("inventory", "nowhere.yml", "does not exist"),
+    ),
+    Case(
+        "run-check-inventory-binary",
+        ["run", "--check", "@D@/daemon.yml"],
+        {"inventory.yml": BINARY},
+        ("inventory", "inventory.yml", "not an Ansible inventory"),
+    ),
+    Case(
+        "run-check-restart-inventory-binary",
+        ["run", "--check", "@D@/daemon.yml"],
+        {"inventory.yml": bytes(range(128, 256)) * 8, "daemon.yml": D(realize={"mode": "restart"})},
+        ("inventory", "not an Ansible inventory"),
+    ),
+    Case(
+        "run-check-inventory-malformed-yaml",
+        ["run", "--check", "@D@/daemon.yml"],
+        {"inventory.yml": "all:\n  hosts: {jm: [unclosed\n"},
+        ("inventory", "not an Ansible inventory", "YAML"),
+    ),
+    Case(
+        "run-check-inventory-malformed-ini",
+        ["run", "--check", "@D@/daemon.yml"],
+        {"daemon.yml": D(inventory="hosts.ini"), "hosts.ini": "[jm\nhost\n"},
+        ("inventory", "hosts.ini", "not an Ansible inventory"),
+    ),
     run_check("run-check-realize-mode-bad", D(realize={"mode": "reboot"}), "realize.mode"),
     run_check("run-check-realize-tick-zero", D(realize={"tick_s": 0}), "realize.tick_s"),
     run_check("run-check-model-missing", D(model="modèle.json"), "model", "modèle.json"),
@@ -565,6 +728,12 @@ BAD = [
     profile("profile-rates-empty", X(**k("workload.rates", [])), "workload.rates"),
     profile("profile-rates-nan", X(**k("workload.rates", [1000, NAN])), "workload.rates"),
     profile("profile-rates-string", X(**k("workload.rates", "fast")), "workload.rates"),
+    profile("profile-rates-1e9", X(**k("workload.rates", [1000, 1e9])), "workload.rates[1]", "<= 1e+07"),
+    profile(
+        "profile-failure-points-window-huge",
+        X(workload={"trace": "trace.txt", "failure_points": {"window": 10**12}}),
+        "workload.failure_points.window",
+    ),
     profile("profile-workload-empty", X(workload={}), "workload"),
     profile("profile-trace-missing", X(workload={"trace": "nope.txt"}), "workload.trace"),
     profile("profile-trace-garbage", X(workload={"trace": "good.txt"}), "workload.trace"),
@@ -659,6 +828,32 @@ BAD = [
     evaluate("evaluate-sample-inf", E(**k("measurement.sample_s", INF)), "measurement.sample_s"),
     evaluate("evaluate-low-above-high", E(**k("workload.low", 3000)), "workload"),
     evaluate("evaluate-high-nan", E(**k("workload.high", NAN)), "workload.high"),
+    evaluate("evaluate-high-1e9", E(**k("workload.high", 1e9)), "workload.high", "<= 1e+07"),
+    evaluate("evaluate-low-1e308", E(**k("workload.low", 1e308)), "workload.low"),
+    evaluate("evaluate-recovery-1e300", E(**k("limits.recovery_s", 1e300)), "limits.recovery_s"),
+    evaluate("evaluate-start-ci-above-range", E(**k("khaos.start_ci_s", 100)), "khaos.start_ci_s", "2-30 s"),
+    evaluate(
+        "evaluate-start-ci-below-range", E(**k("khaos.start_ci_s", 3, "khaos.ci.min", 5)), "khaos.start_ci_s", "5-30"
+    ),
+    evaluate("evaluate-min-gap-1e300", E(**k("failures.min_gap_s", 1e300)), "failures.min_gap_s"),
+    Case(
+        "evaluate-results-recovery-1e300",
+        ["evaluate", "@D@/evaluation.yml", "--dry-run"],
+        {
+            "evaluation.yml": E(**k("khaos.model", DROP, "khaos.results", "@D@/bad.csv")),
+            "bad.csv": results(1, recovery_s="1e300"),
+        },
+        ("khaos.results", "line 3", "recovery_s"),
+    ),
+    Case(
+        "evaluate-results-mode-unknown",
+        ["evaluate", "@D@/evaluation.yml", "--dry-run"],
+        {
+            "evaluation.yml": E(**k("khaos.model", DROP, "khaos.results", "@D@/bad.csv")),
+            "bad.csv": results(0, mode="kafka-broker"),
+        },
+        ("khaos.results", "mode 'kafka-broker'"),
+    ),
     evaluate("evaluate-trace-missing", E(workload={"trace": "nope.txt"}), "workload.trace"),
     evaluate("evaluate-trace-garbage", E(workload={"trace": "@D@/good.txt"}), "workload.trace"),
     evaluate("evaluate-args-no-trace", E(**k("job.args", ["--rate", "5"])), "job.args"),
@@ -696,6 +891,11 @@ BAD = [
     Case("lab-up-hosts-one", ["lab", "up", "--name", "zzbadin", "--hosts", "1"], expect=("--hosts",)),
     Case("lab-kill-at-nan", ["lab", "kill", "--name", "zzbadin", "--at", "nan", "zzbadin-1"], expect=("--at",)),
     Case(
+        "lab-kill-at-1e300",
+        ["lab", "kill", "--name", "zzbadin", "--at", "1e300", "zzbadin-1"],
+        expect=("--at", "within a day"),
+    ),
+    Case(
         "run-advisor-bad-config",
         ["run", "--advisor", "--once", "@D@/daemon.yml"],
         {"daemon.yml": D(**k("loop.period_s", -5))},
@@ -715,12 +915,37 @@ BAD = [
     ),
     Case("demo-interval-text", ["demo", "--name", "zzbadin", "--interval", "fast"], expect=("--interval",)),
     Case(
+        "demo-interval-above-range",
+        ["demo", "--name", "zzbadin", "--interval", "1000", "--results", "@D@/results.csv"],
+        expect=("--interval", "between 2 and 30"),
+    ),
+    Case(
+        "demo-interval-below-range",
+        ["demo", "--name", "zzbadin", "--interval", "1", "--results", "@D@/results.csv"],
+        expect=("--interval", "between 2 and 30"),
+    ),
+    Case(
+        "demo-high-1e9",
+        ["demo", "--name", "zzbadin", "--high", "1000000000", "--results", "@D@/results.csv"],
+        expect=("--high", "10000000"),
+    ),
+    Case(
         "demo-out-proc",
         ["demo", "--name", "zzbadin", "--out", "/proc/khaos/demo", "--results", "@D@/results.csv"],
         expect=("--out", "/proc/khaos"),
     ),
     Case("demo-results-missing", ["demo", "--name", "zzbadin", "--results", "@D@/nope.csv"], expect=("nope.csv",)),
     Case("demo-profile-garbage", ["demo", "--name", "zzbadin", "--profile", "@D@/good.txt"], expect=("good.txt",)),
+    # ---- khaos replay: bounded before anything is generated or sent
+    replay("replay-rate-1e300", "--rate", "1e300", expect=("--rate", "must be <= 1e+07")),
+    replay("replay-rate-1e9", "--rate", "1e9", expect=("--rate",)),
+    replay("replay-rate-zero", "--rate", "0", expect=("--rate", "must be > 0")),
+    replay("replay-seconds-1e11", "--seconds", "100000000000", expect=("--seconds", "<= 1e+07")),
+    replay("replay-seconds-float", "--seconds", "1e11", expect=("--seconds", "not a whole number")),
+    replay("replay-skew-huge", "--skew", "1e9", expect=("--skew", "<= 10")),
+    replay("replay-vehicles-huge", "--vehicles", "10000000000", expect=("--vehicles",)),
+    replay("replay-campaigns-huge", "--format", "ysb", "--campaigns", "100000000", expect=("--campaigns",)),
+    replay("replay-create-huge", "--create", "1000000", expect=("--create",)),
     # ---- khaos dist / bundle / wheelhouse: bad versions and paths fail before any download
     Case("dist-version-traversal", ["dist", "--version", "x/../.."], expect=("version", "x/../..")),
     Case("dist-kafka-version-traversal", ["dist", "kafka", "--version", "../x"], expect=("Kafka version", "../x")),
@@ -857,6 +1082,9 @@ def test_good_input_passes(case, outcomes):
     assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, shown
     for part in case.expect:
         assert part in r.stdout, f"{part!r} not in the output\n{shown}"
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("khaos: warning: ")]
+    for part in case.warn:
+        assert any(part in ln for ln in warnings), f"no one-line warning with {part!r}\n{shown}"
 
 
 def test_the_battery_covers_every_file_type_and_verb():

@@ -152,13 +152,17 @@ def test_example_config_is_valid(tmp_path, model_file):
 
     raw = yaml.safe_load((REPO_ROOT / "examples" / "controller.yml").read_text())
     raw["model"] = str(model_file)  # the example's model is made by khaos fit
+    assert raw["inventory"] == "../inventories/local/khaos.yml"  # ... and its inventory by khaos lab up
+    inventory = tmp_path / "khaos.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"vars": {"khaos_state_dir": str(tmp_path / "state")}}}))
+    raw["inventory"] = str(inventory)
     path = REPO_ROOT / "examples" / f".test-{os.getpid()}.yml"
     path.write_text(yaml.safe_dump(raw))
     try:
         cfg = daemon_config.load_config(path)
     finally:
         path.unlink()
-    assert cfg.inventory == REPO_ROOT / "inventories" / "local" / "khaos.yml"
+    assert cfg.inventory == inventory
     assert (
         cfg.loop.period_s,
         cfg.loop.window_s,
@@ -175,6 +179,29 @@ def test_malformed_yaml_and_missing_file(tmp_path):
         daemon_config.load_config(bad)
     with pytest.raises(KhaosError, match="no such config file"):
         daemon_config.load_config(tmp_path / "none.yml")
+
+
+@pytest.mark.parametrize(
+    "host, warned",
+    [
+        ("127.0.0.1", None),
+        ("10.213.0.14", None),
+        ("::1", None),
+        ("bastion.internal", None),
+        ("0.0.0.0", "every interface"),
+        ("::", "every interface"),
+        ("[::]", "every interface"),
+        ("8.8.8.8", "a public address"),
+        ("2001:4860::8888", "a public address"),
+    ],
+)
+def test_metrics_on_every_interface_or_a_public_address_are_warned_about(tmp_path, model_file, host, warned):
+    cfg = daemon_config.load_config(write_config(tmp_path, model_file, metrics={"host": host, "port": 0}))
+    text = daemon_config.exposed_metrics(cfg)
+    if warned is None:
+        assert text is None
+    else:
+        assert warned in text and "\n" not in text and f"metrics.host {host.strip('[]')} " in text
 
 
 # ================================================================================= Prometheus
