@@ -14,7 +14,7 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
@@ -53,8 +53,8 @@ def sign(method: str, url: str, access_key: str, secret_key: str, payload_sha256
     """The headers that sign one request with AWS Signature Version 4 (service s3, REGION)."""
     parts = urlsplit(url)
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-    query = sorted(
-        (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
+    query = sorted(  # each name and value encoded exactly once, as the server decodes them
+        (quote(unquote(k), safe="-_.~"), quote(unquote(v), safe="-_.~"))
         for k, _, v in (pair.partition("=") for pair in parts.query.split("&") if pair)
     )
     headers = {"host": parts.netloc, "x-amz-content-sha256": payload_sha256, "x-amz-date": stamp}
@@ -62,7 +62,7 @@ def sign(method: str, url: str, access_key: str, secret_key: str, payload_sha256
     canonical = "\n".join(
         [
             method,
-            quote(parts.path or "/", safe="/-_.~"),
+            quote(unquote(parts.path or "/"), safe="/-_.~"),
             "&".join(f"{k}={v}" for k, v in query),
             "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
             signed,
