@@ -8,10 +8,9 @@ on every host: it plays the NFS share that holds checkpoints, savepoints and sin
 
 One lab = one Flink cluster: the first host is the JobManager, the others TaskManagers; with
 ``kafka`` hosts (`khaos lab up --kafka`) the lab also has Kafka brokers, hosts of their own in group
-kafka (the inventory's kafka_bootstrap names them); with ``store`` (`khaos lab up --store`) a host in
-group checkpoint_store runs the remote checkpoint store (S3Proxy, playbooks/checkpoint_store.yml) and the
-inventory points Flink's checkpoints and savepoints at its bucket (s3://khaos/...). Several labs
-(distinct names) run side by side, each on its own bridge and subnet.
+kafka (the inventory's kafka_bootstrap names them); with ``store`` (`khaos lab up --store`) a host in group
+checkpoint_store runs the remote checkpoint store and Flink checkpoints to it (docs/checkpoint-store.md).
+Several labs (distinct names) run side by side, each on its own bridge and subnet.
 """
 
 from __future__ import annotations
@@ -176,17 +175,14 @@ class Lab:
             raise
 
     def _network_up(self, names: list[str], kafka: list[str] = (), store: list[str] = ()) -> None:
-        """State, key pair, shared dirs and the bridge; hosts `names` (and Kafka hosts `kafka`, the store host
-        `store`) are planned, not booted."""
+        """State, key pair, shared dirs and the bridge; hosts `names`, `kafka` and `store` are planned, not booted."""
         with _subnet_lock():  # two khaos processes creating labs at once must not pick the same subnet
             self.octet = self._free_octet()
             self.hosts = {}
             for name in names:
                 self._plan_host(name)
-            for name in kafka:
-                self._plan_host(name).role = "kafka"
-            for name in store:
-                self._plan_host(name).role = "store"
+            for name, role in [*((n, "kafka") for n in kafka), *((n, "store") for n in store)]:
+                self._plan_host(name).role = role
             self.save()
         for sub in ("ssh", "hosts", "shared/checkpoints", "shared/savepoints", "shared/jobs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -458,8 +454,7 @@ class Lab:
         """The store's key pair, made once per lab and kept in the lab's dir (0600; removed with the lab)."""
         path = self.dir / "store-keys.json"
         if not path.exists():
-            keys = {"access_key": f"khaos-{self.name}", "secret_key": secrets.token_urlsafe(24)}
-            write_json(path, keys, durable=False, mode=0o600)
+            write_json(path, {"access_key": f"khaos-{self.name}", "secret_key": secrets.token_urlsafe(24)}, mode=0o600)
         return json.loads(path.read_text())
 
     @property
@@ -514,8 +509,7 @@ class Lab:
         return self.inventory
 
     def _store_vars(self) -> dict:
-        """Inventory variables of a lab with a checkpoint store: its archive, key pair and bucket, and Flink's
-        checkpoints and savepoints in that bucket (the flink role then installs its S3 plugin)."""
+        """The store's archive, key pair and bucket, and Flink's checkpoints and savepoints in that bucket."""
         keys = self.store_keys()
         return {
             "checkpoint_store_dist_archive": str(dist.s3proxy_dist_path()),
