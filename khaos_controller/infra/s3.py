@@ -105,14 +105,20 @@ class S3:
         self.session = requests.Session()
 
     def request(self, method: str, path: str, query: str = "", ok: tuple = (200,)) -> requests.Response:
-        """One signed request; the response when its status is in ``ok``, else a one-line KhaosError."""
+        """One signed request; the response when its status is in ``ok``, else a one-line KhaosError. A server
+        error (5xx) is asked again twice, as the AWS SDKs do (S3Proxy answers 500 to a listing that races a
+        delete)."""
         url = f"{self.endpoint}{quote(path, safe='/-_.~')}" + (f"?{query}" if query else "")
-        headers = sign(method, url, self.access_key, self.secret_key, _EMPTY_SHA256, datetime.now(UTC))
-        try:
-            resp = self.session.request(method, url, headers=headers, timeout=self.timeout)
-        except requests.RequestException as e:
-            why = "connection refused" if "refused" in str(e).lower() else type(e).__name__
-            raise KhaosError(f"S3 endpoint {self.endpoint} is unreachable ({why})") from None
+        for pause in (0.2, 1.0, None):
+            headers = sign(method, url, self.access_key, self.secret_key, _EMPTY_SHA256, datetime.now(UTC))
+            try:
+                resp = self.session.request(method, url, headers=headers, timeout=self.timeout)
+            except requests.RequestException as e:
+                why = "connection refused" if "refused" in str(e).lower() else type(e).__name__
+                raise KhaosError(f"S3 endpoint {self.endpoint} is unreachable ({why})") from None
+            if resp.status_code < 500 or pause is None:
+                break
+            time.sleep(pause)
         if resp.status_code not in ok:
             code, message = _error_code(resp.content)
             raise S3Error(

@@ -86,6 +86,10 @@ def test_listing_follows_pages_and_errors_name_the_s3_code(monkeypatch):
     monkeypatch.setattr(store.session, "request", answer)
     assert store.objects("khaos", "a/") == {"a/1": 3, "a/2": 5}
     assert asked[1].endswith("continuation-token=t1") and "prefix=a%2F" in asked[0]
+    answers = [FakeResponse(500, ""), FakeResponse(200, pages[1])]  # a server error is asked again
+    monkeypatch.setattr(s3.time, "sleep", lambda _: None)
+    monkeypatch.setattr(store.session, "request", lambda *a, **k: answers.pop(0))
+    assert store.objects("khaos") == {"a/2": 5} and answers == []
     denied = "<Error><Code>SignatureDoesNotMatch</Code><Message>Forbidden</Message></Error>"
     monkeypatch.setattr(store.session, "request", lambda *a, **k: FakeResponse(403, denied))
     with pytest.raises(KhaosError, match=r"HTTP 403 SignatureDoesNotMatch Forbidden \(wrong access key") as e:
