@@ -10,13 +10,16 @@ KHAOS := $(VENV)/bin/khaos
 FLINK_VERSION ?= 2.3.0
 # The Kafka broker (khaos dist kafka: Maven Central jars of jobs/kafka-dist/pom.xml; roles/kafka installs it).
 KAFKA_VERSION ?= 4.4.0
+# The checkpoint store (khaos dist s3proxy: Maven Central jars of jobs/s3proxy-dist/pom.xml; roles/checkpoint_store
+# installs it) and Flink's S3 filesystem plugin of FLINK_VERSION (khaos dist flink-s3; roles/flink installs it).
+S3PROXY_VERSION ?= 2.6.0
 JOB_JAR := build/jobs/iot-vehicles.jar
 JOB_JARS := $(JOB_JAR) build/jobs/ysb.jar build/jobs/plain-kafka.jar
-JOB_SRC := $(shell find jobs tests/support/jobs -path jobs/kafka-dist -prune -o -path '*/target' -prune -o \( -name '*.java' -o -name pom.xml \) -print 2>/dev/null)
+JOB_SRC := $(shell find jobs tests/support/jobs -path jobs/kafka-dist -prune -o -path jobs/s3proxy-dist -prune -o -path '*/target' -prune -o \( -name '*.java' -o -name pom.xml \) -print 2>/dev/null)
 MVN := mvn -q -B
 DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless maven procps python3 python3-venv util-linux
 
-.PHONY: help deps venv debs dist kafka-dist job lint test test-unit demo bench clean
+.PHONY: help deps venv debs dist kafka-dist store-dist job lint test test-unit demo bench clean
 help:
 	@echo "make demo   the whole loop on the local lab: profile, fit, daemon changing a live job (root)"
 	@echo "make test   install everything needed and run lint + the whole test suite (root)"
@@ -42,6 +45,11 @@ dist: venv
 kafka-dist: venv | debs
 	$(KHAOS) dist kafka --version $(KAFKA_VERSION)
 
+# The checkpoint store's tarball and Flink's S3 plugin jar, from Maven Central (cached in ~/.cache/khaos).
+store-dist: venv | debs
+	$(KHAOS) dist s3proxy --version $(S3PROXY_VERSION)
+	$(KHAOS) dist flink-s3 --version $(FLINK_VERSION)
+
 # The jobs, built with Maven from jobs/pom.xml (Flink provided, the Kafka connector shaded in; the
 # Flink version is the pom's flink.version): iot-vehicles, ysb and tests/support/jobs/plain-kafka.
 job: $(JOB_JARS)
@@ -61,16 +69,16 @@ lint: venv
 test-unit: venv
 	$(PY) -m pytest -q tests/unit
 
-test: deps dist kafka-dist job lint
+test: deps dist kafka-dist store-dist job lint
 	$(PY) tests/lanes.py -q --durations=8
 
-demo: deps dist kafka-dist job
+demo: deps dist kafka-dist store-dist job
 	$(KHAOS) demo
 
 # Every benchmark under bench/ (root; about two hours here): lab start-up, the daemon's footprint and
 # reconfiguration gap, paced interval changes, Kafka replay throughput, a 30-failure profile, the
 # default evaluation, the 30-minute daemon soak.
-bench: deps dist kafka-dist job
+bench: deps dist kafka-dist store-dist job
 	$(PY) bench/lab_startup.py
 	$(PY) bench/controller.py
 	$(PY) bench/pace.py

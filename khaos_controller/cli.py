@@ -90,9 +90,10 @@ def _lab(args):
         return
     name_lab = lab.Lab(args.name)
     if args.lab_cmd == "up":
-        name_lab.up(hosts=args.hosts, kafka=args.kafka)
+        name_lab.up(hosts=args.hosts, kafka=args.kafka, store=args.store)
         brokers = f" + {args.kafka} Kafka (bootstrap {name_lab.kafka_bootstrap})" if args.kafka else ""
-        print(f"lab {args.name}: {args.hosts} hosts{brokers} up; inventory {name_lab.inventory}")
+        store = f" + a checkpoint store ({name_lab.store_endpoint})" if args.store else ""
+        print(f"lab {args.name}: {args.hosts} hosts{brokers}{store} up; inventory {name_lab.inventory}")
     elif args.lab_cmd == "down":
         name_lab.down()
     elif args.lab_cmd == "status":
@@ -120,10 +121,12 @@ def _lab(args):
 def _dist(args):
     from .infra import dist
 
-    if args.product == "kafka":
-        print(dist.build_kafka(version=args.version or dist.KAFKA_VERSION, force=args.force))
-    else:
-        print(dist.build(version=args.version or dist.FLINK_VERSION, force=args.force))
+    build, default = {
+        "kafka": (dist.build_kafka, dist.KAFKA_VERSION),
+        "s3proxy": (dist.build_s3proxy, dist.S3PROXY_VERSION),
+        "flink-s3": (dist.build_flink_s3_plugin, dist.FLINK_VERSION),
+    }.get(args.product, (dist.build, dist.FLINK_VERSION))
+    print(build(version=args.version or default, force=args.force))
 
 
 def _demo(args):
@@ -251,16 +254,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser(
-        "dist", help="build a distribution offline (cached): Flink from the PyPI wheels, Kafka from Maven Central"
+        "dist",
+        help="build a distribution offline (cached): Flink from the PyPI wheels, Kafka, S3Proxy and Flink's S3 "
+        "plugin from Maven Central",
     )
     d.add_argument(
         "product",
         nargs="?",
-        choices=("flink", "kafka"),
+        choices=("flink", "kafka", "s3proxy", "flink-s3"),
         default="flink",
-        help="flink (default): flink-<v>-bin-scala_2.12.tgz + .sha512; kafka: kafka-<v>.tgz + .sha256",
+        help="flink (default): flink-<v>-bin-scala_2.12.tgz + .sha512; kafka: kafka-<v>.tgz + .sha256; s3proxy "
+        "(the checkpoint store): s3proxy-<v>.tgz + .sha256; flink-s3: flink-s3-fs-hadoop-<v>.jar + .sha256",
     )
-    d.add_argument("--version", help="version (default: Flink 2.3.0, Kafka 4.4.0)")
+    d.add_argument("--version", help="version (default: Flink and flink-s3 2.3.0, Kafka 4.4.0, S3Proxy 2.6.0)")
     d.add_argument("--force", action="store_true", help="rebuild even if cached")
     d.set_defaults(func=_dist)
 
@@ -396,6 +402,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                 const=1,
                 default=0,
                 help="also N Kafka broker hosts in group kafka (N-kafka1, ...; --kafka alone: 1)",
+            )
+            sp.add_argument(
+                "--store",
+                action="store_true",
+                help="also a checkpoint store host in group checkpoint_store (N-store; playbooks/checkpoint_store.yml "
+                "deploys it); Flink's checkpoints and savepoints then go to s3://khaos/...",
             )
         if verb in ("kill", "restore"):
             sp.add_argument("host", nargs="+", help="host name(s), e.g. khaos-2")

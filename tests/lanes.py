@@ -40,6 +40,7 @@ LANE_B = [
         "test_kafka_evaluate",
         "test_kafka_profile",
         "test_kafka_lab",
+        "test_checkpoint_store",
         "test_profile",
         "test_openstack",
         "test_openstack_e2e",

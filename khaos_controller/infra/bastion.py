@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import REPO_ROOT, __version__
 from ..errors import KhaosError
+from ..jsonio import write_atomic
 
 
 def _pip(*args: str) -> None:
@@ -144,7 +145,7 @@ def lab_inventory(lab, bastion: str | None = None) -> Path:
     inv["all"]["children"]["khaos_controller"] = {"hosts": {name: tms.pop(name)}}
     out = lab.dir / "inventory-bastion"
     out.mkdir(exist_ok=True)
-    (out / "hosts.yml").write_text(yaml.safe_dump(inv, sort_keys=False))
+    write_atomic(out / "hosts.yml", yaml.safe_dump(inv, sort_keys=False), durable=False, mode=0o600)  # may hold keys
     link = out / "group_vars"
     if not link.is_symlink():
         link.symlink_to(INVENTORY_DIR / "group_vars")

@@ -9,6 +9,10 @@ flink-<v>-bin-scala_2.12.tgz plus a .sha512 file in the Apache format.
 Kafka (KRaft): the broker and its runtime dependencies resolved from Maven Central with
 jobs/kafka-dist/pom.xml, plus that directory's config templates and start script (bin/kafka-run).
 The result is kafka-<v>.tgz plus a .sha256 file; libs.sha256 inside records every jar's sha256.
+
+S3Proxy (the checkpoint store): the same way from jobs/s3proxy-dist/pom.xml, as s3proxy-<v>.tgz. Flink's
+S3 filesystem plugin (flink-s3-fs-hadoop-<flink version>.jar, for s3:// checkpoints): the jar from Maven
+Central as it is, with a .sha256 beside it; roles/flink copies it into plugins/s3-fs-hadoop/.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from ..errors import KhaosError
 FLINK_VERSION = "2.3.0"
 KAFKA_VERSION = "4.4.0"  # the newest kafka_2.13 on Maven Central that resolves whole (jobs/kafka-dist/README.md)
 KAFKA_DIST_DIR = REPO_ROOT / "jobs" / "kafka-dist"  # pom.xml, config templates, bin/kafka-run
+S3PROXY_VERSION = "2.6.0"
+S3PROXY_DIST_DIR = REPO_ROOT / "jobs" / "s3proxy-dist"  # pom.xml, logback.xml, bin/s3proxy-run
+_MVN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _TOP_DIRS = ("bin", "conf", "lib", "opt", "plugins", "licenses")
 _MTIME = 1_700_000_000  # fixed, for reproducible archives
 _VERSION_RE = re.compile(r"^\d+(\.\d+){1,3}([.-]?(a|b|rc|dev|post)\d*)?$")  # 2.3.0, 2.0.0rc1, ...
@@ -44,7 +51,7 @@ def cache_dir() -> Path:
 def check_version(version: str, product: str = "Flink") -> str:
     """``version`` if it looks like a release of ``product`` (it becomes a file name and a pip or Maven version)."""
     if not _VERSION_RE.match(version):
-        example = KAFKA_VERSION if product == "Kafka" else FLINK_VERSION
+        example = {"Kafka": KAFKA_VERSION, "S3Proxy": S3PROXY_VERSION}.get(product, FLINK_VERSION)
         raise KhaosError(f"{product} version {version!r} is not a release number like {example}")
     return version
 
@@ -170,23 +177,76 @@ def build(version: str = FLINK_VERSION, force: bool = False) -> Path:
     return _pack(out, top, files, "sha512", empty_dirs=("log",))
 
 
+def _kind(archive: Path) -> tuple[str, str, str]:
+    """(checksum algorithm, product, command that builds it) of a cached archive, by its name."""
+    for prefix, product, command in (
+        ("kafka-", "Kafka", "khaos dist kafka"),
+        ("s3proxy-", "S3Proxy", "khaos dist s3proxy"),
+        ("flink-s3-fs-hadoop-", "Flink S3 plugin", "khaos dist flink-s3"),
+    ):
+        if archive.name.startswith(prefix):
+            return "sha256", product, command
+    return "sha512", "Flink", "khaos dist"
+
+
 def verify(archive: Path) -> None:
-    """Check the archive against the checksum file beside it (Flink: .sha512, Kafka: .sha256)."""
-    kafka = archive.name.startswith("kafka-")
-    algo = "sha256" if kafka else "sha512"
+    """Check the archive against the checksum file beside it (Flink: .sha512, the others: .sha256)."""
+    algo, product, command = _kind(archive)
     sha = archive.with_name(f"{archive.name}.{algo}")
     if not archive.exists():
-        product, command = ("Kafka", "khaos dist kafka") if kafka else ("Flink", "khaos dist")
         raise KhaosError(f"{product} archive {archive} does not exist (run `{command}`)")
     if not sha.exists():
         raise KhaosError(f"{archive} has no {sha.name} beside it (rebuild it with --force)")
-    expected = sha.read_text().split()[0]
+    expected, got = sha.read_text().split()[0], _digest(archive, algo)
+    if got != expected:
+        raise KhaosError(f"{archive}: {algo} mismatch (expected {expected[:16]}..., got {got[:16]}...)")
+
+
+def _digest(path: Path, algo: str) -> str:
     h = hashlib.new(algo)
-    with open(archive, "rb") as fh:
+    with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    if h.hexdigest() != expected:
-        raise KhaosError(f"{archive}: {algo} mismatch (expected {expected[:16]}..., got {h.hexdigest()[:16]}...)")
+    return h.hexdigest()
+
+
+def _mvn(args: list[str], what: str, cwd: Path | None = None) -> None:
+    """Run Maven quietly; a failure is one line naming ``what`` and Maven's first [ERROR]."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KhaosError(f"resolving {what} needs Maven (mvn): run `make deps` (Debian package maven)")
+    print(f"khaos dist: resolving {what} from Maven Central (mvn)", flush=True)
+    proc = subprocess.run([mvn, "-q", "-B", *args], capture_output=True, text=True, cwd=cwd)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()] or ["no output"]
+        why = next((ln for ln in lines if ln.startswith("[ERROR]")), lines[-1]).removeprefix("[ERROR]").strip()
+        raise KhaosError(f"mvn could not resolve {what} (is Maven Central reachable?): {why[:300]}")
+
+
+def _resolve_jars(pom_dir: Path, props: dict[str, str], dest: Path, what: str, needed: list[str]) -> list[Path]:
+    """The runtime jars of ``pom_dir``/pom.xml, copied by Maven into ``dest``, emptied first so that no jar of
+    another version stays; Maven's own cache (~/.m2) makes a second resolve offline."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    defines = [f"-D{k}={v}" for k, v in props.items()]
+    _mvn(["-f", str(pom_dir / "pom.xml"), "dependency:copy-dependencies", *defines], what)
+    missing = [n for n in needed if not (dest / n).is_file()]
+    if missing:
+        raise KhaosError(f"Maven resolved {what} without {', '.join(missing)}")
+    return sorted(dest.glob("*.jar"))
+
+
+def _pack_with_libs(top: str, dist_dir: Path, layout: dict, jars: list[Path], out: Path) -> Path:
+    """``top``.tgz (+ .sha256): the files of ``layout`` ({path in the tarball: (file in dist_dir, mode)}),
+    libs/*.jar and libs.sha256 (every jar's sha256, as `sha256sum -c` reads it inside ``top``/)."""
+    files = {rel: ((dist_dir / src).read_bytes(), mode) for rel, (src, mode) in layout.items()}
+    sums = []
+    for jar in sorted(jars, key=lambda j: j.name):
+        data = jar.read_bytes()
+        files[f"libs/{jar.name}"] = (data, 0o644)
+        sums.append(f"{hashlib.sha256(data).hexdigest()}  libs/{jar.name}\n")
+    files["libs.sha256"] = ("".join(sums).encode(), 0o644)
+    return _pack(out, top, files, "sha256")
 
 
 # ---- Kafka ----------------------------------------------------------------------------------
@@ -213,49 +273,17 @@ def kafka_dist_path(version: str = KAFKA_VERSION) -> Path:
 
 
 def resolve_kafka_jars(version: str, dest: Path) -> list[Path]:
-    """The broker's runtime jars, copied by Maven (jobs/kafka-dist/pom.xml) into ``dest``, emptied first so
-    that no jar of another version stays; Maven's own cache (~/.m2) makes a second resolve offline."""
+    """The broker's runtime jars (jobs/kafka-dist/pom.xml), copied by Maven into ``dest``."""
     check_version(version, "Kafka")
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise KhaosError("`khaos dist kafka` needs Maven (mvn): run `make deps` (Debian package maven)")
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    cmd = [
-        mvn,
-        "-q",
-        "-B",
-        "-f",
-        str(KAFKA_DIST_DIR / "pom.xml"),
-        "dependency:copy-dependencies",
-        f"-Dkafka.version={version}",
-        f"-Dkafka.dist.libs={dest}",
-    ]
-    print(f"khaos dist: resolving Kafka {version} and its runtime dependencies from Maven Central (mvn)", flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()] or ["no output"]
-        why = next((ln for ln in lines if ln.startswith("[ERROR]")), lines[-1]).removeprefix("[ERROR]").strip()
-        raise KhaosError(f"mvn could not resolve Kafka {version} (is Maven Central reachable?): {why[:300]}")
-    missing = [n.format(v=version) for n in _KAFKA_NEEDED if not (dest / n.format(v=version)).is_file()]
-    if missing:
-        raise KhaosError(f"Maven resolved Kafka {version} without {', '.join(missing)}")
-    return sorted(dest.glob("*.jar"))
+    needed = [n.format(v=version) for n in _KAFKA_NEEDED]
+    props = {"kafka.version": version, "kafka.dist.libs": str(dest)}
+    return _resolve_jars(KAFKA_DIST_DIR, props, dest, f"Kafka {version}", needed)
 
 
 def pack_kafka(version: str, jars: list[Path], out: Path | None = None) -> Path:
     """kafka-<v>.tgz (+ .sha256) from resolved jars and jobs/kafka-dist's config templates and start script:
-    bin/kafka-run, config/server.properties, config/log4j2.properties, libs/*.jar and libs.sha256 (every
-    jar's sha256, as `sha256sum -c` reads it inside kafka-<v>/)."""
-    out = out or kafka_dist_path(version)
-    files = {rel: ((KAFKA_DIST_DIR / src).read_bytes(), mode) for rel, (src, mode) in _KAFKA_FILES.items()}
-    sums = []
-    for jar in sorted(jars, key=lambda j: j.name):
-        data = jar.read_bytes()
-        files[f"libs/{jar.name}"] = (data, 0o644)
-        sums.append(f"{hashlib.sha256(data).hexdigest()}  libs/{jar.name}\n")
-    files["libs.sha256"] = ("".join(sums).encode(), 0o644)
-    return _pack(out, f"kafka-{version}", files, "sha256")
+    bin/kafka-run, config/server.properties, config/log4j2.properties, libs/*.jar and libs.sha256."""
+    return _pack_with_libs(f"kafka-{version}", KAFKA_DIST_DIR, _KAFKA_FILES, jars, out or kafka_dist_path(version))
 
 
 def build_kafka(version: str = KAFKA_VERSION, force: bool = False) -> Path:
@@ -265,3 +293,55 @@ def build_kafka(version: str = KAFKA_VERSION, force: bool = False) -> Path:
         return out
     jars = resolve_kafka_jars(version, cache_dir() / "kafka-libs" / version)
     return pack_kafka(version, jars, out)
+
+
+# ---- S3Proxy (the checkpoint store) and Flink's S3 plugin -----------------------------------
+# path in the tarball -> (file in jobs/s3proxy-dist, mode)
+_S3PROXY_FILES = {
+    "bin/s3proxy-run": ("bin/s3proxy-run", 0o755),
+    "config/logback.xml": ("logback.xml", 0o644),
+}
+
+
+def s3proxy_dist_path(version: str = S3PROXY_VERSION) -> Path:
+    """The cached S3Proxy tarball of ``version``."""
+    check_version(version, "S3Proxy")
+    return cache_dir() / "dist" / f"s3proxy-{version}.tgz"
+
+
+def build_s3proxy(version: str = S3PROXY_VERSION, force: bool = False) -> Path:
+    """Return the cached S3Proxy tarball (bin/s3proxy-run, config/logback.xml, libs/*.jar, libs.sha256),
+    resolving the jars (jobs/s3proxy-dist/pom.xml) and packing it first if needed."""
+    out = s3proxy_dist_path(version)
+    if out.exists() and out.with_name(out.name + ".sha256").exists() and not force:
+        return out
+    dest = cache_dir() / "s3proxy-libs" / version
+    props = {"s3proxy.version": version, "s3proxy.dist.libs": str(dest)}
+    jars = _resolve_jars(S3PROXY_DIST_DIR, props, dest, f"S3Proxy {version}", [f"s3proxy-{version}.jar"])
+    return _pack_with_libs(f"s3proxy-{version}", S3PROXY_DIST_DIR, _S3PROXY_FILES, jars, out)
+
+
+def flink_s3_plugin_path(version: str = FLINK_VERSION) -> Path:
+    """The cached flink-s3-fs-hadoop jar of Flink ``version``."""
+    check_version(version)
+    return cache_dir() / "dist" / f"flink-s3-fs-hadoop-{version}.jar"
+
+
+def build_flink_s3_plugin(version: str = FLINK_VERSION, force: bool = False) -> Path:
+    """Return the cached org.apache.flink:flink-s3-fs-hadoop jar (+ .sha256), fetched with Maven if needed."""
+    out = flink_s3_plugin_path(version)
+    sha = out.with_name(out.name + ".sha256")
+    if out.exists() and sha.exists() and not force:
+        return out
+    work = cache_dir() / "flink-s3-plugin" / version
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)  # no pom.xml there: Maven runs without a project
+    artifact = f"org.apache.flink:flink-s3-fs-hadoop:{version}"
+    _mvn([f"{_MVN_DEPENDENCY_PLUGIN}:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={work}"], artifact, cwd=work)
+    jar = work / out.name
+    if not jar.is_file():
+        raise KhaosError(f"Maven resolved {artifact} without {out.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(jar, out)
+    sha.write_text(f"{_digest(out, 'sha256')}  {out.name}\n")
+    return out

@@ -8,8 +8,9 @@ on every host: it plays the NFS share that holds checkpoints, savepoints and sin
 
 One lab = one Flink cluster: the first host is the JobManager, the others TaskManagers; with
 ``kafka`` hosts (`khaos lab up --kafka`) the lab also has Kafka brokers, hosts of their own in group
-kafka (the inventory's kafka_bootstrap names them). Several labs (distinct names) run side by side,
-each on its own bridge and subnet.
+kafka (the inventory's kafka_bootstrap names them); with ``store`` (`khaos lab up --store`) a host in group
+checkpoint_store runs the remote checkpoint store and Flink checkpoints to it (docs/checkpoint-store.md).
+Several labs (distinct names) run side by side, each on its own bridge and subnet.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -31,9 +33,10 @@ import yaml
 
 from .. import REPO_ROOT
 from ..errors import KhaosError
-from ..jsonio import write_json
+from ..jsonio import write_atomic, write_json
 from . import dist
 from .kafka import DEFAULT_PORT as KAFKA_PORT
+from .s3 import DEFAULT_PORT as STORE_PORT
 
 LAB_ROOT = Path(os.environ.get("KHAOS_LAB_ROOT", "/var/lib/khaos/lab"))
 INVENTORY_DIR = REPO_ROOT / "inventories" / "local"
@@ -41,6 +44,7 @@ SUBNET_PREFIX = "10.213"  # 10.213.<n>.0/24 per lab, never routed off this machi
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 _PRIVATE_DIRS = ("tmp", "opt", "srv", "var/tmp")
 _RULE_ALLOW, _RULE_BLOCK = 20000, 20001  # policy rule priorities of Lab.link (before main, 32766)
+STORE_BUCKET = "khaos"  # the bucket of a lab's checkpoint store: s3://khaos/checkpoints, s3://khaos/savepoints
 
 
 @dataclass
@@ -53,7 +57,7 @@ class Host:
     mac: str
     alive: bool = False
     pid: int = 0  # the `unshare` process (parent of the host's PID 1)
-    role: str = ""  # "kafka": a Kafka broker; "": a Flink host (the first one the JobManager)
+    role: str = ""  # "kafka": a Kafka broker; "store": the checkpoint store; "": a Flink host (the first: JobManager)
 
 
 def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -144,9 +148,9 @@ class Lab:
         write_json(self.state_file, state, durable=False)
 
     # ---- lifecycle --------------------------------------------------------------------
-    def up(self, hosts: int = 3, ready_timeout: float = 15.0, kafka: int = 0) -> None:
-        """Create the bridge and `hosts` Flink hosts plus `kafka` Kafka hosts (NAME-kafka1, ...), write the
-        inventory; a half-failed up is undone."""
+    def up(self, hosts: int = 3, ready_timeout: float = 15.0, kafka: int = 0, store: bool = False) -> None:
+        """Create the bridge and `hosts` Flink hosts plus `kafka` Kafka hosts (NAME-kafka1, ...) and, with
+        ``store``, the checkpoint store's host (NAME-store); write the inventory; a half-failed up is undone."""
         if hosts < 2 or hosts > 40:  # before root: a bad argument is said first
             raise KhaosError(f"--hosts must be between 2 and 40 (1 JobManager + TaskManagers), got {hosts}")
         if kafka < 0 or kafka > 5:
@@ -158,6 +162,7 @@ class Lab:
             self._network_up(
                 [f"{self.name}-{i}" for i in range(1, hosts + 1)],
                 kafka=[f"{self.name}-kafka{i}" for i in range(1, kafka + 1)],
+                store=[f"{self.name}-store"] if store else [],
             )
             for h in self.hosts.values():
                 self._boot(h)
@@ -169,15 +174,15 @@ class Lab:
             self.down(quiet=True)
             raise
 
-    def _network_up(self, names: list[str], kafka: list[str] = ()) -> None:
-        """State, key pair, shared dirs and the bridge; hosts `names` (and Kafka hosts `kafka`) are planned, not booted."""
+    def _network_up(self, names: list[str], kafka: list[str] = (), store: list[str] = ()) -> None:
+        """State, key pair, shared dirs and the bridge; hosts `names`, `kafka` and `store` are planned, not booted."""
         with _subnet_lock():  # two khaos processes creating labs at once must not pick the same subnet
             self.octet = self._free_octet()
             self.hosts = {}
             for name in names:
                 self._plan_host(name)
-            for name in kafka:
-                self._plan_host(name).role = "kafka"
+            for name, role in [*((n, "kafka") for n in kafka), *((n, "store") for n in store)]:
+                self._plan_host(name).role = role
             self.save()
         for sub in ("ssh", "hosts", "shared/checkpoints", "shared/savepoints", "shared/jobs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -441,14 +446,27 @@ class Lab:
         (self.dir / "ssh" / "known_hosts").write_text("".join(lines))
 
     @property
+    def store_endpoint(self) -> str:
+        """The checkpoint store's S3 endpoint (http://host:port; '' without a store host)."""
+        return next((f"http://{h.ip}:{STORE_PORT}" for h in self.hosts.values() if h.role == "store"), "")
+
+    def store_keys(self) -> dict[str, str]:
+        """The store's key pair, made once per lab and kept in the lab's dir (0600; removed with the lab)."""
+        path = self.dir / "store-keys.json"
+        if not path.exists():
+            write_json(path, {"access_key": f"khaos-{self.name}", "secret_key": secrets.token_urlsafe(24)}, mode=0o600)
+        return json.loads(path.read_text())
+
+    @property
     def kafka_bootstrap(self) -> str:
         """The Kafka brokers' bootstrap address (host:port, comma separated; '' without Kafka hosts)."""
         return ",".join(f"{h.ip}:{KAFKA_PORT}" for h in self.hosts.values() if h.role == "kafka")
 
     def write_inventory(self) -> Path:
         """Write inventories/local/<name>.yml for the lab's hosts."""
-        hosts = [h for h in self.hosts.values() if h.role != "kafka"]
+        hosts = [h for h in self.hosts.values() if not h.role]
         brokers = [h for h in self.hosts.values() if h.role == "kafka"]
+        stores = [h for h in self.hosts.values() if h.role == "store"]
         ssh_args = (
             f"-o UserKnownHostsFile={self.dir / 'ssh' / 'known_hosts'} -o StrictHostKeyChecking=yes "
             "-o ServerAliveInterval=1 -o ServerAliveCountMax=3 -o ConnectTimeout=5"
@@ -482,12 +500,28 @@ class Lab:
             inv["all"]["vars"]["kafka_bootstrap"] = self.kafka_bootstrap
             inv["all"]["vars"]["kafka_dist_archive"] = str(dist.kafka_dist_path())
             inv["all"]["children"]["kafka"] = {"hosts": {h.name: {"ansible_host": h.ip} for h in brokers}}
+        if stores:
+            inv["all"]["vars"].update(self._store_vars())
+            inv["all"]["children"]["checkpoint_store"] = {"hosts": {h.name: {"ansible_host": h.ip} for h in stores}}
         INVENTORY_DIR.mkdir(parents=True, exist_ok=True)
-        self.inventory.write_text(
-            f"# Generated by `khaos lab up --name {self.name}`; removed by `khaos lab down`.\n"
-            + yaml.safe_dump(inv, sort_keys=False)
-        )
+        text = f"# Generated by `khaos lab up --name {self.name}`; removed by `khaos lab down`.\n"
+        write_atomic(self.inventory, text + yaml.safe_dump(inv, sort_keys=False), durable=False, mode=0o600)
         return self.inventory
+
+    def _store_vars(self) -> dict:
+        """The store's archive, key pair and bucket, and Flink's checkpoints and savepoints in that bucket."""
+        keys = self.store_keys()
+        return {
+            "checkpoint_store_dist_archive": str(dist.s3proxy_dist_path()),
+            "checkpoint_store_access_key": keys["access_key"],
+            "checkpoint_store_secret_key": keys["secret_key"],
+            "checkpoint_store_buckets": [STORE_BUCKET],
+            "flink_s3_plugin_jar": str(dist.flink_s3_plugin_path()),
+            "flink_s3_access_key": "{{ checkpoint_store_access_key }}",
+            "flink_s3_secret_key": "{{ checkpoint_store_secret_key }}",
+            "flink_checkpoint_dir": f"s3://{STORE_BUCKET}/checkpoints",
+            "flink_savepoint_dir": f"s3://{STORE_BUCKET}/savepoints",
+        }
 
 
 @contextmanager

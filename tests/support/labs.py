@@ -43,12 +43,13 @@ def stale_test_labs() -> list[str]:
     return sorted(names)
 
 
-def fresh_lab(name: str, hosts: int = 3, kafka: int = 0) -> labmod.Lab:
-    """A new lab called ``name`` with ``kafka`` Kafka hosts besides (a leftover of an interrupted run is removed first)."""
+def fresh_lab(name: str, hosts: int = 3, kafka: int = 0, store: bool = False) -> labmod.Lab:
+    """A new lab called ``name`` with ``kafka`` Kafka hosts (and with ``store`` the checkpoint store's host)
+    besides (a leftover of an interrupted run is removed first)."""
     assert name.startswith(TEST_LAB_PREFIX), name
     labmod.Lab(name).down(quiet=True)
     lab = labmod.Lab(name)
-    lab.up(hosts=hosts, kafka=kafka)
+    lab.up(hosts=hosts, kafka=kafka, store=store)
     return lab
 
 

@@ -20,6 +20,7 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 # playbook -> the groups its preflight demands (group, exactly/at_least)
 NEEDS = {
+    "checkpoint_store": [("checkpoint_store", "exactly")],
     "controller": [("khaos_controller", "at_least"), ("flink_jobmanager", "exactly")],
     "deploy_job": [("flink_jobmanager", "exactly")],
     "flink_cluster": [("flink_jobmanager", "exactly"), ("flink_taskmanager", "at_least")],
@@ -43,6 +44,8 @@ flink_taskmanager
 bastion ansible_connection=local
 [kafka]
 broker ansible_connection=local ansible_host=127.0.0.1
+[checkpoint_store]
+store ansible_connection=local ansible_host=127.0.0.1
 """
 
 
@@ -230,6 +233,9 @@ def test_shared_facts_live_in_one_place():
         "khaos_shared_dir",
         "khaos_jobmanager_host",
         "khaos_rest_url",
+        "checkpoint_store_group",
+        "checkpoint_store_port",
+        "checkpoint_store_endpoint",
     ):
         assert name in facts, name
     files = [
@@ -257,7 +263,9 @@ def test_shared_facts_live_in_one_place():
             assert not again, f"{path.relative_to(REPO)} redefines {sorted(again)}"
 
 
-@pytest.mark.parametrize("role", ["chaos", "flink", "flink_job", "kafka", "khaos_controller", "openstack"])
+@pytest.mark.parametrize(
+    "role", ["chaos", "checkpoint_store", "flink", "flink_job", "kafka", "khaos_controller", "openstack"]
+)
 def test_roles_depend_on_the_shared_defaults(role):
     meta = yaml.safe_load((ROLES / role / "meta" / "main.yml").read_text())
     deps = [d["role"] if isinstance(d, dict) else d for d in meta.get("dependencies") or []]
