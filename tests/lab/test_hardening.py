@@ -13,6 +13,8 @@ exactly one job of that name runs with every task, and the sink audit of its com
   F  the job submission reaches Flink but its answer is lost
   G  two changes at once
   H  the job's jar is gone from the cluster and from disk (refused before the stop)
+  P  the profiler pointed at a cluster that runs a job it did not submit refuses it in one line and
+     leaves the job running
   S  a stop-with-savepoint slower than 3x the change's timeout whose answer is lost, with the
      JobManager's clock 5 s ahead of ours, and 5 s behind with the trigger forgotten by Flink: reconcile,
      run again and again as the daemon would, waits it out and restores the job from that savepoint
@@ -20,9 +22,11 @@ exactly one job of that name runs with every task, and the sink audit of its com
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -214,6 +218,56 @@ def test_the_end_one_job_stopped_with_a_savepoint_nothing_lost(env):
     on_disk = {sp for sp in made if Path(sp.removeprefix("file:").removeprefix("//")).exists()}
     assert len(made) >= 5 and rec["keep_savepoints"] == 3
     assert set(rec["savepoints"]) == on_disk and len(on_disk) == 3
+
+
+# ---- P: the profiler never touches a job it did not submit --------------------------------------------
+
+EXPERIMENT = """
+name: foreign
+job: {{jar: {jar}, name: iot-vehicles, parallelism: 2}}
+checkpoint_intervals: [4]
+workload: {{rates: [500]}}
+failures: {{modes: [process], target: sink}}
+clusters: {{inventories: [{inventory}]}}
+output: {out}
+"""
+
+
+def test_p_the_profiler_refuses_a_cluster_running_a_foreign_job(cluster, tmp_path):
+    ansible.run_playbook(  # "production": a job the profiler did not submit
+        "deploy_job",
+        cluster.inventory,
+        base_dir=cluster.ansible_base,
+        extravars={"checkpoint_interval": "5s", "flink_job_rate": 100, "flink_job_name": "prod"},
+    )
+    direct = FlinkClient(cluster.rest_url)
+    [prod] = direct.live_jobs("prod")
+    assert direct.running_jobs() == [prod["jid"]]  # the only job on the cluster
+    try:
+        jar = Path(deployment.load(cluster.dir / "state" / "prod.json")["jar"])
+        exp = tmp_path / "exp.yml"
+        exp.write_text(EXPERIMENT.format(jar=jar, inventory=cluster.inventory, out=tmp_path / "out"))
+        t0 = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "khaos_controller.cli", "profile", str(exp)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        took = time.monotonic() - t0
+        assert run.returncode == 1, run
+        assert run.stderr.strip().splitlines()[-1] == (
+            f"khaos: error: cluster c1 ({direct.url}) runs jobs the profiler did not submit: {prod['jid']} "
+            "(prod); profile only clusters of its own (nothing was done to it)"
+        ), run.stderr
+        assert "Traceback" not in run.stderr
+        events = [json.loads(ln)["event"] for ln in (tmp_path / "out" / "journal.jsonl").read_text().splitlines()]
+        assert events == ["start", "end"], events  # refused before flink_cluster.yml and any job
+        after = direct.job(prod["jid"])
+        assert after["state"] == "RUNNING" and [j["jid"] for j in direct.live_jobs("prod")] == [prod["jid"]]
+        print(f"\nprofiler refused the cluster in {took:.1f}s; job {prod['jid']} still RUNNING")
+    finally:
+        direct.cancel(prod["jid"])  # the test's stand-in for production
 
 
 # ---- S: a slow stop whose answer is lost, the JobManager's clock off ----------------------------------
