@@ -7,6 +7,7 @@ says what was asked of which cluster and what went wrong.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,11 @@ from ..errors import KhaosError
 
 RUNNING = "RUNNING"
 TERMINAL = {"FINISHED", "CANCELED", "FAILED"}
+
+
+def trigger_id() -> str:
+    """A new trigger id for an asynchronous operation (Flink's TriggerId: 32 hex digits)."""
+    return uuid.uuid4().hex
 
 
 class FlinkError(KhaosError):
@@ -232,19 +238,40 @@ class FlinkClient:
     ) -> str:
         """Stop the job with a savepoint; returns its location. Raises SavepointError if it fails
         (Flink then keeps the job running)."""
-        return self.await_savepoint(job_id, self.trigger_stop(job_id, target_dir, drain), timeout)
+        trigger = trigger_id()
+        self.trigger_stop(job_id, trigger, target_dir, drain)
+        return self.await_savepoint(job_id, trigger, timeout)
 
-    def trigger_stop(self, job_id: str, target_dir: str | None = None, drain: bool = False) -> str:
-        """POST /jobs/:id/stop (stop-with-savepoint); returns the trigger id to await."""
-        body: dict[str, Any] = {"drain": drain}
+    def trigger_stop(self, job_id: str, trigger: str, target_dir: str | None = None, drain: bool = False) -> str:
+        """POST /jobs/:id/stop (stop-with-savepoint) under the caller's trigger id (so it can be recorded
+        first); returns it. Flink starts one stop per (job, trigger id): the same request again, while
+        Flink remembers the id (the stop runs, or ended less than rest.async.store-duration ago),
+        starts nothing and gets the same answer."""
+        body: dict[str, Any] = {"drain": drain, "triggerId": trigger}
         if target_dir:
             body["targetDirectory"] = target_dir
         answer = self.request("POST", f"/jobs/{job_id}/stop", json=body)
-        if not isinstance(answer, dict) or not isinstance(answer.get("request-id"), str):
+        if not isinstance(answer, dict) or answer.get("request-id") != trigger:
             raise FlinkError(
-                f"Flink REST POST /jobs/{job_id}/stop: no request-id in {str(answer)[:80]}", ambiguous=True
+                f"Flink REST POST /jobs/{job_id}/stop: not request-id {trigger} in {str(answer)[:80]}", ambiguous=True
             )
-        return answer["request-id"]
+        return trigger
+
+    def savepoint_status(self, job_id: str, trigger: str) -> dict | None:
+        """One look at a savepoint (or stop) trigger: {status: IN_PROGRESS or COMPLETED, location, failure};
+        None when Flink does not know the trigger (HTTP 404: never received, or forgotten)."""
+        try:
+            st = self.get(f"/jobs/{job_id}/savepoints/{trigger}")
+        except FlinkError as e:
+            if e.status == 404:
+                return None
+            raise
+        status = st.get("status") if isinstance(st, dict) else None
+        if not isinstance(status, dict) or status.get("id") not in ("IN_PROGRESS", "COMPLETED"):
+            raise FlinkError(f"savepoint of job {job_id}: status not understood: {str(st)[:80]}", ambiguous=True)
+        op = st.get("operation") if isinstance(st.get("operation"), dict) else {}
+        failed = status["id"] == "COMPLETED" and not op.get("location")
+        return {"status": status["id"], "location": op.get("location"), "failure": _failure(op) if failed else None}
 
     def await_savepoint(self, job_id: str, trigger: str, timeout: float) -> str:
         """Poll a savepoint trigger; its location, SavepointError if Flink says it failed (the job then

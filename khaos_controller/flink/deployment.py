@@ -9,17 +9,28 @@ start two copies: a submit whose answer was lost is simply made again with the s
 A change of interval (playbooks/reconfigure.yml, the daemon) runs under a lock per job::
 
     pre-checks (exactly one live job; the jar is on the cluster or can be uploaded)
-    -> record pending {phase: stopping} (fsynced BEFORE the stop)
-    -> POST /jobs/:id/stop (stop-with-savepoint) -> record the trigger, then the savepoint
+    -> record pending {phase: stopping, trigger, checkpoint_id} (fsynced BEFORE the stop): the stop's
+       trigger id, chosen here, and the newest checkpoint id Flink has given the job
+    -> POST /jobs/:id/stop (stop-with-savepoint) under that trigger id -> record the savepoint
     -> submit generation g+1 with the new interval from it -> every task RUNNING, the interval in force
     -> record the new job, pending cleared
 
-Outcomes: the savepoint fails -> Flink keeps the job running, the pending change is dropped. The new
-job is refused -> the same generation is submitted with the old interval (rollback). The new job
-FAILED -> the next generation with the old interval, from the newest completed checkpoint of the
-failed job if it made one (its output is committed up to there), else from the savepoint. A job that
-does not come up in time is left alone (never cancelled: it may have committed output). Anything
-whose outcome is not known (timeouts, REST errors, a crash) stays pending in the record and
+A stop is known by its trigger id, never by a clock (stop.py): Flink starts one stop per (job, trigger
+id), so the request can be made again harmlessly, and a savepoint it took has a checkpoint id above the
+recorded one (how it is found when Flink no longer knows the trigger: a JobManager restart, an expired
+cache).
+A change stays pending until the old job has ended (then generation g+1 starts from its savepoint) or
+runs with no stop of the change under way (then the change is dropped); a slow stop is waited out by
+the next reconcile, never given up on because a timeout passed.
+
+Outcomes: Flink refuses the stop or says the savepoint failed, and the job runs on -> the pending change
+is dropped. The new job is refused -> the same generation is submitted with the old interval
+(rollback). The new job FAILED -> the next generation with the old interval, from the newest completed
+checkpoint of the failed job if it made one (its output is committed up to there), else from the
+savepoint. The new job runs on another interval than asked (its code sets one) -> it is stopped the
+same way and the next generation rolls back from its savepoint. A job that does not come up in time is
+left alone (never cancelled: it may have committed output). Anything whose outcome is not known
+(timeouts, REST errors, a crash, a stop still under way) stays pending in the record and
 :func:`reconcile` finishes it: the module runs it before every change and the daemon on every loop.
 No path cancels a job; the only stop is stop-with-savepoint.
 """
@@ -35,7 +46,8 @@ from pathlib import Path
 
 from ..errors import KhaosError
 from ..jsonio import write_json
-from .client import TERMINAL, FlinkClient, FlinkError, SavepointError
+from . import stop
+from .client import TERMINAL, FlinkClient, FlinkError, SavepointError, trigger_id
 from .lock import JobLock
 
 HISTORY_KEEP = 200  # record history entries kept (the newest)
@@ -143,11 +155,11 @@ class Unknown(KhaosError):
 
 
 class WrongInterval(KhaosError):
-    """The job ran with another interval; it was stopped with the savepoint ``savepoint``."""
+    """Every task runs, but on another interval than asked (the job's code sets one); left running."""
 
-    def __init__(self, message: str, savepoint: str):
+    def __init__(self, message: str, job_id: str, interval_s: float):
         super().__init__(message)
-        self.savepoint = savepoint
+        self.job_id, self.interval_s = job_id, interval_s
 
 
 def _jar_id(client: FlinkClient, record: dict) -> str:
@@ -226,8 +238,7 @@ def _wait(client: FlinkClient, jid: str, interval_s: float | None, timeout: floa
             elif client.all_tasks_running(jid):
                 got = client.checkpoint_interval_ms(jid) / 1000
                 if interval_s and abs(got - interval_s) > 0.001:
-                    sp = client.stop_with_savepoint(jid, timeout=timeout)
-                    raise WrongInterval(f"job {jid} ran with interval {got:g}s, not {interval_s:g}s", sp)
+                    raise WrongInterval(f"job {jid} runs with interval {got:g}s, not {interval_s:g}s", jid, got)
                 return jid
             else:
                 last = f"{job['state']}, not every task running"
@@ -297,21 +308,10 @@ def _reconfigure(client: FlinkClient, path: Path, new_s: float, savepoint_dir: s
         "savepoint_dir": savepoint_dir,
         "ts": round(time.time(), 3),
     }
-    save(path, record)  # before the stop: a crash from here on is finished by reconcile
     try:
-        trigger = client.trigger_stop(old_job, savepoint_dir)
-        record["pending"]["trigger"] = trigger
-        _try_save(path, record)
-        location = client.await_savepoint(old_job, trigger, timeout)
-    except SavepointError as e:  # Flink says it failed: the job keeps running on its interval
+        location = _stop(client, path, record, old_job, timeout)
+    except SavepointError as e:  # Flink refused the stop or says it failed: the job runs on, on its interval
         return _stop_failed(client, path, record, old_job, old_s, e)
-    except FlinkError as e:
-        if not e.ambiguous and _state(client, old_job) == "RUNNING":
-            return _stop_failed(client, path, record, old_job, old_s, e)
-        raise KhaosError(
-            f"the stop of job {old_job} has no known outcome yet ({e}); it is recorded as pending in "
-            f"{path}: reconcile finishes it"
-        ) from None
     record["pending"].update(phase="stopped", savepoint=location)
     _event(record, "stopped_with_savepoint", job_id=old_job, savepoint=location)
     unsaved = _try_save(path, record)  # a full disk must not keep the job down: go on, reconcile mends
@@ -345,8 +345,14 @@ def _bring_up(
         error, roll_gen, roll_from = str(e), gen, restore
     except Failed as e:
         error, roll_gen, roll_from = str(e), gen + 1, restore_point(client, job_id(record, gen), restore)
-    except WrongInterval as e:
-        error, roll_gen, roll_from = str(e), gen + 1, e.savepoint
+    except WrongInterval as e:  # stopped like the old job (recorded first), then the rollback from its savepoint
+        error, roll_gen = str(e), gen + 1
+        record["pending"]["generation"] = roll_gen
+        try:
+            roll_from = _stop(client, path, record, e.job_id, timeout)
+        except SavepointError as e2:  # it runs on, on the interval it chose
+            _finish(path, record, e.job_id, gen, e.interval_s, restore)
+            raise KhaosError(f"{error}; its stop failed ({e2}): it runs on that interval") from None
     _event(record, "resubmit_failed", interval_s=new_s, error=error, restore=roll_from)
     record["pending"].update(phase="rollback", generation=roll_gen, savepoint=roll_from, error=error)
     _try_save(path, record)
@@ -383,6 +389,42 @@ def _keep_savepoints(record: dict, savepoint: str) -> None:
         if local is not None and local.is_dir() and local.name.startswith("savepoint-"):
             shutil.rmtree(local, ignore_errors=True)
     record["savepoints"] = kept[-keep:]
+
+
+def _stop(client: FlinkClient, path: Path, record: dict, jid: str, timeout: float) -> str:
+    """Stop-with-savepoint of ``jid`` for the change pending in ``record``; returns the savepoint.
+
+    The trigger id (chosen here) and the job's newest checkpoint id are recorded, fsynced, BEFORE the
+    request: whatever happens next, reconcile knows the stop by its id. SavepointError when Flink
+    refused the stop or says it failed and the job runs on; KhaosError, the change still pending, when
+    the outcome is not known."""
+    pending = record["pending"]
+    pending.update(
+        phase="stopping",
+        job_id=jid,
+        trigger=trigger_id(),
+        checkpoint_id=stop.last_checkpoint_id(client, jid),
+        savepoint=None,
+    )
+    save(path, record)  # before the stop: a crash from here on is finished by reconcile
+    try:
+        try:
+            client.trigger_stop(jid, pending["trigger"], pending.get("savepoint_dir"))
+        except FlinkError as e:
+            if e.ambiguous or e.status == 500:  # it may have reached Flink
+                raise
+            raise SavepointError(f"Flink refused the stop of job {jid}: {e}") from None
+        return client.await_savepoint(jid, pending["trigger"], timeout)
+    except SavepointError as e:
+        if _state(client, jid) not in TERMINAL | {"UNKNOWN"}:
+            raise
+        error = e
+    except FlinkError as e:
+        error = e
+    raise KhaosError(
+        f"the stop of job {jid} has no known outcome yet ({error}); it is recorded as pending in {path}: "
+        "reconcile finishes it"
+    )
 
 
 def _stop_failed(client, path, record, old_job, old_s, error) -> dict:
@@ -442,19 +484,22 @@ def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
         _finish(path, record, jid, 0, record.get("checkpoint_interval_s"), pending.get("savepoint"))
         return {"action": "restored", "job_id": jid}
     old_job = pending.get("job_id")
-    if live == [old_job]:  # the stop has not happened (yet): see how the savepoint went
-        if pending.get("trigger"):
-            location = _await_trigger(client, old_job, pending["trigger"], timeout)
-        else:  # the answer to the stop was lost: Flink's own history says whether one is under way
-            location = _await_stop(client, old_job, float(pending.get("ts") or 0), timeout)
-        live = [j["jid"] for j in client.live_jobs(record["name"])]
-        if live == [old_job]:
+    if live == [old_job] or (not live and pending.get("phase") == "stopping"):  # the stop's outcome is not known
+        outcome, found = stop.wait(client, old_job, pending, timeout)
+        if outcome == "busy":
+            raise KhaosError(
+                f"the stop of job {old_job} is not over after {timeout:g}s ({found}); the change stays "
+                f"pending in {path}: the next reconcile looks again"
+            )
+        if outcome == "running":
             record["pending"] = None
-            _event(record, "stop_not_done", job_id=old_job)
+            _event(record, "stop_not_done", job_id=old_job, reason=found)
             save(path, record)
             return {"action": "kept", "job_id": old_job}
-        if location:
-            pending.update(phase="stopped", savepoint=location)
+        if found:
+            pending.update(phase="stopped", savepoint=found)
+            _try_save(path, record)
+        live = [j["jid"] for j in client.live_jobs(record["name"])]
     if live:  # a job of the change runs (the new one or the rollback): adopt it
         jid = live[0]
         try:
@@ -465,68 +510,16 @@ def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
         gen = _generation_of(record, jid, pending)
         _finish(path, record, jid, gen, interval, pending.get("savepoint"))
         return {"action": "adopted", "job_id": jid, "interval_s": interval}
-    restore = pending.get("savepoint") or _find_savepoint(client, old_job, pending)
+    restore = pending.get("savepoint")
     if not restore:
         raise KhaosError(
-            f"no job named {record['name']!r} runs and no savepoint of job {old_job} was found: "
-            f"the job is down; restore it by hand from its last checkpoint ({path})"
+            f"no job named {record['name']!r} runs and no savepoint of job {old_job} was found (none with a "
+            f"checkpoint id above {pending.get('checkpoint_id')}): the job is down; restore it by hand from "
+            f"its last checkpoint ({path})"
         )
-    pending["savepoint"] = restore
     gen = int(pending.get("generation") or int(record.get("generation") or 0) + 1)
     result = _bring_up(client, path, record, gen, float(pending["new_s"]), float(pending["old_s"]), restore, timeout)
     return {"action": "restored", **result}
-
-
-def _await_trigger(client: FlinkClient, jid: str, trigger: str | None, timeout: float) -> str | None:
-    if not trigger:
-        return None
-    try:
-        return client.await_savepoint(jid, trigger, timeout)
-    except FlinkError:
-        return None
-
-
-STOP_GRACE_S = 15.0  # a stop that reached Flink shows a savepoint in its history within this
-
-
-def _await_stop(client: FlinkClient, jid: str, since: float, timeout: float) -> str | None:
-    """Wait out a stop-with-savepoint whose trigger id is unknown: while the job's checkpoint history
-    shows a savepoint begun after ``since`` in progress, or done while the job still winds down. Its
-    location once the job ended; None when none was begun (after a grace) or it failed."""
-    deadline, grace = time.monotonic() + timeout, time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline:
-        try:
-            job = client.job_or_none(jid)
-            history = client.checkpoints(jid).get("history") or []
-        except FlinkError:
-            time.sleep(1)
-            continue
-        ours = [h for h in history if h.get("is_savepoint") and h.get("trigger_timestamp", 0) / 1000 >= since - 1]
-        if job is not None and job["state"] in TERMINAL:
-            done = [h for h in ours if h.get("status") == "COMPLETED"]
-            return done[0].get("external_path") if done else None
-        if ours and ours[0].get("status") == "FAILED":
-            return None
-        if not ours and time.monotonic() > grace:
-            return None
-        time.sleep(0.5)
-    return None
-
-
-def _find_savepoint(client: FlinkClient, jid: str | None, pending: dict) -> str | None:
-    """The stop's savepoint when the record could not keep it: from the trigger, else the job's history."""
-    if not jid:
-        return None
-    found = _await_trigger(client, jid, pending.get("trigger"), 30)
-    if found:
-        return found
-    try:
-        sp = (client.checkpoints(jid).get("latest") or {}).get("savepoint") or {}
-    except FlinkError:
-        return None
-    if sp.get("external_path") and sp.get("trigger_timestamp", 0) / 1000 >= float(pending.get("ts", 0)) - 1:
-        return sp["external_path"]
-    return None
 
 
 def _generation_of(record: dict, jid: str, pending: dict) -> int:

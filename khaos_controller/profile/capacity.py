@@ -34,6 +34,7 @@ from ..errors import KhaosError
 from ..flink.client import FlinkClient
 from ..flink.probe import busy_times
 from ..schema import Section
+from .ownjobs import OwnJobs
 
 MIN_BUSY = 0.02  # below this busy fraction rate / busy says nothing (timer resolution, idle jobs)
 TRACK_PERIOD_S = 2.0
@@ -282,6 +283,7 @@ class Probe:
 def probe(
     cluster: str,
     client: FlinkClient,
+    own: OwnJobs,
     jar: str,
     args: list[str],
     spec: CapacitySpec,
@@ -293,14 +295,15 @@ def probe(
 ) -> Probe:
     """Run the job at ``spec.probe_rate`` (``args`` filled in already), let it saturate for
     ``spec.warmup_s``, then take the per-second sink throughput for ``spec.measure_s``; cancel it.
-    KhaosError when the job keeps up with the probe rate (the rate is not above the capacity)."""
+    KhaosError when the job keeps up with the probe rate (the rate is not above the capacity), or when
+    the cluster runs a job the profile run did not submit (``own``; nothing is done to it then)."""
     from ..flink.sampler import JobSampler
 
-    for job_id in client.running_jobs():
-        client.cancel(job_id)
+    own.clear(client, cluster)
     jar_id = client.upload_jar(jar)
     cfg = {**(config or {}), "execution.checkpointing.interval": f"{ci_s:g}s"}
     job_id = client.run_jar(jar_id, args, parallelism=parallelism, config=cfg)
+    own.add(job_id)
     sampler = JobSampler(client, job_name, 0.5)
     try:
         client.wait_running(job_id, timeout=120)
@@ -348,11 +351,12 @@ def unit_rate(level: float, capacity: float) -> float:
     return float(max(1, round(level * capacity)))
 
 
-def probe_all(exp, clusters: list, journal, say: Callable[[str], None]) -> None:
+def probe_all(exp, clusters: list, journal, say: Callable[[str], None], own: OwnJobs) -> None:
     """The saturation probe on every cluster at once (threads); sets each cluster's ``capacity``.
 
     ``exp`` is the :class:`~.experiment.Experiment`, ``clusters`` the profiler's clusters (``name``,
-    ``rest_url``, ``shared_dir``). A cluster whose probe fails raises KhaosError after all have ended."""
+    ``rest_url``, ``shared_dir``), ``own`` the jobs the profile run submitted. A cluster whose probe
+    fails raises KhaosError after all have ended."""
     spec = exp.capacity
     cis = sorted(exp.checkpoint_intervals)
     ci_s = spec.probe_ci_s or cis[len(cis) // 2]
@@ -367,6 +371,7 @@ def probe_all(exp, clusters: list, journal, say: Callable[[str], None]) -> None:
             results[c.name] = probe(
                 c.name,
                 FlinkClient(c.rest_url),
+                own,
                 str(exp.job.jar),
                 args,
                 spec,

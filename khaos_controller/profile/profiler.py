@@ -16,6 +16,9 @@ standard Kafka source metrics (the lag band, recovery.py).
 
 Playbooks run through ansible-runner's run_async, one private_data_dir and ident per run;
 their results come from job events (set_stats). Ctrl-C cancels every run and removes the labs.
+
+A cluster that runs jobs this run did not submit is refused before anything is done to it, and the
+profiler cancels only its own jobs (ownjobs.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from ..progress import Bar
 from ..signals import on_stop
 from . import capacity, waves
 from .experiment import Experiment
+from .ownjobs import OwnJobs, check_clusters
 from .recovery import RecoveryParams, measure, steady_window
 
 # Twice a second: REST serves metrics from a cache refreshed at most once a second
@@ -101,6 +105,7 @@ class Profiler:
         self.rows: list[dict] = []
         self.errors: list[str] = []
         self.clusters: list[Cluster] = []
+        self.own = OwnJobs()  # the jobs this run submitted: the only ones it may cancel
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self.journal: Journal | None = None
@@ -181,7 +186,7 @@ class Profiler:
             with on_stop(self._on_signal), Bar(self.exp.failures, "failures", quiet=not self.progress) as self.bar:
                 self._setup_clusters()
                 if self.exp.capacity is not None and self.exp.capacity.probe:
-                    capacity.probe_all(self.exp, self.clusters, self.journal, self._say)
+                    capacity.probe_all(self.exp, self.clusters, self.journal, self._say, self.own)
                 if not self.audit:
                     self.journal.write("audit_skipped", reason="the job's arguments have no {output}")
                     self._say("no file audit: the job's arguments have no {output} (audit columns stay empty)")
@@ -237,6 +242,7 @@ class Profiler:
             for i, inv in enumerate(exp.inventories, 1):
                 facts = cluster_facts(inv)
                 self.clusters.append(Cluster(f"c{i}", inv, facts.rest_url, shared_dir=facts.shared_dir))
+            check_clusters(self.own, self.clusters, deployed=False)  # before flink_cluster.yml touches them
             if exp.kafka is not None and exp.kafka.bootstrap is None:
                 inv = self._kafka_inventory()
                 self.bootstrap = infra_kafka.bootstrap_of(inv)
@@ -282,6 +288,7 @@ class Profiler:
             from ..kafka import admin
 
             admin.connect(self.bootstrap, timeout=10)  # one line now if the broker cannot be reached
+        check_clusters(self.own, self.clusters, deployed=True)
         self._say(
             f"clusters ready after {time.monotonic() - self._started:.0f}s: " + ", ".join(c.name for c in self.clusters)
         )
@@ -346,8 +353,7 @@ class Profiler:
         exp, client = self.exp, FlinkClient(cluster.rest_url)
         if unit.utilization is not None:
             unit = replace(unit, rate=capacity.unit_rate(unit.utilization, cluster.capacity))
-        for job_id in client.running_jobs():  # a previous unit's job that failed half-way
-            client.cancel(job_id)
+        self.own.clear(client, cluster.name)  # a previous unit's job that failed half-way; no foreign one
         out_dir = (cluster.shared_dir or Path("/srv/flink")) / "jobs" / unit.ident / "out"
         start_ms = int(time.time() * 1000)
         fill = {"rate": f"{unit.rate:g}", "output": str(out_dir), "start_ms": str(start_ms), "trace": ""}
@@ -374,9 +380,12 @@ class Profiler:
                 "flink_job_checkpoint_interval": f"{unit.ci_s:g}s",
                 "flink_job_output_dir": str(out_dir),
                 "flink_job_config": exp.job.config,
+                # its own deployment records: never the ones (and locks) of a job a daemon controls
+                "flink_job_state_dir": str(self.out.resolve() / "state"),
             },
         )
-        job_id = client.running_job(exp.job.name)
+        job_id = client.running_job(exp.job.name)  # ours: the cluster ran no other job before the deploy
+        self.own.add(job_id)
         sampler = JobSampler(client, exp.job.name, SAMPLE_PERIOD_S).start()
         tracker = capacity.Tracker(client, job_id).start()  # busy time and checkpoints, for capacity
         rows = []

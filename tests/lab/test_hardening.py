@@ -1,4 +1,4 @@
-"""A change of interval can never duplicate or strand a job (issue 12), on the shared lab cluster.
+"""A change of interval can never duplicate or strand a job, on the shared lab cluster.
 
 Each case puts a fault-injecting proxy (tests/support/proxy.py) between Khaos and the real JobManager
 (or fills the disk, or runs two changes at once) while ``deployment.reconfigure`` changes the interval
@@ -13,13 +13,20 @@ exactly one job of that name runs with every task, and the sink audit of its com
   F  the job submission reaches Flink but its answer is lost
   G  two changes at once
   H  the job's jar is gone from the cluster and from disk (refused before the stop)
+  P  the profiler pointed at a cluster that runs a job it did not submit refuses it in one line and
+     leaves the job running
+  S  a stop-with-savepoint slower than 3x the change's timeout whose answer is lost, with the
+     JobManager's clock 5 s ahead of ours, and 5 s behind with the trigger forgotten by Flink: reconcile,
+     run again and again as the daemon would, waits it out and restores the job from that savepoint
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -58,24 +65,24 @@ def env(cluster):
         cluster.cancel_jobs()
 
 
-def exactly_one(cluster, client: FlinkClient, timeout: float = 90) -> str:
+def exactly_one(cluster, client: FlinkClient, timeout: float = 90, name: str = JOB) -> str:
     """Wait until exactly one job of the name runs every task; check its committed output."""
     deadline = time.monotonic() + timeout
     while True:
-        live = client.live_jobs(JOB)
+        live = client.live_jobs(name)
         if len(live) == 1 and client.all_tasks_running(live[0]["jid"]):
             break
-        assert len(live) <= 1, f"{len(live)} jobs named {JOB} run: {live}"
+        assert len(live) <= 1, f"{len(live)} jobs named {name} run: {live}"
         assert time.monotonic() < deadline, f"no single running job after {timeout}s: {live}"
         time.sleep(1)
     time.sleep(9)  # two checkpoints: the output is committed past the change
-    result = audit.audit(cluster.shared_dir / "jobs" / JOB / "out")
+    result = audit.audit(cluster.shared_dir / "jobs" / name / "out")
     assert result.lost == 0 and result.duplicated == 0 and result.records > 0, result
     return live[0]["jid"]
 
 
-def interval_s(client: FlinkClient) -> float:
-    [job] = client.live_jobs(JOB)
+def interval_s(client: FlinkClient, name: str = JOB) -> float:
+    [job] = client.live_jobs(name)
     return client.checkpoint_interval_ms(job["jid"]) / 1000
 
 
@@ -211,6 +218,143 @@ def test_the_end_one_job_stopped_with_a_savepoint_nothing_lost(env):
     on_disk = {sp for sp in made if Path(sp.removeprefix("file:").removeprefix("//")).exists()}
     assert len(made) >= 5 and rec["keep_savepoints"] == 3
     assert set(rec["savepoints"]) == on_disk and len(on_disk) == 3
+
+
+# ---- P: the profiler never touches a job it did not submit --------------------------------------------
+
+EXPERIMENT = """
+name: foreign
+job: {{jar: {jar}, name: iot-vehicles, parallelism: 2}}
+checkpoint_intervals: [4]
+workload: {{rates: [500]}}
+failures: {{modes: [process], target: sink}}
+clusters: {{inventories: [{inventory}]}}
+output: {out}
+"""
+
+
+def test_p_the_profiler_refuses_a_cluster_running_a_foreign_job(cluster, tmp_path):
+    ansible.run_playbook(  # "production": a job the profiler did not submit
+        "deploy_job",
+        cluster.inventory,
+        base_dir=cluster.ansible_base,
+        extravars={"checkpoint_interval": "5s", "flink_job_rate": 100, "flink_job_name": "prod"},
+    )
+    direct = FlinkClient(cluster.rest_url)
+    [prod] = direct.live_jobs("prod")
+    assert direct.running_jobs() == [prod["jid"]]  # the only job on the cluster
+    try:
+        jar = Path(deployment.load(cluster.dir / "state" / "prod.json")["jar"])
+        exp = tmp_path / "exp.yml"
+        exp.write_text(EXPERIMENT.format(jar=jar, inventory=cluster.inventory, out=tmp_path / "out"))
+        t0 = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "khaos_controller.cli", "profile", str(exp)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        took = time.monotonic() - t0
+        assert run.returncode == 1, run
+        assert run.stderr.strip().splitlines()[-1] == (
+            f"khaos: error: cluster c1 ({direct.url}) runs jobs the profiler did not submit: {prod['jid']} "
+            "(prod); profile only clusters of its own (nothing was done to it)"
+        ), run.stderr
+        assert "Traceback" not in run.stderr
+        events = [json.loads(ln)["event"] for ln in (tmp_path / "out" / "journal.jsonl").read_text().splitlines()]
+        assert events == ["start", "end"], events  # refused before flink_cluster.yml and any job
+        after = direct.job(prod["jid"])
+        assert after["state"] == "RUNNING" and [j["jid"] for j in direct.live_jobs("prod")] == [prod["jid"]]
+        print(f"\nprofiler refused the cluster in {took:.1f}s; job {prod['jid']} still RUNNING")
+    finally:
+        direct.cancel(prod["jid"])  # the test's stand-in for production
+
+
+# ---- S: a slow stop whose answer is lost, the JobManager's clock off ----------------------------------
+
+SLOW = "slowstop"
+STOP_TIMEOUT_S = 4  # the change's timeout (reconfigure's and reconcile's)
+SAVEPOINT_SLEEP_MS = 14_000  # every savepoint of the job takes this long: 3.5 x the timeout
+
+
+@pytest.fixture(scope="module")
+def slow(cluster):
+    """A job whose savepoints take SAVEPOINT_SLEEP_MS (the sample job's --savepoint-sleep-ms test knob)."""
+    out = cluster.shared_dir / "jobs" / SLOW / "out"
+    args = ["--rate", "500", "--output", str(out), "--start", str(int(time.time() * 1000))]
+    ansible.run_playbook(
+        "deploy_job",
+        cluster.inventory,
+        base_dir=cluster.ansible_base,
+        extravars={
+            "checkpoint_interval": "3s",
+            "flink_job_name": SLOW,
+            "flink_job_args": [*args, "--savepoint-sleep-ms", str(SAVEPOINT_SLEEP_MS)],
+        },
+    )
+    direct = FlinkClient(cluster.rest_url)
+    proxy = FaultProxy(direct.url)
+    try:
+        yield cluster, direct, FlinkClient(proxy.url, timeout=2), proxy, cluster.dir / "state" / f"{SLOW}.json"
+    finally:
+        proxy.close()
+        for job in direct.live_jobs(SLOW):  # a test job: its output was audited already
+            direct.cancel(job["jid"])
+
+
+def reconcile_until_settled(client: FlinkClient, record: Path, limit_s: float = 120) -> list:
+    """Reconcile again and again, as the daemon does on every step, until nothing is pending: every
+    outcome (a result, or the error's text)."""
+    outcomes, deadline = [], time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            outcomes.append(deployment.reconcile(client, record, timeout=STOP_TIMEOUT_S))
+        except KhaosError as e:
+            outcomes.append(str(e))
+        if deployment.load(record)["pending"] is None:
+            break
+    return outcomes
+
+
+@pytest.mark.parametrize("shift_s, forgotten", [(5, False), (-5, True)], ids=["clock+5s", "clock-5s-forgotten"])
+def test_s_a_slow_stop_whose_answer_is_lost_is_waited_out(slow, shift_s, forgotten):
+    cluster, direct, faulty, proxy, record = slow
+    old = exactly_one(cluster, direct, name=SLOW)
+    new_s = deployment.load(record)["checkpoint_interval_s"] + 1
+    rules = [Rule("POST", STOP, "lose", delay=3)]  # the stop reaches Flink, its answer never comes back
+    if forgotten:  # Flink no longer knows the trigger (as after a JobManager restart)
+        rules.append(Rule("GET", SAVEPOINT_STATUS, "error", times=None, status=404))
+    proxy.add(*rules, Rule("GET", ".", "shift", times=None, shift_ms=shift_s * 1000))
+    with pytest.raises(KhaosError, match="no known outcome yet"):
+        deployment.reconfigure(faulty, record, f"{new_s:g}s", timeout=STOP_TIMEOUT_S)
+    pending = deployment.load(record)["pending"]
+    outcomes = reconcile_until_settled(faulty, record)
+    proxy.clear()
+    final = outcomes[-1]
+    if not (isinstance(final, dict) and final.get("action") == "restored"):
+        time.sleep(SAVEPOINT_SLEEP_MS / 1000 + 5)  # what the stop left behind
+        pytest.fail(
+            f"reconcile ended with {final} (pending {deployment.load(record)['pending']}); then job {old} is "
+            f"{direct.job(old)['state']} and {len(direct.live_jobs(SLOW))} jobs named {SLOW} run; {outcomes}"
+        )
+    assert any("is not over after" in o for o in outcomes if isinstance(o, str)), outcomes  # waited, not dropped
+    jid = exactly_one(cluster, direct, name=SLOW)
+    rec = deployment.load(record)
+    savepoint = rec["last_savepoint"]
+    assert jid == final["job_id"] == rec["job_id"] != old and rec["pending"] is None
+    assert direct.job(old)["state"] == "FINISHED"
+    assert direct.checkpoints(old)["latest"]["savepoint"]["external_path"] == savepoint  # the stop's savepoint
+    restored = direct.checkpoints(jid)["latest"]["restored"]
+    assert restored["external_path"] == savepoint and restored["is_savepoint"]
+    assert interval_s(direct, SLOW) == new_s
+    assert pending["trigger"] and pending["checkpoint_id"] >= 0 and pending["phase"] == "stopping"
+    # Flink remembers the trigger: the same stop request again is answered with its id and starts nothing
+    savepoints = [h["id"] for h in direct.checkpoints(old)["history"] if h["is_savepoint"]]
+    assert savepoints and min(savepoints) > pending["checkpoint_id"]
+    assert direct.trigger_stop(old, pending["trigger"]) == pending["trigger"]
+    time.sleep(1)
+    assert [h["id"] for h in direct.checkpoints(old)["history"] if h["is_savepoint"]] == savepoints
+    print(f"\n{len(outcomes)} reconciles: " + " | ".join(str(o)[:160] for o in outcomes))
 
 
 # ---- the runner directories: no local user can prepare them -------------------------------------------

@@ -4,17 +4,21 @@ Requests go to the real Flink unless a rule matches. A rule is (method, path reg
 
 * ``garbage``: answer 200 with a body that is not JSON (Flink is not asked).
 * ``garbage_after``: forward to Flink (the request takes effect), then answer garbage.
-* ``error``: answer 500 (Flink is not asked).
+* ``error``: answer ``status`` (default 500) with a Flink-like error body (Flink is not asked).
 * ``hang``: wait ``delay`` s, then forward (the client's timeout fires first).
 * ``lose``: forward to Flink, then wait ``delay`` s before answering (the request took effect, the
   client never hears so: a lost answer).
 * ``after``: forward, answer, then call ``hook()`` (e.g. fill a disk right after the stop).
+* ``shift``: forward, then move every epoch-ms time in the JSON answer by ``shift_ms`` (keys ending in
+  ``time``/``timestamp``, e.g. ``start-time``, ``trigger_timestamp``, ``now``, and the per-state
+  ``timestamps``): a JobManager whose clock is ahead of (or behind) ours.
 
 ``times`` is how often a rule fires (None: always). ``hits`` counts what fired.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -33,6 +37,8 @@ class Rule:
     times: int | None = 1
     delay: float = 0.0
     hook: Callable[[], None] | None = None
+    status: int = 500  # the ``error`` action's HTTP status
+    shift_ms: int = 0  # the ``shift`` action's clock offset
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -41,6 +47,35 @@ class Rule:
             and re.search(self.path, path) is not None
             and (self.times is None or self.hits < self.times)
         )
+
+
+TIME_KEY = re.compile(r"(time|timestamp|heartbeat|^now)$", re.IGNORECASE)
+EPOCH_MS = 10**12  # smaller numbers are durations or -1 (no end yet), not times
+
+
+def shift_times(value, ms: int):
+    """``value`` (parsed JSON) with every epoch-ms time moved by ``ms``."""
+    if isinstance(value, list):
+        return [shift_times(v, ms) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, v in value.items():
+        if isinstance(v, int) and v > EPOCH_MS and TIME_KEY.search(key):
+            out[key] = v + ms
+        elif key == "timestamps" and isinstance(v, dict):  # /jobs/:id: when the job entered each state
+            out[key] = {s: t + ms if isinstance(t, int) and t > EPOCH_MS else t for s, t in v.items()}
+        else:
+            out[key] = shift_times(v, ms)
+    return out
+
+
+def shifted(content: bytes, ms: int) -> bytes:
+    """A JSON answer with its times moved by ``ms``; anything else as it is."""
+    try:
+        return json.dumps(shift_times(json.loads(content), ms)).encode()
+    except ValueError:
+        return content
 
 
 @dataclass
@@ -61,7 +96,7 @@ class FaultProxy:
                 if rule and rule.action == "garbage":
                     return self._send(200, b"<html>not json</html>", "text/html")
                 if rule and rule.action == "error":
-                    return self._send(500, b'{"errors": ["injected by the test proxy"]}', "application/json")
+                    return self._send(rule.status, b'{"errors": ["injected by the test proxy"]}', "application/json")
                 if rule and rule.action == "hang":
                     time.sleep(rule.delay)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
@@ -70,7 +105,8 @@ class FaultProxy:
                     time.sleep(rule.delay)
                 if rule and rule.action == "garbage_after":
                     return self._send(200, b"\x00garbled", "application/json")
-                self._send(resp.status_code, resp.content, resp.headers.get("Content-Type", "application/json"))
+                content = shifted(resp.content, rule.shift_ms) if rule and rule.action == "shift" else resp.content
+                self._send(resp.status_code, content, resp.headers.get("Content-Type", "application/json"))
                 if rule and rule.action == "after" and rule.hook:
                     rule.hook()
 

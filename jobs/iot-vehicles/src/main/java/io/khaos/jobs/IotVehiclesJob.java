@@ -93,6 +93,9 @@ public final class IotVehiclesJob {
                         : events.keyBy(e -> e.vehicleId, Types.LONG))
                 .process(new VehicleState(knobs)).name("VehicleState").uid("vehicle-state")
                 .map(new Latency()).name("Latency").uid("latency");
+        if (a.savepointSleepMs > 0) { // test knob: slow savepoints (slow stops); absent, the graph is as before
+            ids = ids.transform("SavepointSleep", Types.LONG, new SavepointSleep(a.savepointSleepMs)).uid("savepoint-sleep");
+        }
         if (a.output != null) {
             ids.sinkTo(FileSink.forRowFormat(new Path(a.output), new SimpleStringEncoder<Long>("UTF-8"))
                             .withRollingPolicy(OnCheckpointRollingPolicy.build()) // commit on every checkpoint
@@ -179,6 +182,7 @@ public final class IotVehiclesJob {
         long startMs, vehicles;
         double speedLimit, skew;
         int parallelism;
+        long savepointSleepMs;  // test knob --savepoint-sleep-ms (0: none)
         Knobs knobs;
 
         static Args parse(String[] argv) {
@@ -237,6 +241,8 @@ public final class IotVehiclesJob {
                 throw new IllegalArgumentException("--speed-limit must be a number, got " + p.get("speed-limit"));
             }
             a.knobs = Knobs.parse(p);
+            a.savepointSleepMs = number(p, "savepoint-sleep-ms", 0);
+            if (a.savepointSleepMs < 0) throw new IllegalArgumentException("--savepoint-sleep-ms must be >= 0");
             return a;
         }
 

@@ -19,6 +19,9 @@ class IotVehiclesJobTest {
         assertEquals(10_000, a.vehicles);
         assertNull(a.kafka);
         assertFalse(a.knobs.work());
+        assertEquals(0, a.savepointSleepMs); // no test knob: no SavepointSleep operator
+        assertEquals(12000, IotVehiclesJob.Args.parse(new String[] {"--rate", "1", "--output", "o", "--savepoint-sleep-ms", "12000"}).savepointSleepMs);
+        assertEquals("--savepoint-sleep-ms must be >= 0", error("--rate", "1", "--output", "x", "--savepoint-sleep-ms", "-1"));
         assertTrue(error("--output", "/tmp/o").startsWith("give exactly one of --rate or --trace; usage:"));
         assertTrue(error("--rate", "1").startsWith("--output DIR is required; usage:"));
         assertEquals("--rate must be a positive number of events/s, got 0", error("--rate", "0", "--output", "x"));
