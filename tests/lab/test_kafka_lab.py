@@ -6,6 +6,7 @@ address in one line. One lab (2 Flink hosts + 1 Kafka host) for the whole module
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -71,6 +72,61 @@ def test_role_deploys_a_broker_and_a_second_run_changes_nothing(kafka_lab):
     assert list(facts["brokers"]) == [1]
     topic = kafka.ensure_topic(admin(kafka_lab), kafka.TopicSpec.of(TOPIC), check_mode=True)
     assert topic == {"changed": False, "actions": [], "partitions": 2, "replication": 1}
+
+
+def _tcp_from(lab, host, address: str, port: int) -> str:
+    """A TCP connect from lab host ``host`` (its network namespace): 'open', or bash's error line."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", lab.netns(host), "timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"],
+        capture_output=True,
+        text=True,
+    )
+    return "open" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+
+
+_METADATA = """
+import json, sys
+from khaos_controller.errors import KhaosError
+from khaos_controller.infra import kafka
+try:
+    print(json.dumps(sorted(kafka.cluster(kafka.admin(sys.argv[1], timeout=5))["brokers"])))
+except KhaosError as e:
+    print(json.dumps(str(e)))
+"""
+
+
+def _metadata_from(lab, host, bootstrap: str):
+    """A Kafka Metadata request (confluent-kafka's admin client) from lab host ``host``: the broker ids, or the error."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", lab.netns(host), sys.executable, "-c", _METADATA, bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_broker_listens_on_its_private_address_only(kafka_lab):
+    """The broker host gets a second address on its link; from another lab host, Kafka answers on the private
+    address and nothing listens on the second one (neither the client port nor the KRaft controller port). An
+    address the host does not have is refused by the role in one line."""
+    broker, peer = kafka_lab.host(BROKER), kafka_lab.host(f"{LAB}-2")
+    subnet = kafka_lab.gateway.rsplit(".", 1)[0]
+    second = kafka_lab.add_address(broker)
+    assert second.startswith(f"{subnet}.") and second != broker.ip
+    assert _tcp_from(kafka_lab, peer, second, 22) == "open"  # the address itself answers (sshd: every address)
+    tcp = {(a, port): _tcp_from(kafka_lab, peer, a, port) for a in (broker.ip, second) for port in (9092, 9093)}
+    metadata = {a: _metadata_from(kafka_lab, peer, f"{a}:9092") for a in (broker.ip, second)}
+    print(f"from {peer.name}: TCP {tcp}; Metadata {metadata}")
+    assert tcp[broker.ip, 9092] == tcp[broker.ip, 9093] == "open" and metadata[broker.ip] == [1]
+    assert "Connection refused" in tcp[second, 9092] and "Connection refused" in tcp[second, 9093]
+    assert str(metadata[second]).startswith(f"Kafka at {second}:9092 did not answer within 5 s")
+    with pytest.raises(KhaosError) as bad:
+        run(kafka_lab, "kafka", extravars={"kafka_listen_address": f"{subnet}.99"}, tags="kafka_config")
+    text = str(bad.value)
+    assert "\n" not in text and f"kafka_listen_address {subnet}.99 is not an address of {BROKER} (" in text
+    assert broker.ip in text and second in text  # the host's addresses, from its facts
 
 
 def test_topic_module_updates_a_topic_once(kafka_lab):
