@@ -107,26 +107,45 @@ def _metadata_from(lab, host, bootstrap: str):
     return json.loads(proc.stdout)
 
 
+def _reach(lab, peer, addresses) -> dict:
+    """From lab host ``peer``: a TCP connect to each address on 9092 and 9093, and a Metadata request on 9092."""
+    seen = {f"{a}:{port}": _tcp_from(lab, peer, a, port) for a in addresses for port in (9092, 9093)}
+    seen |= {f"metadata {a}": _metadata_from(lab, peer, f"{a}:9092") for a in addresses}
+    print(f"from {peer.name}: {seen}")
+    return seen
+
+
 def test_the_broker_listens_on_its_private_address_only(kafka_lab):
     """The broker host gets a second address on its link; from another lab host, Kafka answers on the private
-    address and nothing listens on the second one (neither the client port nor the KRaft controller port). An
-    address the host does not have is refused by the role in one line."""
+    address and nothing listens on the second one (neither the client port nor the KRaft controller port).
+    kafka_listen_address 0.0.0.0 opens it (and the default closes it again); an address the host does not
+    have is refused in one line."""
     broker, peer = kafka_lab.host(BROKER), kafka_lab.host(f"{LAB}-2")
     subnet = kafka_lab.gateway.rsplit(".", 1)[0]
-    second = kafka_lab.add_address(broker)
-    assert second.startswith(f"{subnet}.") and second != broker.ip
-    assert _tcp_from(kafka_lab, peer, second, 22) == "open"  # the address itself answers (sshd: every address)
-    tcp = {(a, port): _tcp_from(kafka_lab, peer, a, port) for a in (broker.ip, second) for port in (9092, 9093)}
-    metadata = {a: _metadata_from(kafka_lab, peer, f"{a}:9092") for a in (broker.ip, second)}
-    print(f"from {peer.name}: TCP {tcp}; Metadata {metadata}")
-    assert tcp[broker.ip, 9092] == tcp[broker.ip, 9093] == "open" and metadata[broker.ip] == [1]
-    assert "Connection refused" in tcp[second, 9092] and "Connection refused" in tcp[second, 9093]
-    assert str(metadata[second]).startswith(f"Kafka at {second}:9092 did not answer within 5 s")
+    private, other = broker.ip, kafka_lab.add_address(broker)
+    assert other.startswith(f"{subnet}.") and other != private
+    assert _tcp_from(kafka_lab, peer, other, 22) == "open"  # the address itself answers (sshd: every address)
+    seen = _reach(kafka_lab, peer, (private, other))
+    assert seen[f"{private}:9092"] == seen[f"{private}:9093"] == "open" and seen[f"metadata {private}"] == [1]
+    assert "Connection refused" in seen[f"{other}:9092"] and "Connection refused" in seen[f"{other}:9093"]
+    assert str(seen[f"metadata {other}"]).startswith(f"Kafka at {other}:9092 did not answer within 5 s")
+
+    t0 = time.monotonic()
+    opened = run(kafka_lab, "kafka", extravars={"kafka_listen_address": "0.0.0.0"})
+    seen = _reach(kafka_lab, peer, (other,))
+    assert opened.changed(BROKER) >= 2  # server.properties, the restart
+    assert seen == {f"{other}:9092": "open", f"{other}:9093": "open", f"metadata {other}": [1]}
+    closed = run(kafka_lab, "kafka")  # the default again: the broker restarts on its private address only
+    print(f"opened and closed again (two restarts) in {time.monotonic() - t0:.1f} s")
+    seen = _reach(kafka_lab, peer, (private, other))
+    assert closed.changed(BROKER) >= 2 and seen[f"metadata {private}"] == [1]
+    assert "Connection refused" in seen[f"{other}:9092"] and "Connection refused" in seen[f"{other}:9093"]
+
     with pytest.raises(KhaosError) as bad:
         run(kafka_lab, "kafka", extravars={"kafka_listen_address": f"{subnet}.99"}, tags="kafka_config")
     text = str(bad.value)
     assert "\n" not in text and f"kafka_listen_address {subnet}.99 is not an address of {BROKER} (" in text
-    assert broker.ip in text and second in text  # the host's addresses, from its facts
+    assert private in text and other in text  # the host's addresses, from its facts
 
 
 def test_topic_module_updates_a_topic_once(kafka_lab):
