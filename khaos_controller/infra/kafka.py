@@ -249,7 +249,9 @@ def delete_topic(client, name: str, check_mode: bool = False, timeout: float = 3
 
 def bootstrap_of(inventory: str | Path) -> str:
     """A cluster's bootstrap address from its inventory: ``kafka_bootstrap`` (the lab inventory sets it), else
-    ``<ansible_host>:<kafka_port>`` of every host of group kafka. KhaosError when the inventory has neither."""
+    ``<address>:<kafka_port>`` of every host of group kafka, the address being the one the broker advertises and
+    listens on (``kafka_advertised_address``, else ``ansible_host``), as roles/khaos_defaults derives it.
+    KhaosError when the inventory has neither."""
     from . import ansible
 
     data = ansible.inventory_list(inventory)
@@ -260,7 +262,9 @@ def bootstrap_of(inventory: str | Path) -> str:
             return check_bootstrap(hv["kafka_bootstrap"])
     if not brokers:
         raise KhaosError(f"inventory {inventory}: no kafka_bootstrap and no host in group {KAFKA_GROUP}")
-    return ",".join(
-        f"{hostvars.get(h, {}).get('ansible_host', h)}:{hostvars.get(h, {}).get('kafka_port', DEFAULT_PORT)}"
-        for h in brokers
-    )
+
+    def address(host: str) -> str:
+        v = hostvars.get(host, {})
+        return f"{v.get('kafka_advertised_address') or v.get('ansible_host', host)}:{v.get('kafka_port', DEFAULT_PORT)}"
+
+    return check_bootstrap(",".join(address(h) for h in brokers))

@@ -231,10 +231,26 @@ class Lab:
         self._write_known_hosts()
         return h
 
-    def add_address(self, h: Host, ip: str) -> None:
-        """One more address on the host's eth0 (the simulator's floating IPs)."""
+    def add_address(self, h: Host, ip: str = "") -> str:
+        """One more address on the host's eth0, returned: ``ip`` (the simulator's floating IPs) or the first
+        free one of .100-.199 of the lab's subnet. It lives in the host's network namespace, so it goes with
+        the host (remove_host, restore, down)."""
+        require_root()
+        ip = ip or self._free_extra_address()
         _run("ip", "-n", self.netns(h), "addr", "replace", f"{ip}/24", "dev", "eth0")
         _run("ip", "neigh", "flush", "to", ip, check=False)
+        return ip
+
+    def _free_extra_address(self) -> str:
+        prefix = self.gateway.rsplit(".", 1)[0]
+        used = {h.ip for h in self.hosts.values()}
+        for h in self.hosts.values():
+            out = _run("ip", "-n", self.netns(h), "-4", "-o", "addr", "show", "dev", "eth0", check=False).stdout
+            used |= set(re.findall(r"inet (\S+)/", out))
+        for last in range(100, 200):
+            if f"{prefix}.{last}" not in used:
+                return f"{prefix}.{last}"
+        raise KhaosError(f"lab {self.name}: no free extra address left in {prefix}.100-199")
 
     def remove_host(self, name: str) -> None:
         """The host and its disk are gone; its address stays unused."""

@@ -6,6 +6,7 @@ address in one line. One lab (2 Flink hosts + 1 Kafka host) for the whole module
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -71,6 +72,80 @@ def test_role_deploys_a_broker_and_a_second_run_changes_nothing(kafka_lab):
     assert list(facts["brokers"]) == [1]
     topic = kafka.ensure_topic(admin(kafka_lab), kafka.TopicSpec.of(TOPIC), check_mode=True)
     assert topic == {"changed": False, "actions": [], "partitions": 2, "replication": 1}
+
+
+def _tcp_from(lab, host, address: str, port: int) -> str:
+    """A TCP connect from lab host ``host`` (its network namespace): 'open', or bash's error line."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", lab.netns(host), "timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"],
+        capture_output=True,
+        text=True,
+    )
+    return "open" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+
+
+_METADATA = """
+import json, sys
+from khaos_controller.errors import KhaosError
+from khaos_controller.infra import kafka
+try:
+    print(json.dumps(sorted(kafka.cluster(kafka.admin(sys.argv[1], timeout=5))["brokers"])))
+except KhaosError as e:
+    print(json.dumps(str(e)))
+"""
+
+
+def _metadata_from(lab, host, bootstrap: str):
+    """A Kafka Metadata request (confluent-kafka's admin client) from lab host ``host``: the broker ids, or the error."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", lab.netns(host), sys.executable, "-c", _METADATA, bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _reach(lab, peer, addresses) -> dict:
+    """From lab host ``peer``: a TCP connect to each address on 9092 and 9093, and a Metadata request on 9092."""
+    seen = {f"{a}:{port}": _tcp_from(lab, peer, a, port) for a in addresses for port in (9092, 9093)}
+    seen |= {f"metadata {a}": _metadata_from(lab, peer, f"{a}:9092") for a in addresses}
+    print(f"from {peer.name}: {seen}")
+    return seen
+
+
+def test_the_broker_listens_on_its_private_address_only(kafka_lab):
+    """The broker host gets a second address on its link; from another lab host, Kafka answers on the private
+    address and nothing listens on the second one (neither the client port nor the KRaft controller port).
+    kafka_listen_address 0.0.0.0 opens it (and the default closes it again); an address the host does not
+    have is refused in one line."""
+    broker, peer = kafka_lab.host(BROKER), kafka_lab.host(f"{LAB}-2")
+    subnet = kafka_lab.gateway.rsplit(".", 1)[0]
+    private, other = broker.ip, kafka_lab.add_address(broker)
+    assert other.startswith(f"{subnet}.") and other != private
+    assert _tcp_from(kafka_lab, peer, other, 22) == "open"  # the address itself answers (sshd: every address)
+    seen = _reach(kafka_lab, peer, (private, other))
+    assert seen[f"{private}:9092"] == seen[f"{private}:9093"] == "open" and seen[f"metadata {private}"] == [1]
+    assert "Connection refused" in seen[f"{other}:9092"] and "Connection refused" in seen[f"{other}:9093"]
+    assert str(seen[f"metadata {other}"]).startswith(f"Kafka at {other}:9092 did not answer within 5 s")
+
+    t0 = time.monotonic()
+    opened = run(kafka_lab, "kafka", extravars={"kafka_listen_address": "0.0.0.0"})
+    seen = _reach(kafka_lab, peer, (other,))
+    assert opened.changed(BROKER) >= 2  # server.properties, the restart
+    assert seen == {f"{other}:9092": "open", f"{other}:9093": "open", f"metadata {other}": [1]}
+    closed = run(kafka_lab, "kafka")  # the default again: the broker restarts on its private address only
+    print(f"opened and closed again (two restarts) in {time.monotonic() - t0:.1f} s")
+    seen = _reach(kafka_lab, peer, (private, other))
+    assert closed.changed(BROKER) >= 2 and seen[f"metadata {private}"] == [1]
+    assert "Connection refused" in seen[f"{other}:9092"] and "Connection refused" in seen[f"{other}:9093"]
+
+    with pytest.raises(KhaosError) as bad:
+        run(kafka_lab, "kafka", extravars={"kafka_listen_address": f"{subnet}.99"}, tags="kafka_config")
+    text = str(bad.value)
+    assert "\n" not in text and f"kafka_listen_address {subnet}.99 is not an address of {BROKER} (" in text
+    assert private in text and other in text  # the host's addresses, from its facts
 
 
 def test_topic_module_updates_a_topic_once(kafka_lab):

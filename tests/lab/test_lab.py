@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
@@ -21,6 +22,7 @@ def netns_of(lab_name: str) -> list[str]:
 
 def test_up_kill_restore_down(tmp_path):
     lab = fresh_lab("tlab", hosts=3)
+    extra = []
     try:
         assert lab.inventory.exists()
         assert ansible.ping(lab.inventory, base_dir=tmp_path) == {"tlab-1": True, "tlab-2": True, "tlab-3": True}
@@ -34,10 +36,20 @@ def test_up_kill_restore_down(tmp_path):
         assert reach == {"tlab-1": True, "tlab-2": False, "tlab-3": True}
         lab.restore("tlab-2")
         assert ansible.ping(lab.inventory, base_dir=tmp_path) == {"tlab-1": True, "tlab-2": True, "tlab-3": True}
+        # a second address on a host's link: the next free one of .100-.199, reachable like the first
+        subnet = lab.gateway.rsplit(".", 1)[0]
+        extra += [lab.add_address(lab.host("tlab-3")), lab.add_address(lab.host("tlab-2"))]
+        assert extra == [f"{subnet}.100", f"{subnet}.101"]
+        for address in extra:
+            with socket.create_connection((address, 22), timeout=5) as conn:
+                assert conn.recv(4) == b"SSH-"
     finally:
         lab.down(quiet=True)
     assert netns_of("tlab") == []
     assert not lab.dir.exists() and not lab.inventory.exists()
+    machine = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True).stdout
+    machine += subprocess.run(["ip", "neigh"], capture_output=True, text=True).stdout
+    assert not [a for a in extra if f"{a} " in machine or f"{a}/" in machine]
 
 
 def test_half_failed_up_leaves_nothing(monkeypatch):

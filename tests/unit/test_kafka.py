@@ -87,6 +87,11 @@ def test_bootstrap_derived_from_the_kafka_group(tmp_path):
         "all:\n  children:\n    kafka:\n      hosts:\n        b1: {ansible_host: 192.0.2.1}\n        b2: {}\n"
     )
     assert kafka.bootstrap_of(inv) == "192.0.2.1:9092,b2:9092"
+    inv.write_text(  # a host's advertised address is where its broker listens: the bootstrap uses it
+        "all:\n  children:\n    kafka:\n      hosts:\n"
+        "        b1: {ansible_host: 192.0.2.1, kafka_advertised_address: 10.0.0.1}\n        b2: {ansible_host: 192.0.2.2}\n"
+    )
+    assert kafka.bootstrap_of(inv) == "10.0.0.1:9092,192.0.2.2:9092"
 
 
 GROUPS = {
@@ -122,6 +127,12 @@ RENDER = """\
         src: {repo}/roles/kafka/templates/server.properties.j2
         dest: "{out}/{{{{ inventory_hostname }}}}.properties"
         mode: "0644"
+    - name: Write the bootstrap address the health check and the topic module use
+      ansible.builtin.copy:
+        content: "{{{{ kafka_bootstrap }}}}"
+        dest: "{out}/bootstrap"
+        mode: "0644"
+      run_once: true
 """
 
 
@@ -159,7 +170,7 @@ def test_one_broker_is_a_combined_broker_and_controller(tmp_path):
     [cfg] = _render(tmp_path, ["b1"]).values()
     assert cfg["process.roles"] == "broker,controller" and cfg["node.id"] == "1"
     assert cfg["controller.quorum.voters"] == "1@10.0.0.1:9093"
-    assert cfg["listeners"] == "PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093"
+    assert cfg["listeners"] == "PLAINTEXT://10.0.0.1:9092,CONTROLLER://10.0.0.1:9093"  # the private address only
     assert cfg["advertised.listeners"] == "PLAINTEXT://10.0.0.1:9092,CONTROLLER://10.0.0.1:9093"
     assert cfg["offsets.topic.replication.factor"] == "1" and cfg["min.insync.replicas"] == "1"
     assert cfg["auto.create.topics.enable"] == "false" and cfg["log.dirs"] == "/var/lib/kafka/data"
@@ -172,7 +183,7 @@ def test_four_brokers_have_three_voters(tmp_path):
     assert {c["controller.quorum.voters"] for c in cfgs.values()} == {voters}
     assert [cfgs[h]["process.roles"] for h in ("b1", "b2", "b3", "b4")] == ["broker,controller"] * 3 + ["broker"]
     assert [cfgs[h]["node.id"] for h in ("b1", "b2", "b3", "b4")] == ["1", "2", "3", "4"]
-    assert cfgs["b4"]["listeners"] == "PLAINTEXT://0.0.0.0:9092"  # no controller listener on a broker only
+    assert cfgs["b4"]["listeners"] == "PLAINTEXT://10.0.0.4:9092"  # no controller listener on a broker only
     for key in (
         "default.replication.factor",
         "offsets.topic.replication.factor",
@@ -180,6 +191,18 @@ def test_four_brokers_have_three_voters(tmp_path):
     ):
         assert cfgs["b2"][key] == "3", key
     assert cfgs["b2"]["min.insync.replicas"] == "2" and cfgs["b2"]["transaction.state.log.min.isr"] == "2"
+
+
+def test_listeners_open_only_where_set(tmp_path):
+    # b1 binds every address (set explicitly); b2 advertises another address of its own, and binds that one
+    opened, other = {"kafka_listen_address": "0.0.0.0"}, {"kafka_advertised_address": "10.9.0.2"}
+    cfgs = _render(tmp_path, ["b1", "b2"], {"b1": opened, "b2": other})
+    assert cfgs["b1"]["listeners"] == "PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093"
+    assert cfgs["b1"]["advertised.listeners"] == "PLAINTEXT://10.0.0.1:9092,CONTROLLER://10.0.0.1:9093"
+    assert cfgs["b2"]["listeners"] == "PLAINTEXT://10.9.0.2:9092,CONTROLLER://10.9.0.2:9093"
+    assert cfgs["b2"]["advertised.listeners"] == cfgs["b2"]["listeners"]
+    assert cfgs["b1"]["controller.quorum.voters"] == "1@10.0.0.1:9093,2@10.9.0.2:9093"
+    assert (tmp_path / "bootstrap").read_text() == "10.0.0.1:9092,10.9.0.2:9092"  # where the brokers listen
 
 
 def test_pinned_node_ids_and_overrides(tmp_path):
