@@ -20,7 +20,7 @@ from khaos_controller.flink import audit
 from khaos_controller.flink.client import FlinkClient
 from khaos_controller.infra import ansible, s3
 from khaos_controller.infra.inventory import cluster_facts
-from khaos_controller.infra.lab import STORE_BUCKET
+from khaos_controller.infra.lab_inventory import STORE_BUCKET
 
 pytestmark = pytest.mark.lab
 LAB = "tstore"
