@@ -9,18 +9,16 @@ Rules (docs/models.md, "Optimizer"):
   the feasible minimum by at most ``slack_s_per_h``: failures per hour (from the MTBF) x the predicted
   recovery, since the output is late while a job recovers. Frequent failures thus favour short
   intervals, rare ones the least overhead. Candidates are distinct, so there is no tie.
-* None feasible: the candidate with the least expected violation seconds per hour wins, the same
-  quantity with every term (:func:`violation_s`: failures per hour x (recovery + its excess over R_max),
-  + 3600 when the p99 is over L_max), and the recommendation carries ``alert=True`` and a reason naming
-  the limits it breaks and its expected violation against the current interval's. The order is total
-  (:func:`risk`, :func:`_lower`): a bounded recovery before an unbounded one; then fewer violation s/h;
-  then, and between unbounded ones (at or above capacity), the shorter interval, which replays less.
-  The longest candidate (in pace mode the safety net) only when it beats every other by the hysteresis.
-* Hysteresis (none feasible): the current interval stays unless the best cuts its expected violation
-  s/h by more than the fraction ``hysteresis`` (a p99 breach both have left out), or is ahead in the
-  order by a bounded recovery or, both unbounded, by a shorter interval. It works without dead band and
-  cooldown (pace mode), never holds back a move to a feasible candidate, nor a current interval outside
-  ci_min..ci_max.
+* None feasible: the least expected violation s/h wins, the same quantity with every term (failures
+  per hour x (recovery + its excess over R_max), + 3600 when the p99 is over L_max), with ``alert=True``
+  and a reason naming the limits it breaks and its expected violation against the current interval's.
+  The order is total: a bounded recovery first; then fewer violation s/h; then, and at or above
+  capacity, the shorter interval (less to replay). The longest candidate (in pace mode the safety net)
+  only when it beats every other by the hysteresis. Hysteresis: the current interval stays unless the
+  best cuts its expected violation by more than the fraction ``hysteresis`` (a p99 breach both have left
+  out) or is ahead by a bounded recovery or a shorter replay; never against a move to a feasible
+  candidate, nor for a current outside ci_min..ci_max; it needs no dead band or cooldown (pace).
+  :mod:`.ranking` has these rules.
 * Dead band: ``|best - current| < dead_band`` -> action ``keep``, unless the current interval is
   predicted to break a limit while ``best`` keeps both (then the move is made: a dead band must not
   keep a known violation).
@@ -47,7 +45,6 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import NamedTuple
 
 import numpy as np
 
@@ -56,6 +53,7 @@ from ..jsonio import jsonable
 from ..model.predict import extrapolation_warnings, predict
 from ..model.store import REFERENCE_MODE, Model
 from .config import CISection, DaemonFile
+from .ranking import Candidate, candidate, held, least, risk, select, violation_s
 
 ACTIONS = ("change", "keep", "wait")
 PRIOR_CHANGE_COST_S = 5.0  # violation s a restart change is taken to cost before one was measured
@@ -121,19 +119,6 @@ class Policy:
 
 
 @dataclass
-class Candidate:
-    """One candidate interval and what the model predicts for it."""
-
-    ci_s: float
-    latency_ms: float
-    recovery_s: float
-    latency_ratio: float
-    recovery_ratio: float
-    feasible: bool
-    violation_s_per_h: float  # expected violation s/h (violation_s); inf when the recovery is unbounded
-
-
-@dataclass
 class Decision:
     """What to run next and why. ``predicted_*``/``ratios``/``alert`` describe ``ci_s`` (the interval
     that will run); ``best_*`` describe the optimum, which differs from ``ci_s`` on keep/wait."""
@@ -196,7 +181,9 @@ def candidate_intervals(ci_min: float, ci_max: float, step: float) -> np.ndarray
     return np.round(c, 9)
 
 
-def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_band, mtbf_h, cooldown_s):
+def _validate(p: Policy, rate: float, current_ci: float) -> None:
+    """One KhaosError line for the first bad input or setting."""
+    l_max_ms, r_max_s, ci_min, ci_max, step = p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step
     missing = [n for n, v in (("--l-max", l_max_ms), ("--r-max", r_max_s)) if v is None]
     if missing:
         raise KhaosError(
@@ -216,9 +203,11 @@ def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_ba
             current_ci is None or not math.isfinite(current_ci) or current_ci <= 0,
             f"current CI must be > 0 s, got {current_ci}",
         ),
-        (dead_band < 0, f"--dead-band must be >= 0 s, got {dead_band}"),
-        (not math.isfinite(mtbf_h) or mtbf_h <= 0, f"--mtbf-h must be > 0 h, got {mtbf_h}"),
-        (cooldown_s < 0, f"cooldown must be >= 0 s, got {cooldown_s}"),
+        (p.dead_band_s < 0, f"--dead-band must be >= 0 s, got {p.dead_band_s}"),
+        (not math.isfinite(p.mtbf_h) or p.mtbf_h <= 0, f"--mtbf-h must be > 0 h, got {p.mtbf_h}"),
+        (p.cooldown_s < 0, f"cooldown must be >= 0 s, got {p.cooldown_s}"),
+        (not p.slack_s_per_h >= 0, f"--slack-s-per-h must be >= 0 violation s per hour, got {p.slack_s_per_h:g}"),
+        (not 0 <= p.hysteresis < 1, f"--hysteresis must be a fraction in [0, 1), got {p.hysteresis:g}"),
     ]
     for bad, msg in checks:
         if bad:
@@ -227,123 +216,10 @@ def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_ba
         raise KhaosError(f"--step {step:g} s gives more than 100000 candidates in {ci_min:g}-{ci_max:g} s")
 
 
-def violation_s(p: Policy, latency_ms: float, recovery_s: float, seconds: float) -> float:
-    """Expected violation seconds in ``seconds`` of running at one interval: the failures expected in
-    them times (the recovery, when the output is late, + its excess over R_max), plus all of them when
-    the p99 is over L_max. A limit counts as broken only beyond the model's error (cv_*)."""
-    failures = seconds / (p.mtbf_h * 3600.0)
-    rec = recovery_s if math.isfinite(recovery_s) else 1e9
-    excess = max(0.0, rec - p.r_max_s * (1.0 + p.cv_recovery))
-    late = seconds if not latency_ms <= p.l_max_ms * (1.0 + p.cv_latency) else 0.0
-    return failures * (rec + excess) + late
-
-
-def _candidate(p: Policy, ci: float, latency_ms: float, recovery_s: float) -> Candidate:
-    lr, rr = latency_ms / p.l_max_ms, recovery_s / p.r_max_s
-    per_h = violation_s(p, latency_ms, recovery_s, 3600.0) if math.isfinite(recovery_s) else math.inf
-    ok = bool(lr <= 1.0 and rr <= 1.0)  # NaN/inf ratios are never feasible
-    return Candidate(float(ci), float(latency_ms), float(recovery_s), float(lr), float(rr), ok, float(per_h))
-
-
 def _candidates(model: Model, rate: float, p: Policy, capacity: float | None) -> list[Candidate]:
     cis = candidate_intervals(p.ci_min, p.ci_max, p.ci_step)
     lat, rec = predict(model, rate, cis, p.mode, capacity=capacity)
-    return [_candidate(p, c, a, b) for c, a, b in zip(cis, lat, rec)]
-
-
-class Risk(NamedTuple):
-    """Where a candidate stands when none is feasible (:func:`risk`)."""
-
-    unbounded: bool  # the recovery is predicted never to end (rate at or above capacity)
-    s_per_h: float  # expected violation s/h (inf when unbounded)
-    late_s_per_h: float  # ... of them from a p99 over L_max (3600 or 0)
-    ci_s: float
-
-
-def risk(p: Policy, c: Candidate) -> Risk:
-    """The expected violation s/h of ``c`` (:func:`violation_s`), unbounded when its recovery is."""
-    late = violation_s(p, c.latency_ms, 0.0, 3600.0)  # with no recovery: the latency term alone
-    return Risk(not math.isfinite(c.recovery_s), c.violation_s_per_h, late, c.ci_s)
-
-
-def _lower(a: Risk, b: Risk) -> bool:
-    """``a`` comes strictly before ``b``: a bounded recovery first; among bounded ones fewer expected
-    violation s/h (beyond 1e-9), then the shorter interval; among unbounded ones (at or above capacity
-    every candidate's recovery is) the shorter interval: a failure replays less input, and every replayed
-    second leaves the output a second further behind for as long as the rate stays there (the limit of
-    the bounded order as the rate nears capacity, where the recovery term outgrows the latency term)."""
-    if a.unbounded != b.unbounded:
-        return b.unbounded
-    if not a.unbounded and abs(a.s_per_h - b.s_per_h) > 1e-9 * max(1.0, a.s_per_h, b.s_per_h):
-        return a.s_per_h < b.s_per_h
-    return a.ci_s < b.ci_s
-
-
-def _least(risks: list[Risk], idx) -> int:
-    """The index in ``idx`` of the least risk in the order of :func:`_lower`."""
-    out = None
-    for j in idx:
-        if out is None or _lower(risks[j], risks[out]):
-            out = j
-    return out
-
-
-def _beats(a: Risk, b: Risk, h: float) -> bool:
-    """``a`` is lower than ``b`` by more than the hysteresis ``h``: with both recoveries bounded, when it
-    cuts the expected violation s/h ``b`` has beyond what both have (a p99 over L_max in both) by more
-    than the fraction ``h``; otherwise by the order alone (a bounded recovery beats an unbounded one;
-    the order of unbounded ones does not move with the rate)."""
-    if a.unbounded or b.unbounded:
-        return _lower(a, b)
-    return b.s_per_h - a.s_per_h > h * (b.s_per_h - min(a.late_s_per_h, b.late_s_per_h))
-
-
-def _pick_feasible(p: Policy, cands: list[Candidate], feasible: list[int]) -> int:
-    """The longest of the ``feasible`` candidates (indices) within ``slack_s_per_h`` expected violation
-    s/h of the least."""
-    least = min(cands[j].violation_s_per_h for j in feasible)
-    return max(j for j in feasible if cands[j].violation_s_per_h <= least + p.slack_s_per_h + 1e-9)
-
-
-def _pick_infeasible(p: Policy, cands: list[Candidate]) -> int:
-    """The least :func:`risk`; the longest candidate (in pace mode the safety net) only when it beats
-    the least of the others by more than the hysteresis."""
-    risks = [risk(p, c) for c in cands]
-    i = _least(risks, range(len(cands)))
-    if i == len(cands) - 1 and i > 0:
-        other = _least(risks, range(i))
-        if not _beats(risks[i], risks[other], p.hysteresis):
-            i = other
-    return i
-
-
-def _select(p: Policy, cands: list[Candidate]) -> int:
-    feasible = [j for j, c in enumerate(cands) if c.feasible]
-    return _pick_feasible(p, cands, feasible) if feasible else _pick_infeasible(p, cands)
-
-
-def _held(p: Policy, best: Candidate, cur: Candidate) -> str:
-    """Hysteresis, where no candidate is feasible: why the current interval stays, or "" when the best
-    beats it by more than ``hysteresis`` (:func:`_beats`) or the current lies outside ci_min..ci_max. A
-    feasible best is never held back: the slack rule, the dead band and the cooldown decide."""
-    if best.feasible or not p.ci_min - 1e-9 <= cur.ci_s <= p.ci_max + 1e-9:
-        return ""
-    rb, rc = risk(p, best), risk(p, cur)
-    if _beats(rb, rc, p.hysteresis):
-        return ""
-    if rb.unbounded != rc.unbounded:
-        return (
-            f"the current {cur.ci_s:g} s is predicted to recover at this rate, the best candidate {best.ci_s:g} s not"
-        )
-    if rb.unbounded:
-        return f"no interval recovers at this rate, and the current {cur.ci_s:g} s replays no more than {best.ci_s:g} s"
-    shared = min(rb.late_s_per_h, rc.late_s_per_h)  # a p99 breach both have is left out
-    cut = max(0.0, rc.s_per_h - rb.s_per_h) / max(rc.s_per_h - shared, 1e-12)
-    beyond = " beyond the p99 breach both have" if shared else ""
-    return (
-        f"moving to {best.ci_s:g} s would cut the expected violation{beyond} by {100 * cut:.0f} %, "
-        f"not more than the {100 * p.hysteresis:g} % hysteresis"
-    )
+    return [candidate(p, c, a, b) for c, a, b in zip(cis, lat, rec)]
 
 
 def measured_capacity(model: Model) -> bool:
@@ -371,7 +247,7 @@ def _action(
             f"the best interval {best.ci_s:g} s is within the {p.dead_band_s:g} s dead band "
             f"of the current {cur.ci_s:g} s"
         )
-    reason = _held(p, best, cur)
+    reason = held(p, best, cur)
     if reason:
         return "keep", reason
     if cooling and (not fixes or not breach_overrides):
@@ -421,11 +297,11 @@ def _reason(p: Policy, cands: list[Candidate], best: Candidate, cur: Candidate, 
                 f"which breaks the {broken}, replays the least input after a failure ({best.ci_s:g} s against "
                 f"{cur.ci_s:g} s at the current interval); {why}"
             )
-        least = cands[_least([risk(p, c) for c in cands], range(len(cands)))]
+        lowest = cands[least([risk(p, c) for c in cands], range(len(cands)))]
         where = f"{best.ci_s:g} s"
-        if least is not best:
+        if lowest is not best:
             where += (
-                f" short of the longest {least.ci_s:g} s (lower, by no more than the "
+                f" short of the longest {lowest.ci_s:g} s (lower, by no more than the "
                 f"{100 * p.hysteresis:g} % hysteresis)"
             )
         return (
@@ -436,16 +312,6 @@ def _reason(p: Policy, cands: list[Candidate], best: Candidate, cur: Candidate, 
         broken = _limits(_breaks(cur.latency_ratio, cur.recovery_ratio))
         return f"{why}; the current interval is predicted to break the {broken}"
     return why
-
-
-def _check(p: Policy, rate: float, current_ci: float) -> None:
-    _validate(
-        rate, current_ci, p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step, p.dead_band_s, p.mtbf_h, p.cooldown_s
-    )
-    if not p.slack_s_per_h >= 0:
-        raise KhaosError(f"--slack-s-per-h must be >= 0 violation s per hour, got {p.slack_s_per_h:g}")
-    if not 0 <= p.hysteresis < 1:
-        raise KhaosError(f"--hysteresis must be a fraction in [0, 1), got {p.hysteresis:g}")
 
 
 def recommend(
@@ -461,11 +327,11 @@ def recommend(
     """Pick the interval to run at ``rate`` events/s (see the module docstring for the rules); ``capacity``:
     the job's capacity on its cluster, events/s, estimated online (None: the model's profiled one)."""
     p = policy
-    _check(p, rate, current_ci)
+    _validate(p, rate, current_ci)
     cands = _candidates(model, rate, p, capacity)
-    i = _select(p, cands)
+    i = select(p, cands)
     best = cands[i]
-    cur = _candidate(p, float(current_ci), *predict(model, rate, float(current_ci), p.mode, capacity=capacity))
+    cur = candidate(p, float(current_ci), *predict(model, rate, float(current_ci), p.mode, capacity=capacity))
     now = time.time() if now is None else now
     action, action_reason = _action(p, best, cur, last_change_ts, now, breach_overrides_cooldown)
     action, action_reason = _cost_gate(p, best, cur, action, action_reason)
