@@ -80,6 +80,12 @@ class CISection(Section):
         le=1e6,
         description="among the intervals that meet both limits, the longest whose expected violation seconds per hour (failures per hour from mtbf_h x the predicted recovery) are within this of the least: overhead is traded for at most this many (0: the fastest recovery; 1e6: the longest feasible interval)",
     )
+    hysteresis: float = Field(
+        0.3,
+        ge=0,
+        le=0.9,
+        description="when no interval meets both limits: leave the interval in force only for one expected to cause more than this fraction fewer violation seconds per hour (0.3: 30 % fewer; at or above capacity, where none recovers, a shorter one always), and choose the longest interval (in pace mode the safety net) only when it beats every other by as much; keeps a jittering rate from flapping the interval (0: off)",
+    )
     change_cost_s: float | None = Field(
         None,
         ge=0,

@@ -448,6 +448,8 @@ class Daemon:
             "predicted_latency_ms": d.predicted_latency_ms,
             "predicted_recovery_s": d.predicted_recovery_s,
             "ratios": d.ratios,
+            # expected violation s/h (planner rules 3-5; null: unbounded recovery)
+            "violation_s_per_h": {"best": d.best_violation_s_per_h, "current": d.current_violation_s_per_h},
             "warnings": d.warnings,
             "young_s": d.young_s,
             "daly_s": d.daly_s,

@@ -9,8 +9,16 @@ Rules (docs/models.md, "Optimizer"):
   the feasible minimum by at most ``slack_s_per_h``: failures per hour (from the MTBF) x the predicted
   recovery, since the output is late while a job recovers. Frequent failures thus favour short
   intervals, rare ones the least overhead. Candidates are distinct, so there is no tie.
-* None feasible: the candidate with the smallest ``max(latency / L_max, recovery / R_max)`` wins
-  (ties within 1e-9 -> the longer interval) and the recommendation carries ``alert=True`` and a reason.
+* None feasible: the least expected violation s/h wins, the same quantity with every term (failures
+  per hour x (recovery + its excess over R_max), + 3600 when the p99 is over L_max), with ``alert=True``
+  and a reason naming the limits it breaks and its expected violation against the current interval's.
+  The order is total: a bounded recovery first; then fewer violation s/h; then, and at or above
+  capacity, the shorter interval (less to replay). The longest candidate (in pace mode the safety net)
+  only when it beats every other by the hysteresis. Hysteresis: the current interval stays unless the
+  best cuts its expected violation by more than the fraction ``hysteresis`` (a p99 breach both have left
+  out) or is ahead by a bounded recovery or a shorter replay; never against a move to a feasible
+  candidate, nor for a current outside ci_min..ci_max; it needs no dead band or cooldown (pace).
+  :mod:`.ranking` has these rules.
 * Dead band: ``|best - current| < dead_band`` -> action ``keep``, unless the current interval is
   predicted to break a limit while ``best`` keeps both (then the move is made: a dead band must not
   keep a known violation).
@@ -45,6 +53,7 @@ from ..jsonio import jsonable
 from ..model.predict import extrapolation_warnings, predict
 from ..model.store import REFERENCE_MODE, Model
 from .config import CISection, DaemonFile
+from .ranking import Candidate, candidate, held, least, risk, select, violation_s
 
 ACTIONS = ("change", "keep", "wait")
 PRIOR_CHANGE_COST_S = 5.0  # violation s a restart change is taken to cost before one was measured
@@ -68,6 +77,7 @@ class Policy:
     mtbf_h: float = _default(DaemonFile, "mtbf_h")
     mode: str = _default(DaemonFile, "mode")
     slack_s_per_h: float = _default(CISection, "slack_s_per_h")
+    hysteresis: float = _default(CISection, "hysteresis")
     change_cost_s: float | None = None  # violation s a restart change costs (None: free, no cost gate)
     horizon_s: float = 300.0  # how long a decision stands, s (the savings are counted over it)
     cv_recovery: float = 0.0  # the model's held-out relative error of recovery (0.1 = 10 %)
@@ -92,6 +102,7 @@ class Policy:
             mtbf_h=cfg.file.mtbf_h,
             mode=cfg.mode,
             slack_s_per_h=cfg.ci.slack_s_per_h,
+            hysteresis=cfg.ci.hysteresis,
         )
         if realize == "restart":
             return replace(
@@ -105,18 +116,6 @@ class Policy:
             top = p.ci_max if safety_net_s is None else max(p.ci_min + p.ci_step, min(p.ci_max, safety_net_s))
             return replace(p, ci_max=top, dead_band_s=0.0, cooldown_s=0.0)
         return p
-
-
-@dataclass
-class Candidate:
-    """One candidate interval and what the model predicts for it."""
-
-    ci_s: float
-    latency_ms: float
-    recovery_s: float
-    latency_ratio: float
-    recovery_ratio: float
-    feasible: bool
 
 
 @dataclass
@@ -139,7 +138,9 @@ class Decision:
     best_latency_ms: float = math.nan
     best_recovery_s: float = math.nan
     best_ratios: dict = field(default_factory=dict)
+    best_violation_s_per_h: float = math.nan  # expected violation s/h at best_ci_s (inf: unbounded recovery)
     current_ci_s: float = math.nan
+    current_violation_s_per_h: float = math.nan  # ... and at the current interval
     rate: float = math.nan
     mode: str = REFERENCE_MODE
     l_max_ms: float = math.nan
@@ -149,6 +150,7 @@ class Decision:
     dead_band_s: float = 0.0
     mtbf_h: float = math.nan
     slack_s_per_h: float = math.nan
+    hysteresis: float = math.nan
     longest_feasible_s: float = math.nan  # longer than best_ci_s when the slack bound the choice
     checkpoint_cost_s: float | None = None
     longer_breaks: list[str] = field(default_factory=list)  # limits the next longer candidate breaks
@@ -179,7 +181,9 @@ def candidate_intervals(ci_min: float, ci_max: float, step: float) -> np.ndarray
     return np.round(c, 9)
 
 
-def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_band, mtbf_h, cooldown_s):
+def _validate(p: Policy, rate: float, current_ci: float) -> None:
+    """One KhaosError line for the first bad input or setting."""
+    l_max_ms, r_max_s, ci_min, ci_max, step = p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step
     missing = [n for n, v in (("--l-max", l_max_ms), ("--r-max", r_max_s)) if v is None]
     if missing:
         raise KhaosError(
@@ -199,9 +203,11 @@ def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_ba
             current_ci is None or not math.isfinite(current_ci) or current_ci <= 0,
             f"current CI must be > 0 s, got {current_ci}",
         ),
-        (dead_band < 0, f"--dead-band must be >= 0 s, got {dead_band}"),
-        (not math.isfinite(mtbf_h) or mtbf_h <= 0, f"--mtbf-h must be > 0 h, got {mtbf_h}"),
-        (cooldown_s < 0, f"cooldown must be >= 0 s, got {cooldown_s}"),
+        (p.dead_band_s < 0, f"--dead-band must be >= 0 s, got {p.dead_band_s}"),
+        (not math.isfinite(p.mtbf_h) or p.mtbf_h <= 0, f"--mtbf-h must be > 0 h, got {p.mtbf_h}"),
+        (p.cooldown_s < 0, f"cooldown must be >= 0 s, got {p.cooldown_s}"),
+        (not p.slack_s_per_h >= 0, f"--slack-s-per-h must be >= 0 violation s per hour, got {p.slack_s_per_h:g}"),
+        (not 0 <= p.hysteresis < 1, f"--hysteresis must be a fraction in [0, 1), got {p.hysteresis:g}"),
     ]
     for bad, msg in checks:
         if bad:
@@ -210,22 +216,10 @@ def _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_ba
         raise KhaosError(f"--step {step:g} s gives more than 100000 candidates in {ci_min:g}-{ci_max:g} s")
 
 
-def violation_s(p: Policy, latency_ms: float, recovery_s: float, seconds: float) -> float:
-    """Expected violation seconds in ``seconds`` of running at one interval: the failures expected in
-    them times (the recovery, when the output is late, + its excess over R_max), plus all of them when
-    the p99 is over L_max. A limit counts as broken only beyond the model's error (cv_*)."""
-    failures = seconds / (p.mtbf_h * 3600.0)
-    rec = recovery_s if math.isfinite(recovery_s) else 1e9
-    excess = max(0.0, rec - p.r_max_s * (1.0 + p.cv_recovery))
-    late = seconds if not latency_ms <= p.l_max_ms * (1.0 + p.cv_latency) else 0.0
-    return failures * (rec + excess) + late
-
-
-def _pick_feasible(p: Policy, cands: list[Candidate], feasible: np.ndarray) -> int:
-    """The longest of the ``feasible`` candidates (indices) within ``slack_s_per_h`` expected violation
-    s/h of the least."""
-    per_h = np.array([violation_s(p, cands[j].latency_ms, cands[j].recovery_s, 3600.0) for j in feasible])
-    return int(feasible[per_h <= per_h.min() + p.slack_s_per_h + 1e-9][-1])
+def _candidates(model: Model, rate: float, p: Policy, capacity: float | None) -> list[Candidate]:
+    cis = candidate_intervals(p.ci_min, p.ci_max, p.ci_step)
+    lat, rec = predict(model, rate, cis, p.mode, capacity=capacity)
+    return [candidate(p, c, a, b) for c, a, b in zip(cis, lat, rec)]
 
 
 def measured_capacity(model: Model) -> bool:
@@ -235,6 +229,89 @@ def measured_capacity(model: Model) -> bool:
 
 def _breaks(lr: float, rr: float) -> list[str]:
     return [name for name, r in (("latency", lr), ("recovery", rr)) if not r <= 1.0]
+
+
+def _action(
+    p: Policy, best: Candidate, cur: Candidate, last_change_ts: float | None, now: float, breach_overrides: bool
+) -> tuple[str, str]:
+    """(action, why) by the rules: already best, dead band, hysteresis, cooldown. A move that removes a
+    predicted breach (the current breaks a limit, the best keeps both) passes the dead band and the
+    hysteresis always, the cooldown when ``breach_overrides``."""
+    fixes = not cur.feasible and best.feasible
+    cooling = last_change_ts is not None and now - last_change_ts < p.cooldown_s
+    gap = abs(best.ci_s - cur.ci_s)
+    if gap < 1e-9:
+        return "keep", f"the current {cur.ci_s:g} s interval is already the best candidate"
+    if gap < p.dead_band_s and not fixes:
+        return "keep", (
+            f"the best interval {best.ci_s:g} s is within the {p.dead_band_s:g} s dead band "
+            f"of the current {cur.ci_s:g} s"
+        )
+    reason = held(p, best, cur)
+    if reason:
+        return "keep", reason
+    if cooling and (not fixes or not breach_overrides):
+        return "wait", f"the last change was {now - last_change_ts:.0f} s ago, inside the {p.cooldown_s:g} s cooldown"
+    reason = f"move from {cur.ci_s:g} s to {best.ci_s:g} s"
+    broken = " and ".join(_breaks(cur.latency_ratio, cur.recovery_ratio))
+    if gap < p.dead_band_s:
+        reason += f" although within the {p.dead_band_s:g} s dead band: the current interval breaks the {broken} limit"
+    elif cooling:
+        reason += f" inside the {p.cooldown_s:g} s cooldown: the current interval breaks the {broken} limit"
+    return "change", reason
+
+
+def _cost_gate(p: Policy, best: Candidate, cur: Candidate, action: str, reason: str) -> tuple[str, str]:
+    """A restart change (``change_cost_s`` set) stands only when it saves more violation seconds over the
+    horizon than a restart costs."""
+    if action != "change" or p.change_cost_s is None:
+        return action, reason
+    saved = violation_s(p, cur.latency_ms, cur.recovery_s, p.horizon_s) - violation_s(
+        p, best.latency_ms, best.recovery_s, p.horizon_s
+    )
+    if saved > p.change_cost_s:
+        return action, reason
+    return "keep", (
+        f"moving to {best.ci_s:g} s would save {saved:.1f} violation s over the next {p.horizon_s:g} s "
+        f"(MTBF {p.mtbf_h:g} h, limits counted beyond the model's error), not more than a restart "
+        f"costs ({p.change_cost_s:.1f} s)"
+    )
+
+
+def _per_h(c: Candidate) -> str:
+    """Expected violation s/h in words."""
+    if math.isfinite(c.violation_s_per_h):
+        return f"{c.violation_s_per_h:.1f} violation s/h"
+    return "unbounded (no recovery at this rate)"
+
+
+def _reason(p: Policy, cands: list[Candidate], best: Candidate, cur: Candidate, action: str, why: str) -> str:
+    """The decision's one line: where nothing is feasible, which limits the best breaks and its expected
+    violation against the current's; then the action's clause ``why``."""
+    if not best.feasible:
+        broken = _limits(_breaks(best.latency_ratio, best.recovery_ratio))
+        head = f"no interval in {p.ci_min:g}-{p.ci_max:g} s meets both limits"
+        if not math.isfinite(best.recovery_s):
+            return (
+                f"{head} and none is predicted to recover at this rate (at or above capacity): {best.ci_s:g} s, "
+                f"which breaks the {broken}, replays the least input after a failure ({best.ci_s:g} s against "
+                f"{cur.ci_s:g} s at the current interval); {why}"
+            )
+        lowest = cands[least([risk(p, c) for c in cands], range(len(cands)))]
+        where = f"{best.ci_s:g} s"
+        if lowest is not best:
+            where += (
+                f" short of the longest {lowest.ci_s:g} s (lower, by no more than the "
+                f"{100 * p.hysteresis:g} % hysteresis)"
+            )
+        return (
+            f"{head}; the least expected violation is at {where}, which breaks the {broken}: {_per_h(best)} "
+            f"against {_per_h(cur)} at the current {cur.ci_s:g} s; {why}"
+        )
+    if not cur.feasible and action != "change":
+        broken = _limits(_breaks(cur.latency_ratio, cur.recovery_ratio))
+        return f"{why}; the current interval is predicted to break the {broken}"
+    return why
 
 
 def recommend(
@@ -250,115 +327,44 @@ def recommend(
     """Pick the interval to run at ``rate`` events/s (see the module docstring for the rules); ``capacity``:
     the job's capacity on its cluster, events/s, estimated online (None: the model's profiled one)."""
     p = policy
-    l_max_ms, r_max_s, ci_min, ci_max, step = p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step
-    dead_band, mtbf_h, mode, cooldown_s = p.dead_band_s, p.mtbf_h, p.mode, p.cooldown_s
-    _validate(rate, current_ci, l_max_ms, r_max_s, ci_min, ci_max, step, dead_band, mtbf_h, cooldown_s)
-    if not p.slack_s_per_h >= 0:
-        raise KhaosError(f"--slack-s-per-h must be >= 0 violation s per hour, got {p.slack_s_per_h:g}")
-    cis = candidate_intervals(ci_min, ci_max, step)
-    lat, rec = predict(model, rate, cis, mode, capacity=capacity)
-    lr, rr = lat / l_max_ms, rec / r_max_s
-    ok = (lr <= 1.0) & (rr <= 1.0)  # NaN/inf ratios are never feasible
-    cands = [
-        Candidate(float(c), float(a), float(b), float(x), float(y), bool(f))
-        for c, a, b, x, y, f in zip(cis, lat, rec, lr, rr, ok)
-    ]
-    feasible = np.flatnonzero(ok)
-    worst = np.where(np.isnan(lr) | np.isnan(rr), np.inf, np.maximum(lr, rr))  # inf stays inf
-    if feasible.size:
-        i = _pick_feasible(p, cands, feasible)
-    else:
-        m = worst.min()
-        tie = np.flatnonzero(worst <= m + 1e-9 * max(1.0, abs(m))) if math.isfinite(m) else np.arange(len(cis))
-        i = int(tie[-1])  # ties -> the longer interval (less overhead)
+    _validate(p, rate, current_ci)
+    cands = _candidates(model, rate, p, capacity)
+    i = select(p, cands)
     best = cands[i]
-    longer = _breaks(cands[i + 1].latency_ratio, cands[i + 1].recovery_ratio) if i + 1 < len(cands) else []
-    shorter: list[str] = []
-    if feasible.size:
-        first = int(feasible[0])
-        if first > 0:
-            shorter = _breaks(cands[first - 1].latency_ratio, cands[first - 1].recovery_ratio)
-
-    cur_lat, cur_rec = predict(model, rate, float(current_ci), mode, capacity=capacity)
-    cur_lr, cur_rr = cur_lat / l_max_ms, cur_rec / r_max_s
-    cur_ok = cur_lr <= 1.0 and cur_rr <= 1.0
+    cur = candidate(p, float(current_ci), *predict(model, rate, float(current_ci), p.mode, capacity=capacity))
     now = time.time() if now is None else now
-    cooling = last_change_ts is not None and now - last_change_ts < cooldown_s
+    action, action_reason = _action(p, best, cur, last_change_ts, now, breach_overrides_cooldown)
+    action, action_reason = _cost_gate(p, best, cur, action, action_reason)
+    d = _decision(model, rate, p, cands, i, cur, action, capacity)
+    d.reason, d.action_reason = _reason(p, cands, best, cur, action, action_reason), action_reason
+    return d
 
-    if abs(best.ci_s - current_ci) < 1e-9:
-        action, reason = "keep", f"the current {current_ci:g} s interval is already the best candidate"
-    elif abs(best.ci_s - current_ci) < dead_band and (cur_ok or not best.feasible):
-        action, reason = (
-            "keep",
-            (
-                f"the best interval {best.ci_s:g} s is within the {dead_band:g} s dead band "
-                f"of the current {current_ci:g} s"
-            ),
-        )
-    elif cooling and (cur_ok or not best.feasible or not breach_overrides_cooldown):
-        action, reason = (
-            "wait",
-            (f"the last change was {now - last_change_ts:.0f} s ago, inside the {cooldown_s:g} s cooldown"),
-        )
-    else:
-        action, reason = "change", f"move from {current_ci:g} s to {best.ci_s:g} s"
-        if abs(best.ci_s - current_ci) < dead_band:
-            reason += (
-                f" although within the {dead_band:g} s dead band: the current interval breaks the "
-                f"{' and '.join(_breaks(cur_lr, cur_rr))} limit"
-            )
-        elif cooling:
-            reason += (
-                f" inside the {cooldown_s:g} s cooldown: the current interval breaks the "
-                f"{' and '.join(_breaks(cur_lr, cur_rr))} limit"
-            )
-    if action == "change" and p.change_cost_s is not None:
-        saved = violation_s(p, cur_lat, cur_rec, p.horizon_s) - violation_s(
-            p, best.latency_ms, best.recovery_s, p.horizon_s
-        )
-        if saved <= p.change_cost_s:
-            action, reason = (
-                "keep",
-                f"moving to {best.ci_s:g} s would save {saved:.1f} violation s over the next {p.horizon_s:g} s "
-                f"(MTBF {mtbf_h:g} h, limits counted beyond the model's error), not more than a restart "
-                f"costs ({p.change_cost_s:.1f} s)",
-            )
-    action_reason = reason
-    if not best.feasible:
-        reason = (
-            f"no interval in {ci_min:g}-{ci_max:g} s meets both limits; {best.ci_s:g} s minimises the worse ratio; "
-            + reason
-        )
-    elif not cur_ok and action != "change":
-        reason += f"; the current interval is predicted to break the {' and '.join(_breaks(cur_lr, cur_rr))} limit"
 
-    if action == "change":
-        run_ci, run_lat, run_rec, run_lr, run_rr = (
-            best.ci_s,
-            best.latency_ms,
-            best.recovery_s,
-            best.latency_ratio,
-            best.recovery_ratio,
-        )
-    else:
-        run_ci, run_lat, run_rec, run_lr, run_rr = float(current_ci), cur_lat, cur_rec, cur_lr, cur_rr
-    run_ok = run_lr <= 1.0 and run_rr <= 1.0
-
+def _decision(
+    model: Model, rate: float, p: Policy, cands: list[Candidate], i: int, cur: Candidate, action: str, capacity
+) -> Decision:
+    """The :class:`Decision` of running ``cands[i]`` (on change) or ``cur`` (the reason is set by the caller)."""
+    best = cands[i]
+    run = best if action == "change" else cur
+    feasible = [c for c in cands if c.feasible]
+    longer = _breaks(cands[i + 1].latency_ratio, cands[i + 1].recovery_ratio) if i + 1 < len(cands) else []
+    first = next((j for j, c in enumerate(cands) if c.feasible), 0)
+    shorter = _breaks(cands[first - 1].latency_ratio, cands[first - 1].recovery_ratio) if first > 0 else []
     cost = model.checkpoint_duration_s.mean if model.checkpoint_duration_s else None
-    young, daly = young_daly(cost, mtbf_h)
+    young, daly = young_daly(cost, p.mtbf_h)
     warns = extrapolation_warnings(model, rate, capacity=capacity)
     lo, hi = model.ranges.ci_s
     if best.ci_s > hi * 1.5 or best.ci_s < lo / 1.5:
         warns.append(f"the chosen {best.ci_s:g} s is well outside the profiled {lo:g}-{hi:g} s intervals")
     return Decision(
-        ci_s=run_ci,
+        ci_s=run.ci_s,
         action=action,
-        feasible=bool(ok.any()),
-        alert=not run_ok,
-        reason=reason,
-        predicted_latency_ms=float(run_lat),
-        predicted_recovery_s=float(run_rec),
-        ratios={"latency": float(run_lr), "recovery": float(run_rr)},
+        feasible=bool(feasible),
+        alert=not run.feasible,
+        reason="",
+        predicted_latency_ms=run.latency_ms,
+        predicted_recovery_s=run.recovery_s,
+        ratios={"latency": run.latency_ratio, "recovery": run.recovery_ratio},
         young_s=young,
         daly_s=daly,
         candidates=cands,
@@ -366,22 +372,24 @@ def recommend(
         best_latency_ms=best.latency_ms,
         best_recovery_s=best.recovery_s,
         best_ratios={"latency": best.latency_ratio, "recovery": best.recovery_ratio},
-        current_ci_s=float(current_ci),
+        best_violation_s_per_h=best.violation_s_per_h,
+        current_ci_s=cur.ci_s,
+        current_violation_s_per_h=cur.violation_s_per_h,
         rate=float(rate),
-        mode=mode,
-        l_max_ms=float(l_max_ms),
-        r_max_s=float(r_max_s),
-        ci_min=float(ci_min),
-        ci_max=float(ci_max),
-        dead_band_s=float(dead_band),
-        mtbf_h=float(mtbf_h),
+        mode=p.mode,
+        l_max_ms=float(p.l_max_ms),
+        r_max_s=float(p.r_max_s),
+        ci_min=float(p.ci_min),
+        ci_max=float(p.ci_max),
+        dead_band_s=float(p.dead_band_s),
+        mtbf_h=float(p.mtbf_h),
         slack_s_per_h=float(p.slack_s_per_h),
-        longest_feasible_s=float(cis[feasible[-1]]) if feasible.size else math.nan,
+        hysteresis=float(p.hysteresis),
+        longest_feasible_s=feasible[-1].ci_s if feasible else math.nan,
         checkpoint_cost_s=cost,
         longer_breaks=longer,
         shorter_breaks=shorter,
         warnings=warns,
-        action_reason=action_reason,
     )
 
 
@@ -402,6 +410,10 @@ def _a(x: float) -> str:
 
 def _ms(x: float) -> str:
     return f"{x:.0f}" if math.isfinite(x) else "unbounded"
+
+
+def _vph(x: float) -> str:
+    return f"{x:.1f} violation s per hour" if math.isfinite(x) else "unbounded (it never recovers at this rate)"
 
 
 def _limits(names: list[str]) -> str:
@@ -440,8 +452,13 @@ def explain(rec: Decision) -> str:
         parts.append(
             f"ALERT: no interval in {rec.ci_min:g}-{rec.ci_max:g} s meets both limits. "
             + head
-            + f": the best compromise, at {x(br['recovery'])} the recovery limit and "
-            f"{x(br['latency'])} the latency limit."
+            + f" ({x(br['recovery'])} the recovery limit, {x(br['latency'])} the latency limit): "
+            + (
+                f"the least expected violation at a {rec.mtbf_h:g} h MTBF, {_vph(rec.best_violation_s_per_h)} "
+                f"against {_vph(rec.current_violation_s_per_h)} at the current {rec.current_ci_s:g} s."
+                if math.isfinite(rec.best_recovery_s)
+                else "no interval recovers at this rate, and the shortest replays the least input after a failure."
+            )
         )
     if rec.action == "change":
         parts.append(f"Change the interval from {rec.current_ci_s:g} s to {rec.ci_s:g} s.")
@@ -488,6 +505,7 @@ def _cli_recommend(args) -> None:
         mtbf_h=args.mtbf_h,
         mode=args.mode,
         slack_s_per_h=args.slack_s_per_h,
+        hysteresis=args.hysteresis,
     )
     rec = recommend(store.load(args.model), args.rate, args.current_ci, policy, last_change_ts=args.last_change_ts)
     if args.json:
@@ -555,6 +573,13 @@ def add_cli(subparsers) -> None:
         default=d.slack_s_per_h,
         help="among intervals meeting both limits, the longest within this many expected violation s per hour "
         f"of the least (default {d.slack_s_per_h:g})",
+    )
+    p.add_argument(
+        "--hysteresis",
+        type=field_number(CISection, "hysteresis"),
+        default=d.hysteresis,
+        help="when no interval meets both limits: leave --current-ci only for one expected to cause more than "
+        f"this fraction fewer violation seconds (default {d.hysteresis:g})",
     )
     p.add_argument("--mode", default=d.mode, help=f"failure mode to plan for: process or host (default {d.mode})")
     p.add_argument(

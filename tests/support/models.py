@@ -47,3 +47,32 @@ def hand_model(lat=(100.0, 1000.0), rec=(5.0, 1.0), ckpt_s=0.5, modes=("host", "
             "recovery": {"baseline": spec_r, "physics": spec_r},
         }
     )
+
+
+def drain_model(capacity: float = 5000.0, lat=(100.0, 1000.0), queue_ms: float = 0.0, downtime_s: float = 5.0) -> Model:
+    """A model with a known capacity: recovery = downtime + (ci + downtime) * rate / (capacity - rate) s (the
+    drain law: the input since the checkpoint and the downtime, replayed at the spare capacity; inf at or
+    above capacity); latency = lat[0] + lat[1] / ci + queue_ms * u / (1 - u) ms, u = rate / capacity."""
+    from khaos_controller.model.store import Spec
+
+    m = hand_model(lat=lat)
+    constants = {"margin_s": 0.0, "downtime_s": {"*": downtime_s}, "capacity": capacity}
+    m.recovery.physics = Spec.model_validate(
+        {
+            "name": "drain",
+            "features": ["L0*rate/(cap-rate)"],
+            "coef": [1.0],
+            "intercept": downtime_s,
+            "constants": constants,
+        }
+    )
+    m.latency.physics = Spec.model_validate(
+        {
+            "name": "queue",
+            "features": ["1/ci", "u/(1-u)"],
+            "coef": [lat[1], queue_ms],
+            "intercept": lat[0],
+            "constants": constants,
+        }
+    )
+    return m

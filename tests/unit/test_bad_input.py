@@ -384,6 +384,8 @@ BAD = [
     recommend("recommend-cooldown-nan", "--cooldown-s", "nan", expect=("cooldown",)),
     recommend("recommend-slack-negative", "--slack-s-per-h", "-1", expect=("--slack-s-per-h", "-1")),
     recommend("recommend-slack-nan", "--slack-s-per-h", "nan", expect=("slack",)),
+    recommend("recommend-hysteresis-one", "--hysteresis", "1", expect=("--hysteresis", "<= 0.9")),
+    recommend("recommend-hysteresis-negative", "--hysteresis", "-0.1", expect=("--hysteresis", "-0.1")),
     recommend("recommend-last-change-inf", "--last-change-ts", "inf", expect=("last-change",)),
     recommend("recommend-mode-teleport", "--mode", "teleport", expect=("teleport", "not profiled")),
     # ---- physical bounds: rates, intervals, recoveries and latencies a job can have

@@ -130,6 +130,7 @@ def test_inverted_ci_range(tmp_path, model_file, ci):
         ({"ci": {"step": 0}}, "ci.step: 0 must be > 0"),
         ({"ci": {"cooldown_s": -1}}, "ci.cooldown_s: -1 must be >= 0"),
         ({"ci": {"slack_s_per_h": -1}}, "ci.slack_s_per_h: -1 must be >= 0"),
+        ({"ci": {"hysteresis": 1}}, "ci.hysteresis: 1 must be <= 0.9"),
         ({"loop": {"window_s": 0.1}}, "loop.window_s: 0.1 must be >= 2"),
         ({"mtbf_h": "1d"}, "mtbf_h: '1d' is not a number"),
         ({"flink": "http://x"}, "flink: must be a mapping"),
@@ -413,6 +414,8 @@ def test_rising_rate_shortens_the_interval(tmp_path, model_file):
     assert e["decision"]["ci_s"] == 11.0 and e["realize"]["status"] == "ok"
     assert d.calls == [11.0]
     assert e["predicted_at_current"]["recovery_s"] > 25 and e["decision"]["predicted_recovery_s"] <= 25
+    v = e["decision"]["violation_s_per_h"]  # the recovery excess at 20 s counts; 11 s has none
+    assert v["current"] > v["best"] > 0
     assert d.metrics.get("khaos_reconfigurations_total") == 1
     assert d.metrics.get("khaos_recommended_checkpoint_interval_seconds") == 11
     # the journal says the reconfiguration started before its result

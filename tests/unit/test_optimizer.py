@@ -57,22 +57,27 @@ def test_longest_feasible_on_a_fitted_model():
     assert all(not c.feasible for c in r.candidates if c.ci_s > r.best_ci_s)
 
 
-def test_no_feasible_interval_alerts_and_minimises_the_worse_ratio():
-    # latency <= 150 needs ci >= 20, recovery <= 20 needs ci <= 15: impossible
+def test_no_feasible_interval_alerts_and_takes_the_least_expected_violation():
+    # latency <= 150 needs ci >= 20, recovery <= 20 needs ci <= 15: impossible. At a 24 h MTBF a p99 over
+    # L_max (3600 violation s/h) costs more than a recovery over R_max once a day: 20 s, recovery 25 s
     r = recommend(make_model(), rate=2000, current_ci=60, l_max_ms=150, r_max_s=20)
     assert not r.feasible and r.alert and r.action == "change"
-    assert "no interval" in r.reason
-    worst = [max(c.latency_ratio, c.recovery_ratio) for c in r.candidates]
-    assert max(r.best_ratios.values()) == pytest.approx(min(worst))
-    assert r.best_ci_s == 16.0  # 16 s: max(162.5/150, 21/20) = 1.083; 17 s: max(1.059, 1.10) = 1.10
+    assert r.best_ci_s == 20.0 and r.best_violation_s_per_h == pytest.approx((25 + 5) / 24)
+    assert r.best_violation_s_per_h == min(c.violation_s_per_h for c in r.candidates)
+    assert r.current_violation_s_per_h == pytest.approx((65 + 45) / 24)
+    assert "no interval in 1-120 s meets both limits; the least expected violation is at 20 s" in r.reason
+    assert "breaks the recovery limit: 1.2 violation s/h against 4.6 violation s/h at the current 60 s" in r.reason
     assert "ALERT" in optimizer.explain(r)
 
 
-def test_tie_in_the_worse_ratio_goes_to_the_longer_interval():
-    # recovery limit broken everywhere by the same amount (flat recovery), latency fine everywhere
+def test_a_tie_in_expected_violation_goes_to_the_shorter_interval_and_the_current_stays():
+    # recovery limit broken everywhere by the same amount (flat recovery), latency fine everywhere: every
+    # interval is expected to cost the same, so the one that replays the least wins, and the current
+    # interval stays (nothing is gained by moving)
     m = make_model(lat=(10.0, 0.0), rec=(100.0, 0.0))
     r = recommend(m, rate=2000, current_ci=60, l_max_ms=300, r_max_s=50)
-    assert r.alert and r.best_ci_s == 120.0
+    assert r.alert and r.best_ci_s == 1.0
+    assert r.action == "keep" and r.ci_s == 60.0 and "hysteresis" in r.action_reason
 
 
 def test_dead_band_keeps_the_current_interval():
@@ -264,7 +269,8 @@ def test_rate_above_capacity_alerts_without_numeric_noise(recwarn):
     )
     r = recommend(m, rate=12000, current_ci=10, **LIMITS)
     assert r.alert and not r.feasible and r.best_recovery_s == float("inf")
-    assert r.best_ci_s == 120.0  # every interval fails the same way: the least overhead wins
+    assert r.best_ci_s == 1.0  # no interval recovers: the shortest replays the least input
+    assert "none is predicted to recover at this rate" in r.reason
     assert "never recover" in optimizer.explain(r)
     json.dumps(r.to_dict())  # inf becomes null, still valid JSON
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
