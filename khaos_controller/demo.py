@@ -239,7 +239,7 @@ def summarise(entries: list[dict]) -> int:
     changes = [e for e in entries if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok"]
     for e in changes:
         d, r = e["decision"], e["realize"]
-        if "interval_s" in r:  # paced: checkpoints triggered over REST, the job untouched
+        if "safety_net_s" in r:  # paced: checkpoints triggered over REST, the job untouched
             how = f"paced every {r['interval_s']:g} s over REST, no restart; safety net {r['safety_net_s']:g} s"
         else:
             how = f"reconfigure.yml {r['seconds']:.1f} s, savepoint {r.get('savepoint')}"
@@ -254,7 +254,7 @@ def interval_in_force(samples: pd.DataFrame, entries: list[dict], start_ci: floa
     paced = sorted(
         (e["ts"], e["realize"]["interval_s"])
         for e in entries
-        if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok" and "interval_s" in e["realize"]
+        if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok" and "safety_net_s" in e["realize"]
     )
     if not paced:
         return samples["ci_s"]

@@ -315,13 +315,14 @@ class FakeCollector:
         self.stopped = True
 
     capacity = None  # events/s estimated from busy time (None: no estimate)
+    jobs = None  # running jobs of the name (None: one while there is a job id)
 
     def snapshot(self, window_s):
         now = self.t or time.time()
         obs = Observation(
             t=now,
             job_id=self.job_id,
-            jobs_running=1 if self.job_id else 0,
+            jobs_running=self.jobs if self.jobs is not None else (1 if self.job_id else 0),
             state="RUNNING" if self.job_id else "NONE",
             all_running=self.job_id is not None and not self.down,
             ci_s=self.ci_s,
