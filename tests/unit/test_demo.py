@@ -62,7 +62,7 @@ def test_the_paced_interval_is_the_one_in_force_and_summarised(capsys):
         },
         {"event": "decision", "ts": 103.5, "decision": {"action": "keep"}},
     ]
-    held = demo.interval_in_force(samples, entries, start_ci=20.0)
+    held = demo.ci_timeline(samples, entries)
     assert list(held) == [20.0, 20.0, 7.0, 7.0, 7.0]  # the job's own 20 s until the paced change, then 7 s
     assert demo.summarise(entries) == 1
     out = capsys.readouterr().out
@@ -144,7 +144,7 @@ def test_a_restart_change_is_not_taken_for_a_paced_one_in_the_timeline():
     t = _journal("restart")[0]["ts"]
     restart = spaced("restart")  # line 5 (t + 4): the change to 11 s, realized
     samples = pd.DataFrame({"t": [t + 3, t + 5, t + 6], "ci_s": [20.0, 20.0, 11.0]})  # the new job from t + 6
-    assert list(demo.interval_in_force(samples, restart, start_ci=20.0)) == [20.0, 20.0, 11.0]
+    assert list(demo.ci_timeline(samples, restart)) == [20.0, 20.0, 11.0]
     pace = spaced("pace")  # paced to 11 s at t + 1, back to the safety net at t + 3
     samples = pd.DataFrame({"t": [t + 0.5, t + 1.5, t + 3.5], "ci_s": [20.0, 20.0, 20.0]})
-    assert list(demo.interval_in_force(samples, pace, start_ci=20.0)) == [20.0, 11.0, 20.0]
+    assert list(demo.ci_timeline(samples, pace)) == [20.0, 11.0, 20.0]

@@ -14,14 +14,16 @@ from khaos_controller.control import publish
 from khaos_controller.control.collector import Observation
 from khaos_controller.control.health import Health
 from khaos_controller.control.metrics import Metrics
+from khaos_controller.control.step import Step
 from khaos_controller.journal import Journal, read
 
 
-def as_step(line: dict):
-    """A journaled decision line as the step the daemon hands its listeners."""
-    entry = {k: v for k, v in line.items() if k not in ("ts", "time")}
-    entry["decision_ts"] = line["ts"]
-    return entry
+def as_step(line: dict, obs: Observation | None = None) -> Step:
+    """A journaled decision line as the step the daemon hands its listeners (decided on ``obs``)."""
+    step = Step.read(line)
+    if obs is not None:
+        step.observation = obs
+    return step
 
 
 def steps(name: str) -> list[dict]:
@@ -43,7 +45,7 @@ def test_the_metrics_of_each_step(name):
     listener = publish.Metrics(m)
     obs = FakeCollector(rate=300, ci_s=20).snapshot(10)
     for line, in_force in zip(steps(name), IN_FORCE[name], strict=True):
-        listener(as_step(line), obs)
+        listener(as_step(line, obs))
         assert m.get("khaos_checkpoint_interval_seconds") == in_force, line["decision"]
         assert m.get("khaos_last_decision_timestamp_seconds") == line["ts"]
         assert m.get("khaos_loop_duration_seconds") == line["loop_seconds"]
@@ -65,7 +67,7 @@ def test_the_metrics_of_each_step(name):
 def test_the_metrics_say_down_when_the_job_is_gone():
     m = Metrics({"flink_job": "tj"})
     obs = FakeCollector(job_id=None).snapshot(10)
-    publish.Metrics(m)(as_step(steps("advisor")[-1]), obs)
+    publish.Metrics(m)(as_step(steps("advisor")[-1], obs))
     assert m.get("khaos_up") == 0 and m.get("khaos_decisions_total", action="wait") == 1
 
 
@@ -73,9 +75,8 @@ def test_the_metrics_say_down_when_the_job_is_gone():
 def test_the_journal_listener_writes_the_step_as_journaled(name, tmp_path, frozen):  # noqa: F811
     j = Journal(tmp_path / "j.jsonl", fsync=False)
     listener = publish.Journal(j)
-    obs = FakeCollector().snapshot(10)
-    for line in steps(name):
-        listener(as_step(line), obs)
+    for line in steps(name):  # the step read back is the step written: the same line
+        listener(as_step(line))
     got = read(tmp_path / "j.jsonl")
     assert len(got) == len(steps(name))
     for g, w in zip(got, steps(name)):
@@ -108,7 +109,7 @@ def test_the_log_listener_says_each_decision_and_alerts(logs):
     listener = publish.Log("tj")
     obs = FakeCollector(rate=300).snapshot(10)
     keep, change = steps("restart")[:2]
-    listener(as_step(keep), obs)
+    listener(as_step(keep, obs))
     assert logs == [
         (
             "INFO",
@@ -127,20 +128,20 @@ def test_the_log_listener_says_each_decision_and_alerts(logs):
         )
     ]
     logs.clear()
-    listener(as_step(change), obs)
+    listener(as_step(change, obs))
     assert [x[:2] for x in logs] == [("INFO", "decision")] and logs[0][2]["realize"] == "ok"
     logs.clear()
     failed, _waiting = steps("restart-failed")
-    listener(as_step(failed), obs)  # the failed change alerts, with the explanation
+    listener(as_step(failed, obs))  # the failed change alerts, with the explanation
     assert [x[:2] for x in logs] == [("WARNING", "decision"), ("WARNING", "ALERT")]
     assert logs[0][2]["realize"] == "failed" and logs[1][2] == {"job": "tj", "detail": failed["explain"]}
     logs.clear()
     gone = steps("advisor")[-1]  # a wait has no explanation: the alert says its reason
-    listener(as_step(gone), FakeCollector(job_id=None).snapshot(10))
+    listener(as_step(gone, FakeCollector(job_id=None).snapshot(10)))
     assert logs[1] == ("WARNING", "ALERT", {"job": "tj", "detail": gone["decision"]["reason"]})
     logs.clear()
     duplicate = steps("pace")[-1]  # two jobs of the name: the explanation comes first
-    listener(as_step(duplicate), obs)
+    listener(as_step(duplicate, obs))
     assert logs[-1][2]["detail"] == duplicate["explain"]
 
 
