@@ -169,7 +169,7 @@ def score(
 
 def ratios(table: pd.DataFrame) -> dict:
     """Each Khaos copy against the static copies: violation seconds over the best and the median static
-    copy's; and issue 15's scores, (a) latency-violation seconds and (b) recovery excess, each against the
+    copy's; and the two scores, (a) latency-violation seconds and (b) recovery excess, each against the
     best static copy's, and (a)+(b) over the median static copy's."""
     khaos = table["copy"].map(is_khaos)
     st = table[~khaos].set_index("copy")

@@ -1,4 +1,4 @@
-"""A change of interval can never duplicate or strand a job (issue 12), on the shared lab cluster.
+"""A change of interval can never duplicate or strand a job, on the shared lab cluster.
 
 Each case puts a fault-injecting proxy (tests/support/proxy.py) between Khaos and the real JobManager
 (or fills the disk, or runs two changes at once) while ``deployment.reconfigure`` changes the interval
