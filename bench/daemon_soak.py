@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark: the daemon for 30 minutes on a lab job whose rate keeps stepping, with a forced failed
-reconfiguration in the middle (issue 12).
+reconfiguration in the middle.
 
 A 3-host lab, the sample job on a trace that alternates 300 and 1500 events/s every 4 minutes (the
 recovery limit is met at 20 s only at the low rate, so the daemon keeps moving the interval), and

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: Khaos against static checkpoint intervals (issue 5), the documented default evaluation.
+"""Benchmark: Khaos against static checkpoint intervals, the documented default evaluation.
 
 Runs `khaos evaluate examples/evaluate.yml`: 3 static copies (10, 30, 60 s) and one Khaos-managed
 copy of the sample job on one 3-host lab cluster, the same 25-minute day-shaped trace with bursts
@@ -61,7 +61,7 @@ def main() -> int:
         )
         ok = k["a_le_best_static"] and k["b_le_best_static"] and (k["a_plus_b_ratio_median"] or 0) <= 0.5
         print(
-            f"{copy} issue 15: (a) latency violation s {k['latency_violation_s']:g} <= best static "
+            f"{copy} against the statics: (a) latency violation s {k['latency_violation_s']:g} <= best static "
             f"{s['best_static_latency_violation_s']:g}: {k['a_le_best_static']}; (b) recovery excess s "
             f"{k['recovery_excess_s']:g} <= best static {s['best_static_recovery_excess_s']:g}: "
             f"{k['b_le_best_static']}; (a)+(b) / median static ({s['median_static_a_plus_b']:g}): "

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: a full profile (>= 30 failures over >= 5 intervals x >= 5 rates) on the local lab.
 
-Prints wall time, failures per minute, the failures measured within the first 30 minutes (target
->= 30, issue 14) and peak memory (the profiler process, and the machine as a whole with every lab JVM).
+Prints wall time, failures per minute, the failures measured within the first 30 minutes (the aim:
+>= 30) and peak memory (the profiler process, and the machine as a whole with every lab JVM).
 Run as root:
   .venv/bin/python bench/profile.py [bench/profile.yml]
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: `khaos replay`'s producer throughput, CPU and memory (issue 13: >= 100,000 records/s in total).
+"""Benchmark: `khaos replay`'s producer throughput, CPU and memory (the aim: >= 100,000 records/s in total).
 
 For each case (topics x total rate), a child process replays generated iot-vehicles records (the format the
 sample job reads) for --seconds into fresh topics of a broker: a local one started from jobs/kafka-dist (the

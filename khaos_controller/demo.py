@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import REPO_ROOT, journal
+from .control import step
 from .errors import KhaosError
 from .flink import audit
 from .flink.client import FlinkClient
@@ -159,7 +160,7 @@ def run(
         entries = journal.read(journal_path)
         (out_dir / "journal.jsonl").write_text(journal_path.read_text())
         pd.DataFrame(samples).to_csv(out_dir / "timeline.csv", index=False)
-        png = plot_timeline(samples, entries, start_ms / 1000 + low_s, r_max, out_dir / "timeline.png", start_ci)
+        png = plot_timeline(samples, entries, start_ms / 1000 + low_s, r_max, out_dir / "timeline.png")
         changes = summarise(entries)
         _step(
             t0,
@@ -218,54 +219,40 @@ def watch(t0: float, client: FlinkClient, journal_path: Path, step_at: float, wa
                     f"{time.monotonic() - t0:7.1f}s {row['job_id'][:8]:>8} {row['ci_s']:>5g} "
                     f"{_fmt(row['rate_in']):>7} {_fmt(row['lag_ms']):>7} {_fmt(row['latency_p99_ms']):>7}"
                 )
-            entries = journal.read(journal_path)
-            for e in entries[seen:]:
-                if e["event"] == "decision":
-                    d = e["decision"]
-                    bar.say(
-                        f"  daemon: {d['action']} {d.get('current_ci_s')} -> {d.get('ci_s')} s at "
-                        f"{e['inputs'].get('demand_rate') or 0:.0f}/s: {d['reason']}"
-                    )
-                    if e.get("realize", {}).get("status") == "ok" and e["ts"] > step_at and done_at is None:
-                        done_at = time.time()
-            seen = len(entries)
+            steps = step.read(journal.read(journal_path))
+            for s in steps[seen:]:
+                d = s.decision
+                bar.say(
+                    f"  daemon: {d.action} {d.current_ci_s} -> {d.ci_s} s at "
+                    f"{s.observation.demand_rate or 0:.0f}/s: {d.reason}"
+                )
+                if s.realization is not None and s.realization.ok and s.ts > step_at and done_at is None:
+                    done_at = time.time()
+            seen = len(steps)
             bar.update(watch_s - max(0.0, end - time.monotonic()))
             time.sleep(1)
     return sampler.rows
 
 
 def summarise(entries: list[dict]) -> int:
-    """Print every realized change with its explanation; returns how many."""
-    changes = [e for e in entries if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok"]
-    for e in changes:
-        d, r = e["decision"], e["realize"]
-        if "interval_s" in r:  # paced: checkpoints triggered over REST, the job untouched
-            how = f"paced every {r['interval_s']:g} s over REST, no restart; safety net {r['safety_net_s']:g} s"
-        else:
-            how = f"reconfigure.yml {r['seconds']:.1f} s, savepoint {r.get('savepoint')}"
-        print(f"  change at {e['time']}: {d['current_ci_s']:g} s -> {d['ci_s']:g} s ({how})")
-        print(f"    {e.get('explain', '')}")
+    """Print every realized change of a daemon journal with its explanation; returns how many."""
+    changes = step.changes(step.read(entries))
+    for s in changes:
+        d = s.decision
+        print(f"  change at {s.time}: {d.current_ci_s:g} s -> {d.ci_s:g} s ({s.realization.summary()})")
+        print(f"    {s.explain or ''}")
     return len(changes)
 
 
-def interval_in_force(samples: pd.DataFrame, entries: list[dict], start_ci: float) -> pd.Series:
-    """The interval Khaos holds the job to at each sample: the paced interval after each paced change, else
-    the job's configured interval."""
-    paced = sorted(
-        (e["ts"], e["realize"]["interval_s"])
-        for e in entries
-        if e["event"] == "decision" and e.get("realize", {}).get("status") == "ok" and "interval_s" in e["realize"]
-    )
-    if not paced:
-        return samples["ci_s"]
-    steps = pd.Series([v for _, v in paced], index=[t for t, _ in paced])
-    held = steps.reindex(samples["t"], method="ffill").to_numpy()
-    return pd.Series(held, index=samples.index).fillna(samples["ci_s"].fillna(start_ci))
+def ci_timeline(samples: pd.DataFrame, entries: list[dict]) -> pd.Series:
+    """The interval in force at each sample (step.timeline): the job's own interval as sampled, or the paced
+    one a realized change of the journal set, when shorter."""
+    changes = step.paced_changes(step.read(entries))
+    held = step.timeline(samples["t"].tolist(), samples["ci_s"].tolist(), changes)
+    return pd.Series(held, index=samples.index, dtype=float)
 
 
-def plot_timeline(
-    samples: list[dict], entries: list[dict], step_at: float, r_max: float, png: Path, start_ci: float = 20.0
-) -> Path:
+def plot_timeline(samples: list[dict], entries: list[dict], step_at: float, r_max: float, png: Path) -> Path:
     """Rate, interval in force (paced, and the job's own) and p99 latency over time, with decisions (PNG)."""
     import matplotlib
 
@@ -278,7 +265,7 @@ def plot_timeline(
     fig, ax = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
     ax[0].plot(x, df["rate_in"], lw=1)
     ax[0].set_ylabel("input rate (events/s)")
-    ax[1].step(x, interval_in_force(df, entries, start_ci), where="post", color="tab:green", label="in force")
+    ax[1].step(x, ci_timeline(df, entries), where="post", color="tab:green", label="in force")
     ax[1].step(x, df["ci_s"], where="post", color="tab:green", ls=":", label="job's own (safety net)")
     ax[1].set_ylabel("checkpoint interval (s)")
     ax[1].legend(loc="upper right", fontsize="small")
@@ -287,10 +274,10 @@ def plot_timeline(
     ax[2].set_xlabel("seconds")
     for a in ax:
         a.axvline(step_at - t_start, color="grey", ls=":", lw=1)
-    for e in entries:
-        if e["event"] == "decision" and e["ts"] >= t_start:
-            realized = e.get("realize", {}).get("status") == "ok"
-            ax[1].axvline(e["ts"] - t_start, color="tab:orange" if realized else "lightgrey", lw=2 if realized else 0.8)
+    for s in step.read(entries):
+        if s.ts >= t_start:
+            realized = s.realization is not None and s.realization.ok
+            ax[1].axvline(s.ts - t_start, color="tab:orange" if realized else "lightgrey", lw=2 if realized else 0.8)
     ax[0].set_title(f"khaos demo: rate step at the dotted line; decisions (orange: a change); R_max {r_max:g} s")
     fig.tight_layout()
     fig.savefig(png, dpi=100)

@@ -6,10 +6,8 @@ lanes take about half the time on this 2-core machine.
           Kafka replay module (test_kafka_replay)
   lane B: the other lab modules that bring up labs of their own (each its own lab names): LANE_B
 
-Measured on this machine (2026-12-01, lane A beside lane B): {unit, shared, Kafka lab, replay} 1263 s
-beside 928 s, 22 min in all; the same split on a quieter day 1194 s beside 851 s (the bad-input battery
-85 s of it, now ~11 s forked: tests/support/forkrun.py); so the Kafka lab module (~170 s) moved to lane
-B. An earlier {shared} beside the rest ran 836 s beside 1336 s.
+The Kafka lab module (~170 s) runs in lane B: with it in lane A the lanes were 1,263 s beside 928 s
+(docs/results/test-suite.md has the measured times).
 
 As root, the runner holds the machine's lab test lock for both lanes (KHAOS_LAB_LOCK_HELD tells their
 pytest runs so), removes the test labs an interrupted session left, and checks at the end that nothing

@@ -18,15 +18,12 @@ finished first. docs/daemon.md has it all.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..errors import KhaosError
 from ..flink import deployment
@@ -43,17 +40,9 @@ from .config import Config
 from .forecast import forecast
 from .health import Health
 from .metrics import Metrics, MetricsServer
-from .pacer import Pacer
-from .planner import PRIOR_CHANGE_COST_S, Policy, explain, measured_capacity, recommend
-from .realizer import (
-    AdvisorRealizer,
-    PaceRealizer,
-    PlaybookRealizer,
-    Realizer,
-    down_times,
-    last_change_ts,
-    orphan_runs,
-)
+from .planner import Policy, explain, measured_capacity, recommend
+from .realizer import Realizer, for_config
+from .step import Choice, Failed, Plan, Prediction, Realization, Step, interval_in_force
 
 MIN_RATE = 1.0  # events/s: an idle job is planned for as if it had 1 event/s (the model needs rate > 0)
 event = log.event
@@ -81,28 +70,16 @@ class Daemon:
         self.metrics.set("khaos_up", 0)
         keep = cfg.file.retention
         self.journal = Journal(cfg.journal, max_bytes=int(keep.journal_mb * 2**20), keep=keep.journal_files)
-        self.pacer: Pacer | None = None
-        if realizer is None and advisor:
-            realizer = AdvisorRealizer()
-        elif realizer is None and cfg.file.realize.mode == "pace":
-            self.pacer = Pacer(self.client, cfg.job, self.journal, self.metrics, tick_s=cfg.file.realize.tick_s)
-            realizer = PaceRealizer(self.pacer)
-        elif realizer is None:
-            realizer = PlaybookRealizer(cfg)
-        elif isinstance(realizer, PaceRealizer):
-            self.pacer = realizer.pacer
-        self.realizer: Realizer = realizer
+        self.realizer: Realizer = realizer or for_config(cfg, advisor, self.client, self.journal, self.metrics)
+        self.realizer.attach(cfg.job, self.journal, clock)
         self.health = Health(cfg.job, cfg.loop.stuck_s, self.metrics, self.journal)
-        self.listeners: list[Callable[[dict, Observation], None]] = [
+        self.listeners: list[Callable[[Step], None]] = [
             publish.Metrics(self.metrics),
             publish.Journal(self.journal),
             publish.Log(cfg.job),
         ]
         self.server: MetricsServer | None = None
         self.stopping = threading.Event()
-        self.last_change_ts: float | None = None
-        self.last_attempt_failed = False  # a failed reconfiguration waits out the cooldown, breach or not
-        self.down_s: collections.deque[float] = collections.deque(maxlen=5)  # measured costs of the last changes
         self.iteration = 0
         self.lock = JobLock(cfg.state_dir, cfg.job, "daemon")
         self._model_mtime = self._mtime(cfg.model_path)
@@ -127,33 +104,7 @@ class Daemon:
         self.stopping.set()
 
     # ---- start ------------------------------------------------------------------------------------
-    def _wait_orphans(self) -> None:
-        base = getattr(self.realizer, "base_dir", None)
-        if base is None:
-            return
-        pids = orphan_runs(base)
-        if not pids:
-            return
-        limit = deployment.worst_case_s(self.cfg.file.reconfigure.timeout_s)
-        event(
-            logging.WARNING,
-            "waiting_for_orphan_reconfigure",
-            pids=",".join(map(str, pids)),
-            max_wait_s=limit,
-            detail="a reconfiguration started by a killed daemon is still running: letting it finish",
-        )
-        self.journal.write({"event": "orphan_wait", "job": self.cfg.job, "pids": pids})
-        deadline = time.monotonic() + limit
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.5)
-            pids = orphan_runs(base)
-        if pids:
-            raise KhaosError(
-                f"a reconfigure playbook left by a killed daemon (pids {', '.join(map(str, pids))}) is "
-                f"still running after {limit:.0f}s: inspect or stop it, then start the daemon again"
-            )
-
-    def reconcile(self, at_start: bool = True) -> dict | None:
+    def reconcile(self, at_start: bool = True) -> Realization | None:
         """Finish a change left pending in the record (a killed daemon, a failed or unclear change): at
         start, and again on every step. At start a failure stops the daemon; later it is an alert."""
         path = self.cfg.record
@@ -161,8 +112,7 @@ class Daemon:
             return None
         record = deployment.load(path)
         if at_start:
-            self.last_change_ts = last_change_ts(record)
-            self.down_s.extend(down_times(record))
+            self.realizer.remember(record)
         pending = record.get("pending")
         if not pending:
             return None
@@ -187,18 +137,19 @@ class Daemon:
             {"event": "reconcile_started", "job": self.cfg.job, "pending": pending, "target_ci_s": target}
         )
         try:
-            result = self.realizer.reconcile()
+            result = self.realizer.reconcile(target)
         except KhaosError as e:
             self.journal.write({"event": "reconcile", "job": self.cfg.job, "status": "failed", "error": str(e)})
             self.metrics.inc("khaos_reconciliation_failures_total")
             if at_start:
                 raise KhaosError(f"finishing the change pending in {path} failed: {e}") from None
             event(logging.WARNING, "ALERT", job=self.cfg.job, kind="reconcile_failed", detail=str(e))
-            return {"status": "failed", "error": str(e)}
+            return Failed(status="failed", target_ci_s=target, error=str(e))
         self.metrics.inc("khaos_reconciliations_total")
-        self.last_change_ts = self.clock()
-        self.journal.write({"event": "reconcile", "job": self.cfg.job, "status": "ok", "target_ci_s": target, **result})
-        event(logging.INFO, "reconciled", target_s=target, **{k: v for k, v in result.items() if v is not None})
+        done = result.journal()
+        self.journal.write({"event": "reconcile", "job": self.cfg.job, **done})
+        fields = {k: v for k, v in done.items() if k not in ("status", "target_ci_s") and v is not None}
+        event(logging.INFO, "reconciled", target_s=target, **fields)
         return result
 
     def _check_job(self) -> None:
@@ -235,10 +186,9 @@ class Daemon:
             self.lock.acquire()
         except KhaosError as e:
             raise KhaosError(f"{self.cfg.path}: state_dir: {e}") from None
-        if self.realizer.changes_job:
-            if self.cfg.inventory is None or not self.cfg.inventory.exists():
-                raise KhaosError(f"{self.cfg.path}: inventory: {self.cfg.inventory or 'missing'} does not exist")
-            self._wait_orphans()
+        if self.realizer.changes_job and (self.cfg.inventory is None or not self.cfg.inventory.exists()):
+            raise KhaosError(f"{self.cfg.path}: inventory: {self.cfg.inventory or 'missing'} does not exist")
+        self.realizer.settle()
         self.journal.write(
             {
                 "event": "start",
@@ -270,8 +220,7 @@ class Daemon:
                 keep_s=max(self.cfg.loop.window_s, self.cfg.loop.sample_s * 2),
             )
         self.collector.start()
-        if self.pacer is not None:
-            self.pacer.start()
+        self.realizer.start()
         event(
             logging.INFO,
             "started",
@@ -287,8 +236,7 @@ class Daemon:
 
     def close(self) -> None:
         """Stop pacing, sampling and serving; release the lock."""
-        if self.pacer is not None:
-            self.pacer.stop()
+        self.realizer.stop()
         if self.collector is not None:
             self.collector.stop()
         if self.server is not None:
@@ -375,41 +323,37 @@ class Daemon:
 
     def policy(self, safety_net_s: float | None) -> Policy:
         """The planner's rules for this daemon's realizer (planner.Policy.of)."""
-        costs = self.cfg.ci.change_cost_s
-        if costs is None:
-            costs = float(statistics.median(self.down_s)) if self.down_s else PRIOR_CHANGE_COST_S
-        return Policy.of(self.cfg, self.realizer.kind, safety_net_s, costs)
+        return self.realizer.policy(self.cfg, safety_net_s)
 
-    def plan(self, obs: Observation, now: float) -> dict:
-        """The decision on ``obs`` as a journal entry (``decision``: change, keep or wait, with why)."""
+    def plan(self, obs: Observation, now: float) -> Step:
+        """The step's decision on ``obs``: change, keep or wait, with why."""
+        cfg, paces = self.cfg, self.realizer.paces
+        current = interval_in_force(obs.ci_s, self.realizer.paced_s)
+        warning = f"{obs.jobs_running} jobs named {cfg.job!r} run; deciding on the newest"
+        decision, plan, why = self.decide(obs, now, current, alert=obs.jobs_running > 1)
+        return Step(
+            job=cfg.job,
+            iteration=self.iteration,
+            advisor=self.advisor,
+            observation=obs,
+            limits={"latency_ms": cfg.limits.latency_ms, "recovery_s": cfg.limits.recovery_s},
+            last_change_ts=self.realizer.last_change_ts,
+            cooldown_s=cfg.ci.cooldown_s,
+            decision=decision,
+            warning=warning if obs.jobs_running > 1 else None,
+            pacing=paces,
+            safety_net_s=obs.ci_s if paces else None,
+            plan=plan,
+            explain=why,
+        )
+
+    def decide(self, obs: Observation, now: float, current: float | None, alert: bool) -> tuple:
+        """(decision, plan, explanation) at the interval in force ``current``; a wait has no plan when the
+        job, its samples or the model cannot be planned with."""
         cfg = self.cfg
-        entry: dict[str, Any] = {
-            "event": "decision",
-            "job": cfg.job,
-            "iteration": self.iteration,
-            "advisor": self.advisor,
-            "inputs": obs.inputs(),
-            "limits": {"latency_ms": cfg.limits.latency_ms, "recovery_s": cfg.limits.recovery_s},
-            "last_change_ts": self.last_change_ts,
-            "cooldown_s": cfg.ci.cooldown_s,
-        }
-        alert = False
-        if obs.jobs_running > 1:
-            alert = True
-            entry["warning"] = f"{obs.jobs_running} jobs named {cfg.job!r} run; deciding on the newest"
-        current = self.pacer.effective_s(obs.ci_s) if self.pacer is not None else obs.ci_s
-        if self.pacer is not None:
-            entry["safety_net_s"] = obs.ci_s
         why = self._wait_reason(obs)
         if why:
-            entry["decision"] = {
-                "action": "wait",
-                "ci_s": current,
-                "current_ci_s": current,
-                "alert": alert,
-                "reason": why,
-            }
-            return entry
+            return Choice("wait", current, current, alert, why), None, None
         try:
             fc, rate = self.plan_rate(obs)
             # the job's capacity on this cluster (busy time) where the model knows capacity (collector.py)
@@ -420,103 +364,18 @@ class Daemon:
                 rate,
                 current,
                 self.policy(obs.ci_s),
-                last_change_ts=self.last_change_ts,
+                last_change_ts=self.realizer.last_change_ts,
                 now=now,
-                breach_overrides_cooldown=not self.last_attempt_failed,
+                breach_overrides_cooldown=not self.realizer.failed_last,
                 capacity=cap,
             )
-            entry["capacity_used"] = cap
         except KhaosError as e:
-            entry["decision"] = {
-                "action": "wait",
-                "ci_s": current,
-                "current_ci_s": current,
-                "alert": True,
-                "reason": f"cannot evaluate: {e}",
-            }
-            return entry
-        entry["forecast_rate"], entry["plan_rate"] = fc, rate
-        entry["predicted_at_current"] = {"ci_s": current, "latency_ms": lat, "recovery_s": rec_s}
-        entry["decision"] = {
-            "action": d.action,
-            "ci_s": d.ci_s,
-            "current_ci_s": current,
-            "best_ci_s": d.best_ci_s,
-            "alert": alert or d.alert,
-            "feasible": d.feasible,
-            "reason": d.reason,
-            "predicted_latency_ms": d.predicted_latency_ms,
-            "predicted_recovery_s": d.predicted_recovery_s,
-            "ratios": d.ratios,
-            # expected violation s/h (planner rules 3-5; null: unbounded recovery)
-            "violation_s_per_h": {"best": d.best_violation_s_per_h, "current": d.current_violation_s_per_h},
-            "warnings": d.warnings,
-            "young_s": d.young_s,
-            "daly_s": d.daly_s,
-        }
-        entry["explain"] = explain(d)
-        return entry
+            return Choice("wait", current, current, True, f"cannot evaluate: {e}"), None, None
+        return Choice.of(d, current, alert), Plan(cap, fc, rate, Prediction(current, lat, rec_s)), explain(d)
 
-    def realize(self, ci_s: float, obs: Observation, entry: dict) -> dict:
-        """Apply a change through the realizer; returns what happened (status ok, failed or advisor)."""
-        current = entry["decision"].get("current_ci_s")
-        if self.realizer.kind == "advisor":
-            event(
-                logging.INFO,
-                "advice",
-                job=self.cfg.job,
-                from_s=current,
-                to_s=ci_s,
-                detail="--advisor: the job is not changed",
-            )
-            return self.realizer(ci_s)
-        if self.realizer.kind == "pace":  # free: no cooldown starts
-            result = self.realizer(ci_s)
-            event(logging.INFO, "paced", job=self.cfg.job, from_s=current, to_s=ci_s, **result)
-            return {"status": "ok", "target_ci_s": ci_s, **result}
-        event(logging.INFO, "reconfigure_started", job=self.cfg.job, job_id=obs.job_id, from_s=current, to_s=ci_s)
-        # the decision and its inputs go to the journal before the playbook: a daemon killed while it
-        # runs leaves them behind (the `decision` line is written after the realization)
-        self.journal.write(
-            {
-                "event": "reconfigure_started",
-                "job": self.cfg.job,
-                "iteration": self.iteration,
-                "job_id": obs.job_id,
-                "from_ci_s": current,
-                "target_ci_s": ci_s,
-                **{k: entry[k] for k in ("inputs", "forecast_rate", "plan_rate", "decision") if k in entry},
-            }
-        )
-        t0 = time.monotonic()
-        try:
-            result = self.realizer(ci_s)
-        except KhaosError as e:
-            # the playbook either left the job untouched (savepoint failed) or rolled it back; the failed
-            # attempt starts the cooldown too, so a persistent failure is retried once per cooldown
-            self.last_change_ts, self.last_attempt_failed = self.clock(), True
-            event(logging.ERROR, "reconfigure_failed", job=self.cfg.job, to_s=ci_s, error=str(e))
-            return {
-                "status": "failed",
-                "target_ci_s": ci_s,
-                "error": str(e),
-                "seconds": round(time.monotonic() - t0, 2),
-            }
-        self.last_change_ts, self.last_attempt_failed = self.clock(), False
-        if isinstance(result.get("down_s"), (int, float)):
-            self.down_s.append(float(result["down_s"]))
-        event(
-            logging.INFO,
-            "reconfigured",
-            job=self.cfg.job,
-            to_s=ci_s,
-            **{k: v for k, v in result.items() if v is not None},
-        )
-        return {"status": "ok", "target_ci_s": ci_s, **result}
-
-    def step(self) -> dict:
+    def step(self) -> Step:
         """One iteration. Never raises for a problem of the job or of Flink (that is a `wait` with the
-        reason); returns the journal entry."""
+        reason); returns the step as the listeners got it."""
         t0 = time.monotonic()
         self.iteration += 1
         now = self.clock()
@@ -525,20 +384,19 @@ class Daemon:
             self.reconcile(at_start=False)  # a change left pending (by us or anyone) is finished first
         obs = self.collector.snapshot(self.cfg.loop.window_s)  # collect
         alerts = self.health.check(obs)
-        entry = self.plan(obs, now)  # plan
+        step = self.plan(obs, now)  # plan
         if alerts:
-            entry["job_alerts"] = alerts
-            entry["decision"]["alert"] = True
-        d = entry["decision"]
-        if d["action"] == "change":
-            entry["realize"] = self.realize(d["ci_s"], obs, entry)  # realize
-            if entry["realize"].get("status") == "failed":
-                d["alert"] = True  # the job may be down until the next step reconciles it
-        entry["decision_ts"] = now
-        entry["loop_seconds"] = round(time.monotonic() - t0, 3)
+            step.job_alerts = alerts
+            step.decision.alert = True
+        if step.decision.action == "change":
+            step.realization = self.realizer.realize(step)  # realize
+            if step.realization.status == "failed":
+                step.decision.alert = True  # the job may be down until the next step reconciles it
+        step.ts = now
+        step.loop_seconds = round(time.monotonic() - t0, 3)
         for listener in self.listeners:  # publish
-            listener(entry, obs)
-        return entry
+            listener(step)
+        return step
 
     # ---- the loop ---------------------------------------------------------------------------------
     def run(self, once: bool = False) -> int:
@@ -560,8 +418,7 @@ class Daemon:
                 next_at = max(next_at + self.cfg.loop.period_s, time.monotonic())
             return 0
         finally:
-            if self.pacer is not None:
-                self.pacer.stop()  # the stop line is the journal's last: no trigger after it
+            self.realizer.stop()  # the stop line is the journal's last: no trigger after it
             try:
                 self.journal.write(
                     {

@@ -69,12 +69,6 @@ class Pacer:
         ms = self._config.get("interval")
         return ms / 1000.0 if isinstance(ms, (int, float)) and ms > 0 else None
 
-    def effective_s(self, safety_net_s: float | None) -> float | None:
-        """The interval in force: the paced one when it is shorter than the safety net."""
-        if self.interval_s is None or safety_net_s is None:
-            return safety_net_s if self.interval_s is None else self.interval_s
-        return min(self.interval_s, safety_net_s)
-
     def start(self) -> Pacer:
         """Run ``tick()`` every ``tick_s`` in a daemon thread until ``stop()``."""
         self._thread = threading.Thread(target=self._loop, name=f"pacer-{self.job}", daemon=True)

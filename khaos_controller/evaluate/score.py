@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import journal
+from ..control import step
 from .config import is_khaos
 
 
@@ -168,7 +169,7 @@ def score(
 
 def ratios(table: pd.DataFrame) -> dict:
     """Each Khaos copy against the static copies: violation seconds over the best and the median static
-    copy's; and issue 15's scores, (a) latency-violation seconds and (b) recovery excess, each against the
+    copy's; and the two scores, (a) latency-violation seconds and (b) recovery excess, each against the
     best static copy's, and (a)+(b) over the median static copy's."""
     khaos = table["copy"].map(is_khaos)
     st = table[~khaos].set_index("copy")
@@ -205,30 +206,29 @@ def ratios(table: pd.DataFrame) -> dict:
 def reconfigurations(journal_path: Path, start: float, copy: str) -> list[dict]:
     """A Khaos copy's realized (or failed) interval changes, from its daemon's journal."""
     out = []
-    for e in journal.read(journal_path):
-        r = e.get("realize") or {}
-        if e.get("event") == "decision" and r.get("status") in ("ok", "failed"):
+    for s in step.read(journal.read(journal_path)):
+        r = s.realization
+        if r is not None and r.status in ("ok", "failed"):
             out.append(
                 {
                     "copy": copy,
-                    "t": round(e["ts"] - start, 1),
-                    "from_ci_s": e["decision"].get("current_ci_s"),
-                    "to_ci_s": r.get("target_ci_s"),
-                    "seconds": r.get("seconds"),
-                    "status": r["status"],
-                    "rate": (e.get("inputs") or {}).get("demand_rate"),
+                    "t": round(s.ts - start, 1),
+                    "from_ci_s": s.decision.current_ci_s,
+                    "to_ci_s": r.target_ci_s,
+                    "seconds": r.seconds,
+                    "status": r.status,
+                    "rate": s.observation.demand_rate,
                 }
             )
     return out
 
 
 def paced(sec: pd.DataFrame, reconfigs: list[dict]) -> pd.DataFrame:
-    """A paced copy's seconds with ci_s the interval in force: the paced one, capped by the job's own
-    (its safety net, which is what the samples read)."""
-    pace = pd.Series(np.nan, index=sec.index)
-    for r in sorted((r for r in reconfigs if r["status"] == "ok"), key=lambda r: r["t"]):
-        pace[sec["t"] >= r["t"]] = r["to_ci_s"]
-    return sec.assign(ci_s=np.fmin(sec["ci_s"].to_numpy(float), pace.to_numpy(float)))
+    """A paced copy's seconds with ci_s the interval in force (step.interval_in_force): the paced one, or the
+    job's own (its safety net, which is what the samples read) when that is shorter."""
+    changes = [(r["t"], r["to_ci_s"]) for r in reconfigs if r["status"] == "ok"]
+    held = step.timeline(sec["t"].tolist(), sec["ci_s"].tolist(), changes)
+    return sec.assign(ci_s=np.array(held, dtype=float))
 
 
 def notes(table: pd.DataFrame, failures: list[dict]) -> list[str]:

@@ -544,7 +544,7 @@ UseDNS no
 StrictModes no
 PrintMotd no
 MaxStartups 100:30:200
-MaxSessions 100
+MaxSessions=100
 Subsystem sftp /usr/lib/openssh/sftp-server
 """
 

@@ -380,8 +380,9 @@ class Profiler:
                 "flink_job_checkpoint_interval": f"{unit.ci_s:g}s",
                 "flink_job_output_dir": str(out_dir),
                 "flink_job_config": exp.job.config,
-                # its own deployment records: never the ones (and locks) of a job a daemon controls
-                "flink_job_state_dir": str(self.out.resolve() / "state"),
+                # its own deployment records (never those of a job a daemon controls), one directory per
+                # cluster: units on other clusters deploy the same job name in parallel
+                "flink_job_state_dir": str(self.out.resolve() / "state" / cluster.name),
             },
         )
         job_id = client.running_job(exp.job.name)  # ours: the cluster ran no other job before the deploy

@@ -1,4 +1,4 @@
-"""`khaos evaluate` on the lab with a Kafka-fed job (issues 13 item 6, 15): the copies (2 statics and two
+"""`khaos evaluate` on the lab with a Kafka-fed job: the copies (2 statics and two
 Khaos-managed ones, one paced and one restarted) of the sample job each read their own topic, fed by ONE
 replay of the trace from t=0;
 a TaskManager kill hits every copy; every copy's file audit is 0 lost / 0 duplicated; the table is checked

@@ -1,4 +1,4 @@
-"""Kafka on a real lab host (issue 13, items 1-2): `khaos dist kafka`, playbooks/kafka.yml twice (the second
+"""Kafka on a real lab host: `khaos dist kafka`, playbooks/kafka.yml twice (the second
 run changes nothing), topics through the kafka_topic module, records produced and consumed from this machine,
 the broker SIGKILLed by inject_failure.yml and back with its topics and committed records, the sample job
 (deploy_job.yml) reading a topic through a broker kill with its audit 0 lost / 0 duplicated, and a bad bootstrap

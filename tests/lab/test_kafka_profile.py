@@ -1,4 +1,4 @@
-"""Kafka-fed jobs profiled end to end by `khaos profile` on real lab hosts (issue 13, items 5-6).
+"""Kafka-fed jobs profiled end to end by `khaos profile` on real lab hosts.
 
 1. A job the project did not write (tests/support/jobs/plain-kafka: KafkaSource -> keyBy -> window ->
    transactional KafkaSink; no Khaos metrics, no audit sink): 2 intervals x 1 rate x 1 TaskManager kill on

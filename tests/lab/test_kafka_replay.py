@@ -1,4 +1,4 @@
-"""Record and replay against a real broker (issue 13, item 4): a Kafka host of a lab deployed by the kafka role
+"""Record and replay against a real broker: a Kafka host of a lab deployed by the kafka role
 (playbooks/kafka.yml), reached from this machine over the lab bridge. A producer writes a live topic at known
 per-second rates; `khaos workload record` (a sample) and recording.record (every record) take it; `khaos replay`
 plays the recording into 2 copy topics, whose per-second rates must match within 2 %. Then the group lag, the

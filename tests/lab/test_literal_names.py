@@ -88,12 +88,12 @@ def test_a_job_named_like_a_lookup_stays_literal_through_deploy_and_restart_chan
         )
         assert check.returncode == 0 and f"1 live job(s) named {NAME!r}" in check.stdout, check
 
-        out = realizer(4.0)  # what the daemon's restart realizer runs for a change to 4 s
+        out = realizer.change(4.0)  # what the daemon's restart realizer runs for a change to 4 s
 
         seen = markers(cluster, [realizer.base_dir, tmp_path])
         assert not seen, f"reconfigure.yml ran the job name's lookup: {seen}"
         [second] = live(client, NAME)
-        assert second["jid"] != first["jid"] and out["job_id"] == second["jid"]
+        assert second["jid"] != first["jid"] and out.job_id == second["jid"]
         assert client.checkpoint_interval_ms(second["jid"]) == 4000
         record = json.loads(cfg.record.read_text())
         assert record["name"] == NAME and record["job_id"] == second["jid"] and record["pending"] is None

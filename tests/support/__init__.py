@@ -3,7 +3,7 @@
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
-PROFILE = DATA / "profile-lab-results.csv"  # a quiet 30-failure lab profile (session 2)
+PROFILE = DATA / "profile-lab-results.csv"  # the first lab profile: 8 failures (docs/results/model-fits.md)
 
 
 def one_line(e: Exception, limit: int = 600) -> str:

@@ -1,8 +1,8 @@
 """Run many `khaos` commands fast: one process imports the CLI and its heavy libraries once, then forks a
 child per command. A child is a real process running ``khaos_controller.cli.main(argv)`` with its own
 environment, working directory, stdout and stderr files and exit status, exactly as ``python -m
-khaos_controller.cli ARGV`` would; only the imports are shared. Used by the bad-input battery (260
-commands: ~1.5 s of CPU each as fresh interpreters, a fraction of that forked).
+khaos_controller.cli ARGV`` would; only the imports are shared. Used by the bad-input battery (~1.5 s of
+CPU per command as a fresh interpreter, a fraction of that forked).
 
     python tests/support/forkrun.py JOBS.json   # [{"argv": [...], "env": {...}, "cwd": "...", "out": "PREFIX"}]
 

@@ -1,4 +1,4 @@
-"""The bad-input battery (issue 12): the REAL `khaos` command against every file type and verb.
+"""The bad-input battery: the REAL `khaos` command against every file type and verb.
 
 Every case in BAD runs the `khaos` command (``khaos_controller.cli.main(ARGS)`` in a process of its own,
 forked from one that imported it: tests/support/forkrun.py) in its own directory, which first gets

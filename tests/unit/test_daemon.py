@@ -316,13 +316,14 @@ class FakeCollector:
         self.stopped = True
 
     capacity = None  # events/s estimated from busy time (None: no estimate)
+    jobs = None  # running jobs of the name (None: one while there is a job id)
 
     def snapshot(self, window_s):
         now = self.t or time.time()
         obs = Observation(
             t=now,
             job_id=self.job_id,
-            jobs_running=1 if self.job_id else 0,
+            jobs_running=self.jobs if self.jobs is not None else (1 if self.job_id else 0),
             state="RUNNING" if self.job_id else "NONE",
             all_running=self.job_id is not None and not self.down,
             ci_s=self.ci_s,
@@ -351,31 +352,38 @@ class FakeCollector:
         return obs
 
 
-class FakeRealizer:
-    kind, changes_job = "restart", True
+class FakePlaybook:
+    """Test double of ansible.run_playbook("reconfigure", ...) for the restart realizer: records the intervals
+    asked for; a reconcile-only run finishes the record's pending change as the playbook would."""
 
     def __init__(self, fail: str | None = None, during=None, record: Path | None = None):
         self.calls: list[float] = []
         self.reconciled = 0
         self.fail, self.during, self.record = fail, during, record
 
-    def __call__(self, ci_s):
-        self.calls.append(ci_s)
+    def __call__(self, name, inventory, extravars=None, **kw):
+        if extravars.get("flink_job_reconcile_only"):
+            self.reconciled += 1
+            if self.fail:
+                raise KhaosError(self.fail)
+            rec = json.loads(self.record.read_text())
+            target = rec["pending"]["new_s"]
+            self.record.write_text(
+                json.dumps({**rec, "pending": None, "job_id": "j3", "checkpoint_interval_s": target})
+            )
+            return
+        self.calls.append(float(extravars["checkpoint_interval"].rstrip("s")))
         if self.during:
             self.during()
         if self.fail:
             raise KhaosError(self.fail)
-        return {"job_id": "j2", "interval_s": ci_s, "seconds": 0.01}
 
-    def reconcile(self):
-        """Like reconfigure.yml in reconcile-only mode: the pending change of the record is finished."""
-        self.reconciled += 1
-        if self.fail:
-            raise KhaosError(self.fail)
-        rec = json.loads(self.record.read_text())
-        target = rec["pending"]["new_s"]
-        self.record.write_text(json.dumps({**rec, "pending": None}))
-        return {"action": "restored", "job_id": "j3", "interval_s": target}
+
+def restart(cfg, playbook: FakePlaybook | None = None) -> realizer.PlaybookRealizer:
+    """The restart realizer with the fake playbook."""
+    playbook = playbook or FakePlaybook()
+    playbook.record = cfg.record
+    return realizer.PlaybookRealizer(cfg, playbook=playbook)
 
 
 def make_daemon(tmp_path, model_file, advisor=False, collector=None, realize=None, **over):
@@ -384,11 +392,10 @@ def make_daemon(tmp_path, model_file, advisor=False, collector=None, realize=Non
         cfg,
         advisor=advisor,
         collector=collector or FakeCollector(),
-        realizer=None if advisor else (realize or FakeRealizer()),
+        realizer=None if advisor else restart(cfg, realize),
     )
-    d.calls = [] if advisor else d.realizer.calls  # what was realized (an advisor realizes nothing)
-    if not advisor:
-        d.realizer.record = cfg.record
+    d.playbook = None if advisor else d.realizer.playbook
+    d.calls = [] if advisor else d.playbook.calls  # what was realized (an advisor realizes nothing)
     return d
 
 
@@ -399,22 +406,22 @@ def journal(d) -> list[dict]:
 def test_low_rate_keeps_the_current_interval(tmp_path, model_file):
     d = make_daemon(tmp_path, model_file, collector=FakeCollector(rate=300, ci_s=20))
     e = d.step()
-    assert e["decision"]["action"] == "keep" and e["decision"]["ci_s"] == 20 and not e["decision"]["alert"]
+    assert e.decision.action == "keep" and e.decision.ci_s == 20 and not e.decision.alert
     assert d.calls == []
-    assert e["predicted_at_current"]["recovery_s"] < 25
+    assert e.plan.at_current.recovery_s < 25
 
 
 def test_rising_rate_shortens_the_interval(tmp_path, model_file):
     col = FakeCollector(rate=300, ci_s=20)
     d = make_daemon(tmp_path, model_file, collector=col)
-    assert d.step()["decision"]["action"] == "keep"
+    assert d.step().decision.action == "keep"
     col.rate = 1500
     e = d.step()
-    assert e["decision"]["action"] == "change"
-    assert e["decision"]["ci_s"] == 11.0 and e["realize"]["status"] == "ok"
+    assert e.decision.action == "change"
+    assert e.decision.ci_s == 11.0 and e.realization.status == "ok"
     assert d.calls == [11.0]
-    assert e["predicted_at_current"]["recovery_s"] > 25 and e["decision"]["predicted_recovery_s"] <= 25
-    v = e["decision"]["violation_s_per_h"]  # the recovery excess at 20 s counts; 11 s has none
+    assert e.plan.at_current.recovery_s > 25 and e.decision.predicted_recovery_s <= 25
+    v = e.decision.violation_s_per_h  # the recovery excess at 20 s counts; 11 s has none
     assert v["current"] > v["best"] > 0
     assert d.metrics.get("khaos_reconfigurations_total") == 1
     assert d.metrics.get("khaos_recommended_checkpoint_interval_seconds") == 11
@@ -427,14 +434,14 @@ def test_backlog_growth_counts_as_input(tmp_path, model_file):
     # the job reads only 300/s but its backlog grows by 1200/s: 1500/s arrive
     d = make_daemon(tmp_path, model_file, collector=FakeCollector(rate=300, ci_s=20, backlog=1200))
     e = d.step()
-    assert e["inputs"]["demand_rate"] == pytest.approx(1500) and e["decision"]["action"] == "change"
+    assert e.observation.demand_rate == pytest.approx(1500) and e.decision.action == "change"
 
 
 def test_advisor_never_realizes(tmp_path, model_file):
     d = make_daemon(tmp_path, model_file, advisor=True, collector=FakeCollector(rate=1500, ci_s=20))
     for _ in range(3):
         e = d.step()
-        assert e["decision"]["action"] == "change" and e["realize"] == {"status": "advisor", "target_ci_s": 11.0}
+        assert e.decision.action == "change" and e.realization.journal() == {"status": "advisor", "target_ci_s": 11.0}
     assert d.calls == [] and d.metrics.get("khaos_reconfigurations_total") == 0
     assert "reconfigure_started" not in [x["event"] for x in journal(d)]
 
@@ -442,14 +449,14 @@ def test_advisor_never_realizes(tmp_path, model_file):
 def test_cooldown_after_a_change(tmp_path, model_file):
     col = FakeCollector(rate=1500, ci_s=20)
     d = make_daemon(tmp_path, model_file, collector=col)
-    assert d.step()["decision"]["action"] == "change"
+    assert d.step().decision.action == "change"
     col.ci_s, col.rate = 11.0, 300  # the rate fell: a longer interval would do, but the last change was just now
     e = d.step()
-    assert e["decision"]["action"] == "wait" and "cooldown" in e["decision"]["reason"]
-    assert not e["decision"]["alert"] and d.calls == [11.0]
+    assert e.decision.action == "wait" and "cooldown" in e.decision.reason
+    assert not e.decision.alert and d.calls == [11.0]
     col.rate = 3000  # now 11 s breaks R_max: a breach that a feasible interval fixes does not wait
     e = d.step()
-    assert e["decision"]["action"] == "change" and "inside the 600 s cooldown" in e["decision"]["reason"]
+    assert e.decision.action == "change" and "inside the 600 s cooldown" in e.decision.reason
     assert len(d.calls) == 2 and d.calls[1] < 11.0
 
 
@@ -468,20 +475,20 @@ def test_cooldown_survives_a_restart_via_the_record(tmp_path, model_file):
             }
         )
     )
-    assert d.reconcile() is None and d.last_change_ts == pytest.approx(time.time() - 60, abs=2)
+    assert d.reconcile() is None and d.realizer.last_change_ts == pytest.approx(time.time() - 60, abs=2)
     e = d.step()
-    assert e["decision"]["action"] == "wait" and d.calls == []
+    assert e.decision.action == "wait" and d.calls == []
 
 
 def test_no_decision_before_min_uptime_or_without_samples(tmp_path, model_file):
     col = FakeCollector(rate=1500, ci_s=20, uptime_s=5)
     d = make_daemon(tmp_path, model_file, collector=col)
     e = d.step()
-    assert e["decision"]["action"] == "wait" and "min_uptime_s 10" in e["decision"]["reason"]
+    assert e.decision.action == "wait" and "min_uptime_s 10" in e.decision.reason
     col.uptime_s, col.samples = 100, 2
-    assert "rate samples in the window" in d.step()["decision"]["reason"]
+    assert "rate samples in the window" in d.step().decision.reason
     col.job_id = None
-    assert "no running job named 'tj'" in d.step()["decision"]["reason"]
+    assert "no running job named 'tj'" in d.step().decision.reason
     assert d.metrics.get("khaos_up") == 0 and d.calls == []
     assert d.metrics.get("khaos_decisions_total", action="wait") == 3
 
@@ -492,8 +499,8 @@ def test_both_limits_unmeetable_alerts(tmp_path, model_file):
         tmp_path, model_file, collector=FakeCollector(rate=300, ci_s=20), limits={"latency_ms": 1000, "recovery_s": 5}
     )
     e = d.step()
-    assert e["decision"]["alert"] and not e["decision"]["feasible"] and e["decision"]["action"] == "change"
-    assert e["decision"]["ci_s"] == 2 and "ALERT" in e["explain"]
+    assert e.decision.alert and not e.decision.feasible and e.decision.action == "change"
+    assert e.decision.ci_s == 2 and "ALERT" in e.explain
     assert d.metrics.get("khaos_alerts_total") == 1
 
 
@@ -502,14 +509,14 @@ def test_failed_reconfiguration_is_counted_and_cools_down(tmp_path, model_file):
         tmp_path,
         model_file,
         collector=FakeCollector(rate=1500, ci_s=20),
-        realize=FakeRealizer(fail="reconfigure.yml: savepoint failed"),
+        realize=FakePlaybook(fail="reconfigure.yml: savepoint failed"),
     )
     e = d.step()
-    assert e["realize"]["status"] == "failed" and "savepoint failed" in e["realize"]["error"]
+    assert e.realization.status == "failed" and "savepoint failed" in e.realization.error
     assert d.metrics.get("khaos_reconfiguration_failures_total") == 1
     assert d.metrics.get("khaos_reconfigurations_total") == 0
     e = d.step()  # the current interval still breaks R_max, but a failed attempt waits out the cooldown
-    assert e["decision"]["action"] == "wait" and e["decision"]["alert"] and len(d.calls) == 1
+    assert e.decision.action == "wait" and e.decision.alert and len(d.calls) == 1
 
 
 def test_journal_lines_are_json_with_inputs_and_decision(tmp_path, model_file):
@@ -554,7 +561,7 @@ def test_reconcile_finishes_a_pending_change(tmp_path, model_file):
         json.dumps({"name": "tj", "pending": {"savepoint": "file:///sp", "old_s": 20.0, "new_s": 11.0}, "history": []})
     )
     result = d.reconcile()
-    assert d.realizer.reconciled == 1 and d.calls == [] and result["interval_s"] == 11.0
+    assert d.playbook.reconciled == 1 and d.calls == [] and result.interval_s == 11.0
     assert d.metrics.get("khaos_reconciliations_total") == 1
     assert [e["event"] for e in journal(d)] == ["reconcile_started", "reconcile"]
     assert d.reconcile() is None  # nothing pending any more
@@ -570,14 +577,14 @@ def test_every_step_finishes_a_pending_change_and_alerts_when_it_cannot(tmp_path
     pending = {"name": "tj", "pending": {"phase": "stopping", "old_s": 20.0, "new_s": 11.0}, "history": []}
     d.cfg.record.write_text(json.dumps(pending))
     d.step()
-    assert d.realizer.reconciled == 1 and json.loads(d.cfg.record.read_text())["pending"] is None
+    assert d.playbook.reconciled == 1 and json.loads(d.cfg.record.read_text())["pending"] is None
     d.step()
-    assert d.realizer.reconciled == 1  # nothing pending: no playbook run
+    assert d.playbook.reconciled == 1  # nothing pending: no playbook run
     d.cfg.record.write_text(json.dumps(pending))
-    d.realizer.fail = "reconfigure.yml: flink_reconfigure: the stop has no known outcome yet"
+    d.playbook.fail = "reconfigure.yml: flink_reconfigure: the stop has no known outcome yet"
     d.step()  # a failure is an alert, not the end of the daemon; the next step tries again
     d.step()
-    assert d.realizer.reconciled == 3 and d.metrics.get("khaos_reconciliation_failures_total") == 2
+    assert d.playbook.reconciled == 3 and d.metrics.get("khaos_reconciliation_failures_total") == 2
     assert [e["status"] for e in journal(d) if e["event"] == "reconcile"] == ["ok", "failed", "failed"]
 
 
@@ -585,16 +592,16 @@ def test_a_job_that_is_gone_or_stuck_is_alerted(tmp_path, model_file):
     col = FakeCollector(rate=300, ci_s=20, job_id=None)
     d = make_daemon(tmp_path, model_file, collector=col, loop={"stuck_s": 30})
     e = d.step()
-    assert e["job_alerts"] == ["gone"] and e["decision"]["alert"]
+    assert e.job_alerts == ["gone"] and e.decision.alert
     assert d.metrics.get("khaos_job_alerts_total", kind="gone") == 1
     col.job_id = "j1"
-    assert "job_alerts" not in d.step() and d.metrics.get("khaos_job_problem_seconds") == 0
+    assert d.step().job_alerts == [] and d.metrics.get("khaos_job_problem_seconds") == 0
     col.down = True  # the job runs but not every task: stuck once it lasts stuck_s
     col.t = time.time()
-    assert "job_alerts" not in d.step()
+    assert d.step().job_alerts == []
     col.t += 31
     e = d.step()
-    assert e["job_alerts"] == ["stuck"] and d.metrics.get("khaos_job_alerts_total", kind="stuck") == 1
+    assert e.job_alerts == ["stuck"] and d.metrics.get("khaos_job_alerts_total", kind="stuck") == 1
     alerts = [x for x in journal(d) if x["event"] == "job_alert"]
     assert [a["kind"] for a in alerts] == ["gone", "stuck"] and alerts[1]["since_s"] >= 31
 
@@ -656,7 +663,7 @@ def test_unknown_job_at_start_is_one_clear_line(tmp_path, model_file, flink_stub
         ]
     )
     cfg = daemon_config.load_config(write_config(tmp_path, model_file, flink={"rest_url": stub.url}))
-    d = daemon.Daemon(cfg, collector=FakeCollector(), realizer=FakeRealizer())
+    d = daemon.Daemon(cfg, collector=FakeCollector(), realizer=restart(cfg))
     with pytest.raises(KhaosError) as e:
         d.start()
     d.close()
@@ -672,7 +679,7 @@ def test_two_jobs_of_the_name_refuse_to_start(tmp_path, model_file, flink_stub):
         [{"jid": "a1", "name": "tj", "state": "RUNNING"}, {"jid": "a2", "name": "tj", "state": "RUNNING"}]
     )
     cfg = daemon_config.load_config(write_config(tmp_path, model_file, flink={"rest_url": stub.url}))
-    d = daemon.Daemon(cfg, collector=FakeCollector(), realizer=FakeRealizer())
+    d = daemon.Daemon(cfg, collector=FakeCollector(), realizer=restart(cfg))
     with pytest.raises(KhaosError, match="job: 2 jobs named 'tj' run"):
         d.start()
     d.close()
@@ -680,7 +687,7 @@ def test_two_jobs_of_the_name_refuse_to_start(tmp_path, model_file, flink_stub):
 
 def test_unreachable_flink_at_start(tmp_path, model_file):
     cfg = daemon_config.load_config(write_config(tmp_path, model_file))  # http://127.0.0.1:1: nothing listens
-    d = daemon.Daemon(cfg, collector=FakeCollector(), realizer=FakeRealizer())
+    d = daemon.Daemon(cfg, collector=FakeCollector(), realizer=restart(cfg))
     with pytest.raises(KhaosError, match=r"flink.rest_url: Flink REST at http://127.0.0.1:1 is unreachable"):
         d.start()
     d.close()
@@ -691,10 +698,10 @@ def test_one_daemon_per_job(tmp_path, model_file, flink_stub):
     cfg = daemon_config.load_config(write_config(tmp_path, model_file, flink={"rest_url": stub.url}))
     cfg.record.parent.mkdir(parents=True, exist_ok=True)
     cfg.record.write_text(json.dumps({"name": "tj", "pending": None, "history": []}))
-    d1 = daemon.Daemon(cfg, collector=FakeCollector(), realizer=FakeRealizer())
+    d1 = daemon.Daemon(cfg, collector=FakeCollector(), realizer=restart(cfg))
     d1.start()
     try:
-        d2 = daemon.Daemon(cfg, collector=FakeCollector(), realizer=FakeRealizer())
+        d2 = daemon.Daemon(cfg, collector=FakeCollector(), realizer=restart(cfg))
         with pytest.raises(KhaosError, match=f"another khaos daemon \\(pid {os.getpid()}\\) already controls job 'tj'"):
             d2.start()
     finally:
@@ -729,7 +736,9 @@ def test_sigterm_lets_the_reconfiguration_finish_then_exits_0(tmp_path, model_fi
         time.sleep(0.3)
         finished.append(True)
 
-    d = daemon.Daemon(cfg, collector=FakeCollector(rate=1500, ci_s=20), realizer=FakeRealizer(during=during))
+    d = daemon.Daemon(
+        cfg, collector=FakeCollector(rate=1500, ci_s=20), realizer=restart(cfg, FakePlaybook(during=during))
+    )
     with caplog.at_level("INFO", logger="khaos"), on_stop(d.on_signal):
         logging_prop = log.log.parent.propagate
         log.log.parent.propagate = True
@@ -737,7 +746,7 @@ def test_sigterm_lets_the_reconfiguration_finish_then_exits_0(tmp_path, model_fi
             rc = d.run()
         finally:
             log.log.parent.propagate = logging_prop
-    assert rc == 0 and finished == [True] and d.realizer.calls == [11.0]
+    assert rc == 0 and finished == [True] and d.realizer.playbook.calls == [11.0]
     assert d.metrics.get("khaos_reconfigurations_total") == 1
     events = [e["event"] for e in journal(d)]
     assert events == ["start", "reconfigure_started", "decision", "stop"]
@@ -860,7 +869,7 @@ def test_a_promoted_model_is_used_at_the_next_decision(tmp_path, model_file):
     own = tmp_path / "model.json"
     shutil.copy(model_file, own)
     d = make_daemon(tmp_path, own, collector=FakeCollector(rate=1500, ci_s=20), advisor=True)
-    assert d.step()["decision"]["ci_s"] == 11.0
+    assert d.step().decision.ci_s == 11.0
     # a model whose backlog term is 4x steeper: the same rate needs a shorter interval
     steeper = store.load(own)
     spec = steeper.recovery.physics
@@ -869,11 +878,11 @@ def test_a_promoted_model_is_used_at_the_next_decision(tmp_path, model_file):
     store.save(steeper, own)
     os.utime(own, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a new mtime even on a coarse clock
     e = d.step()
-    assert e["decision"]["ci_s"] < 11.0
+    assert e.decision.ci_s < 11.0
     # a broken file is reported and the last good model stays in use
     own.write_text("{not json")
     os.utime(own, ns=(time.time_ns(), time.time_ns() + 2_000_000))
-    assert d.step()["decision"]["ci_s"] == e["decision"]["ci_s"]
+    assert d.step().decision.ci_s == e.decision.ci_s
     events = [x["event"] for x in journal(d)]
     assert events.count("model_reloaded") == 1 and events.count("model_reload_failed") == 1
     reloaded = next(x for x in journal(d) if x["event"] == "model_reloaded")
@@ -885,8 +894,8 @@ def test_restart_changes_are_weighed_against_their_measured_down_time(tmp_path, 
     d = make_daemon(tmp_path, model_file, collector=col, mtbf_h=24)
     assert d.policy(20).change_cost_s == planner.PRIOR_CHANGE_COST_S
     e = d.step()  # 20 s breaks R_max at 1500/s, but a failure within the next 600 s is unlikely
-    assert e["decision"]["action"] == "keep" and e["decision"]["alert"], e["decision"]
-    assert "not more than a restart costs (5.0 s)" in e["decision"]["reason"] and d.calls == []
+    assert e.decision.action == "keep" and e.decision.alert, e.decision
+    assert "not more than a restart costs (5.0 s)" in e.decision.reason and d.calls == []
     # the record's history tells what the changes cost so far: down 0.4 s and 0.6 s
     d.cfg.record.parent.mkdir(parents=True, exist_ok=True)
     d.cfg.record.write_text(
@@ -992,9 +1001,9 @@ def test_the_daemon_plans_with_the_capacity_it_measures(tmp_path):
     profiled = d.step()
     col.capacity = 2000.0  # this cluster is slower than the profiling clusters
     own = d.step()
-    assert profiled["capacity_used"] is None and own["capacity_used"] == 2000.0
-    assert own["inputs"]["utilization"] == pytest.approx(0.75)
-    assert own["predicted_at_current"]["recovery_s"] > 1.5 * profiled["predicted_at_current"]["recovery_s"]
+    assert profiled.plan.capacity_used is None and own.plan.capacity_used == 2000.0
+    assert own.observation.utilization == pytest.approx(0.75)
+    assert own.plan.at_current.recovery_s > 1.5 * profiled.plan.at_current.recovery_s
     assert d.metrics.get("khaos_capacity_events_per_second") == 2000.0
     assert d.metrics.get("khaos_utilization_ratio") == pytest.approx(0.75)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from support.models import rate_model
 
 from khaos_controller import demo
@@ -61,7 +62,7 @@ def test_the_paced_interval_is_the_one_in_force_and_summarised(capsys):
         },
         {"event": "decision", "ts": 103.5, "decision": {"action": "keep"}},
     ]
-    held = demo.interval_in_force(samples, entries, start_ci=20.0)
+    held = demo.ci_timeline(samples, entries)
     assert list(held) == [20.0, 20.0, 7.0, 7.0, 7.0]  # the job's own 20 s until the paced change, then 7 s
     assert demo.summarise(entries) == 1
     out = capsys.readouterr().out
@@ -76,9 +77,74 @@ def test_a_restart_change_is_summarised_with_its_savepoint(capsys):
             "time": "t1",
             "explain": "x",
             "decision": {"current_ci_s": 20.0, "ci_s": 9.0},
-            "realize": {"status": "ok", "seconds": 3.2, "savepoint": "file:///sp/1"},
+            "realize": {  # what the restart realizer journals
+                "status": "ok",
+                "target_ci_s": 9.0,
+                "seconds": 3.2,
+                "job_id": "j2",
+                "interval_s": 9.0,
+                "savepoint": "file:///sp/1",
+                "down_s": 0.3,
+            },
         },
         {"event": "decision", "ts": 2.0, "realize": {"status": "failed"}, "decision": {}},
     ]
     assert demo.summarise(entries) == 1
     assert "reconfigure.yml 3.2 s, savepoint file:///sp/1" in capsys.readouterr().out
+
+
+def _journal(name: str) -> list[dict]:
+    """A golden daemon journal of tests/unit/test_step_journal.py (as the demo reads the bastion's)."""
+    from support import DATA
+
+    from khaos_controller import journal
+
+    return journal.read(DATA / "steps" / f"{name}.jsonl")
+
+
+@pytest.mark.parametrize(
+    "name, changes",
+    [
+        ("advisor", []),  # an advisor changes nothing
+        (
+            "pace",
+            [
+                "20 s -> 11 s (paced every 11 s over REST, no restart; safety net 20 s)",
+                "11 s -> 20 s (paced every 20 s over REST, no restart; safety net 20 s)",
+                "20 s -> 11 s (paced every 11 s over REST, no restart; safety net 20 s)",
+            ],
+        ),
+        (
+            "restart",
+            [
+                "20 s -> 11 s (reconfigure.yml 0.0 s, savepoint file:///sp/savepoint-2)",
+                "11 s -> 5 s (reconfigure.yml 0.0 s, savepoint file:///sp/savepoint-3)",
+            ],
+        ),
+        ("restart-failed", []),  # a failed change is not one
+    ],
+)
+def test_the_summary_of_each_realizers_journal(name, changes, capsys):
+    entries = _journal(name)
+    assert demo.summarise(entries) == len(changes)
+    lines = capsys.readouterr().out.splitlines()
+    assert [x.split(": ", 1)[1] for x in lines if x.startswith("  change at ")] == changes
+    explained = [x.strip() for x in lines if x.startswith("    ")]
+    assert len(explained) == len(changes) and all(x.startswith("At ") for x in explained)
+
+
+def test_a_restart_change_is_not_taken_for_a_paced_one_in_the_timeline():
+    """After a restart change the job's own interval is the one in force (the samples read it once the new
+    job runs); only paced changes hold the job to a shorter interval than its own."""
+    import pandas as pd
+
+    def spaced(name):  # the golden journals are written on a frozen clock: one second between lines here
+        return [{**e, "ts": e["ts"] + i} for i, e in enumerate(_journal(name))]
+
+    t = _journal("restart")[0]["ts"]
+    restart = spaced("restart")  # line 5 (t + 4): the change to 11 s, realized
+    samples = pd.DataFrame({"t": [t + 3, t + 5, t + 6], "ci_s": [20.0, 20.0, 11.0]})  # the new job from t + 6
+    assert list(demo.ci_timeline(samples, restart)) == [20.0, 20.0, 11.0]
+    pace = spaced("pace")  # paced to 11 s at t + 1, back to the safety net at t + 3
+    samples = pd.DataFrame({"t": [t + 0.5, t + 1.5, t + 3.5], "ci_s": [20.0, 20.0, 20.0]})
+    assert list(demo.ci_timeline(samples, pace)) == [20.0, 11.0, 20.0]

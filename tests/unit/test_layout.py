@@ -74,3 +74,48 @@ def test_the_examples_load(jar_built):
     assert ev_config.load(REPO_ROOT / "examples/evaluate.yml").copies[-1] == "khaos"
     raw = yaml.safe_load((REPO_ROOT / "examples/controller.yml").read_text())
     validate(DaemonFile, raw, "examples/controller.yml")
+
+
+def _tracked_text_files() -> list:
+    """The repository's tracked files that are text (git's rule: no NUL byte in the first 8000 bytes)."""
+    import subprocess
+
+    names = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    out = []
+    for name in filter(None, names):
+        path = REPO_ROOT / name
+        if path.is_file() and b"\0" not in path.read_bytes()[:8000]:
+            out.append(path)
+    return out
+
+
+def test_the_readme_is_for_a_user_and_short():
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, (
+        f"README.md has {len(lines)} lines: dated runs go to docs/results/, history to CHANGELOG.md"
+    )
+
+
+def test_the_product_does_not_narrate_how_it_was_made():
+    """Work items and their numbers belong to CHANGELOG.md, not to code, docs, tests or examples."""
+    words = re.compile(r"(?i)\b(sessions?|issues?)\s*#?\d")
+    found = [
+        f"{p.relative_to(REPO_ROOT)}:{n}: {line.strip()}"
+        for p in _tracked_text_files()
+        if p.name != "CHANGELOG.md" or p.parent != REPO_ROOT
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if words.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_the_bad_input_battery_is_counted_where_the_docs_count_it():
+    import test_bad_input
+
+    text = (REPO_ROOT / "docs/architecture.md").read_text()
+    cases, bad, good = map(int, re.search(r"(\d+)\s+cases \((\d+) bad, (\d+) good", text).groups())
+    assert (bad, good) == (len(test_bad_input.BAD), len(test_bad_input.GOOD)) and cases == bad + good

@@ -13,6 +13,7 @@ from khaos_controller.control import daemon
 from khaos_controller.control.metrics import Metrics
 from khaos_controller.control.pacer import Pacer
 from khaos_controller.control.realizer import PaceRealizer
+from khaos_controller.control.step import interval_in_force
 from khaos_controller.flink.client import FlinkError
 
 
@@ -139,9 +140,9 @@ def test_no_paced_trigger_at_or_above_the_safety_net_or_when_not_pacing():
     assert p.tick() is None and flink.triggers == []
     p.set_interval(None)
     assert p.tick() is None and p.metrics.get("khaos_paced_interval_seconds") is None
-    assert p.effective_s(60.0) == 60.0
+    assert interval_in_force(60.0, p.interval_s) == 60.0
     p.set_interval(5.0)
-    assert p.effective_s(60.0) == 5.0
+    assert interval_in_force(60.0, p.interval_s) == 5.0
 
 
 def test_two_jobs_of_that_name_or_none_trigger_nothing():
@@ -186,11 +187,11 @@ def test_daemon_in_pace_mode_moves_freely_below_the_safety_net(tmp_path, model_f
     p.metrics = d.metrics
     p.tick()  # learns the safety net
     e = d.step()
-    assert e["safety_net_s"] == 20 and e["decision"]["current_ci_s"] == 20
+    assert e.safety_net_s == 20 and e.decision.current_ci_s == 20
     col.rate = 1500
     e = d.step()
-    assert e["decision"]["action"] == "change" and e["decision"]["ci_s"] == 11.0
-    assert e["realize"] == {
+    assert e.decision.action == "change" and e.decision.ci_s == 11.0
+    assert e.realization.journal() == {
         "status": "ok",
         "target_ci_s": 11.0,
         "seconds": 0.0,
@@ -200,8 +201,8 @@ def test_daemon_in_pace_mode_moves_freely_below_the_safety_net(tmp_path, model_f
     assert p.interval_s == 11.0 and d.metrics.get("khaos_checkpoint_interval_seconds") == 11.0
     col.rate = 1400  # no cooldown, no dead band: the next step follows the load at once
     e = d.step()
-    assert e["decision"]["current_ci_s"] == 11.0 and e["decision"]["ci_s"] >= 11.0
+    assert e.decision.current_ci_s == 11.0 and e.decision.ci_s >= 11.0
     col.rate = 300  # the load falls: back to the safety net, where the pacer stops triggering
     e = d.step()
-    assert e["decision"]["ci_s"] == 20 and p.interval_s is None
+    assert e.decision.ci_s == 20 and p.interval_s is None
     assert d.metrics.get("khaos_paced_interval_seconds") is None

@@ -1,4 +1,4 @@
-"""The committed profile of the state-heavy regime (issue 14): what the README and docs/models.md print
+"""The committed profile of the state-heavy regime: what the README and docs/results/ print
 about it is recomputed here from examples/profile-regime-results.csv (50 real failures, 2026-12-01)."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import java.io.IOException;
 import java.io.Serializable;
 
 /**
- * The workload knobs of the Kafka jobs (issue 14): key space, keyed state size, per-record CPU.
+ * The workload knobs of the Kafka jobs: key space, keyed state size, per-record CPU.
  * <ul>
  * <li>{@code --keys N}: the key of the stateful operator is the record's key field mod N (0 or absent: the key field as is);</li>
  * <li>{@code --state-bytes B}: each key holds a byte[B] ValueState ("payload") read and rewritten on every record;</li>
