@@ -31,6 +31,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
+from support.labs import on_host
 from support.models import rate_model
 
 from khaos_controller import REPO_ROOT
@@ -360,27 +361,7 @@ BASTION = "tcluster-4"  # the shared cluster's bastion (tests/lab/conftest.py)
 
 def on_bastion(env, command: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a shell command on the bastion over real SSH (the lab's key and pinned host key)."""
-    ssh = env.lab.dir / "ssh"
-    proc = subprocess.run(
-        [
-            "ssh",
-            "-i",
-            str(env.lab.key_file),
-            "-o",
-            f"UserKnownHostsFile={ssh / 'known_hosts'}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            f"root@{env.lab.host(BASTION).ip}",
-            command,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert not check or proc.returncode == 0, proc.stderr
-    return proc
+    return on_host(env.lab, BASTION, command, check=check)
 
 
 def bastion_file(env, path: str) -> Path:

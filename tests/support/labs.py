@@ -53,6 +53,35 @@ def fresh_lab(name: str, hosts: int = 3, kafka: int = 0, store: bool = False) ->
     return lab
 
 
+def on_host(
+    lab: labmod.Lab, host: str, command: str, check: bool = True, stdin: str | None = None, timeout: float = 120
+):
+    """Run a shell command as root on a lab host over real SSH (the lab's key and pinned host key), inside
+    the host's own namespaces (its private /opt, /srv, /tmp and its processes); ``stdin`` feeds it."""
+    ssh = lab.dir / "ssh"
+    proc = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(lab.key_file),
+            "-o",
+            f"UserKnownHostsFile={ssh / 'known_hosts'}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"root@{lab.host(host).ip}",
+            command,
+        ],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert not check or proc.returncode == 0, f"{host}: {command[:200]}: {proc.stderr.strip()[-2000:]}"
+    return proc
+
+
 def leftovers() -> list[str]:
     """What test labs left on this machine: namespaces, links, dirs, inventories, JVMs, mounts."""
     found = []
