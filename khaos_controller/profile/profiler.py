@@ -46,7 +46,7 @@ from ..signals import on_stop
 from . import capacity, waves
 from .experiment import Experiment
 from .ownjobs import OwnJobs, check_clusters
-from .recovery import RecoveryParams, measure, steady_window
+from .recovery import FailureMeasure, RecoveryParams, measure, steady_window
 
 # Twice a second: REST serves metrics from a cache refreshed at most once a second
 # (metrics.fetcher.update-interval) and only when asked, so a 1 Hz sampler triggers a refresh only
@@ -473,18 +473,10 @@ class Profiler:
         # wait until recovered (K consecutive seconds in band) or timed out; the bands (and the steady-state
         # latency) from the window before the deployment's first failure: later windows hold catch-up tails
         window = steady_window(first or t_fail, self.params)
-        m = None
         deadline = t_fail + exp.recovery_timeout_s + exp.consecutive_s + 5
-        while time.time() < deadline:
-            self._sleep(2)
-            try:
-                m = measure(series(sampler), t_fail, self.params, t_detect=t_detect, baseline=window)
-            except KhaosError:
-                continue
-            if m.recovered:
-                break
-        if m is None:
-            raise KhaosError(f"no usable samples around the failure at {t_fail:.1f}")
+        m = await_recovery(
+            lambda: series(sampler), t_fail, self.params, deadline, self._sleep, t_detect=t_detect, baseline=window
+        )
         row = {
             "trial": f"{unit.ident}-{mode}{rep}",
             "cluster": cluster.name,
@@ -556,6 +548,24 @@ def output_p99(rows: list, t0: float, t1: float) -> float:
     """p99 of the per-second p99s of an output topic's latency seconds in [t0, t1) (NaN without output)."""
     values = [r.p99_ms for r in rows if t0 <= r.second < t1 and r.count and r.p99_ms is not None]
     return float(pd.Series(values).quantile(0.99)) if values else float("nan")
+
+
+def await_recovery(get_series, t_fail: float, params, deadline: float, sleep, **kw) -> FailureMeasure:
+    """Measure the failure at ``t_fail`` every 2 s until it has recovered or ``deadline`` (epoch s) has
+    passed, at least once: a slow host replacement can return after the deadline, and the measurement
+    looks back over the series. KhaosError (with the measurement's reason) if no series could be judged."""
+    m = why = None
+    while True:
+        sleep(2)
+        try:
+            m = measure(get_series(), t_fail, params, **kw)
+        except KhaosError as e:
+            why = e
+        if (m is not None and m.recovered) or time.time() >= deadline:
+            break
+    if m is None:
+        raise KhaosError(f"no usable samples around the failure at {t_fail:.1f}: {why}")
+    return m
 
 
 def series(sampler: JobSampler) -> pd.DataFrame:

@@ -514,3 +514,15 @@ def test_every_failure_of_a_unit_is_judged_against_the_steady_state_before_the_f
     own = measure(df, xs[1]["t_fail"], p, t_detect=xs[1]["t_det"])
     assert own.recovery_s < truth_s(xs[1]) + tail_s - 3
     assert steady_window(xs[0]["t_fail"], p) == (xs[0]["t_fail"] - 20.0, xs[0]["t_fail"])
+
+
+def test_a_failure_is_measured_once_even_when_the_wait_ends_after_its_deadline():
+    from khaos_controller.profile.profiler import await_recovery
+
+    df, (truth,) = synth()
+    naps = []
+    m = await_recovery(lambda: df, truth["t_fail"], RecoveryParams(), deadline=0.0, sleep=naps.append)
+    assert naps == [2] and m.recovered  # one look, after the deadline: the series shows the recovery
+    assert m.recovery_s == pytest.approx(truth_s(truth), abs=1.5)
+    with pytest.raises(KhaosError, match="no usable samples around the failure at .*: only 0 samples"):
+        await_recovery(lambda: df[df["t"] > truth["t_fail"]], truth["t_fail"], RecoveryParams(), 0.0, naps.append)
