@@ -72,3 +72,54 @@ def test_an_unanswered_sample_says_nothing_about_the_job(health):
     h.check(look(100.0, jobs=0))
     assert h.check(look(101.0, jobs=0, error="Flink REST at x is unreachable")) == []
     assert h.since is None and m.get("khaos_job_problem_seconds") == 0
+
+
+def test_a_stuck_job_alerts_on_every_step_while_it_lasts(health):
+    h, m, path = health
+    assert h.check(look(100.0, all_running=False)) == []
+    assert h.check(look(130.0, all_running=False)) == ["stuck"]
+    assert h.check(look(145.0, all_running=False)) == ["stuck"]
+    assert m.get("khaos_job_alerts_total", kind="stuck") == 2 and m.get("khaos_job_problem_seconds") == 45.0
+    assert not m.get("khaos_job_alerts_total", kind="down")  # not yet stuck is no alert of its own
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(x["kind"], x["since_s"]) for x in lines] == [("stuck", 30.0), ("stuck", 45.0)]
+    assert lines[1]["detail"] == "job j1 has not run every task for 45 s (state RUNNING)"
+
+
+def test_with_stuck_s_0_a_job_not_running_every_task_is_stuck_at_once(tmp_path):
+    m = Metrics({"flink_job": "tj"})
+    h = Health("tj", 0.0, m, Journal(tmp_path / "j.jsonl", fsync=False))
+    assert h.check(look(100.0, all_running=False)) == ["stuck"]
+    [line] = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert line["since_s"] == 0.0 and line["detail"] == "job j1 has not run every task for 0 s (state RUNNING)"
+
+
+def test_a_clock_that_steps_back_never_makes_a_problem_negative(health):
+    h, m, path = health
+    assert h.check(look(100.0, jobs=0)) == ["gone"]
+    assert h.check(look(90.0, jobs=0)) == ["gone"] and m.get("khaos_job_problem_seconds") == 0
+    assert [json.loads(x)["since_s"] for x in path.read_text().splitlines()] == [0.0, 0.0]
+
+
+def test_a_known_job_whose_flink_stops_answering_becomes_stuck(health):
+    """Only a sample without a job says nothing: the collector keeps a known job's id on a REST error and
+    marks it not running every task, state UNKNOWN."""
+    h, m, path = health
+    unanswered = look(100.0, all_running=False, error="Flink REST at x is unreachable")
+    unanswered.state = "UNKNOWN"
+    assert h.check(unanswered) == [] and h.since == 100.0
+    unanswered.t = 130.0
+    assert h.check(unanswered) == ["stuck"] and m.get("khaos_job_alerts_total", kind="stuck") == 1
+    [line] = [json.loads(x) for x in path.read_text().splitlines()]
+    assert line["job_id"] == "j1" and line["detail"].endswith("(state UNKNOWN)")
+
+
+def test_each_alert_is_logged_as_one_warning(health, logs):
+    h, _, _ = health
+    assert h.check(look(100.0)) == [] and logs == []
+    h.check(look(100.0, jobs=2))
+    assert logs == [("WARNING", "ALERT", {"job": "tj", "kind": "duplicate", "detail": "2 jobs named 'tj' run"})]
+    logs.clear()
+    h.check(look(105.0))
+    h.check(look(110.0, all_running=False))  # not every task runs, for less than stuck_s: nothing to say
+    assert logs == []

@@ -3,8 +3,6 @@ lines of test_step_journal.py (the job's health between steps: test_health.py)."
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 from support.daemon import FakeCollector
 from support.steps import SCENARIOS, golden, same
@@ -80,27 +78,6 @@ def test_the_journal_listener_writes_the_step_as_journaled(name, tmp_path, froze
     for g, w in zip(got, steps(name)):
         same(g, w)
         assert "decision_ts" not in g
-
-
-class Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.seen: list[tuple[str, str, dict]] = []
-
-    def emit(self, record):
-        self.seen.append((record.levelname, record.getMessage(), dict(record.kv)))
-
-
-@pytest.fixture
-def logs():
-    h = Records()
-    logger = logging.getLogger("khaos.daemon")
-    level = logger.level
-    logger.addHandler(h)
-    logger.setLevel(logging.DEBUG)
-    yield h.seen
-    logger.removeHandler(h)
-    logger.setLevel(level)
 
 
 def test_the_log_listener_says_each_decision_and_alerts(logs):
