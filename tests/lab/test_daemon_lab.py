@@ -83,7 +83,7 @@ def write_config(env, job: str, port: int, realize: str = "restart") -> Path:
         "limits": {"latency_ms": 1000, "recovery_s": 25},
         "mtbf_h": 0.01,  # failures every 36 s: the recovery excess at HIGH outweighs a restart's cost
         # slack 1e6: the longest feasible interval, which moves with the rate (the slack rule would take
-        # the fastest recovery at any rate with failures every 36 s: tests/unit/test_optimizer.py)
+        # the fastest recovery at any rate with failures every 36 s: tests/unit/control/test_optimizer.py)
         "ci": {"min": 2, "max": 20, "step": 1, "dead_band_s": 3, "cooldown_s": 600, "slack_s_per_h": 1e6},
         "loop": {"period_s": PERIOD, "window_s": WINDOW, "min_uptime_s": MIN_UP, "forecast_step_s": 2},
         "realize": {"mode": realize},

@@ -94,7 +94,7 @@ def test_a_restart_change_is_summarised_with_its_savepoint(capsys):
 
 
 def _journal(name: str) -> list[dict]:
-    """A golden daemon journal of tests/unit/test_step_journal.py (as the demo reads the bastion's)."""
+    """A golden daemon journal of tests/unit/control/test_step_journal.py (as the demo reads the bastion's)."""
     from support import DATA
 
     from khaos_controller import journal

@@ -1,5 +1,5 @@
 """The layout keeps its promises: docs tables match the schemas, the bastion role's defaults are valid
-daemon settings, docs/architecture.md names real sub-packages, the examples load."""
+daemon settings, docs/architecture.md names real sub-packages, the unit tests mirror them, the examples load."""
 
 from __future__ import annotations
 
@@ -54,6 +54,21 @@ def test_architecture_names_every_sub_package_and_only_real_ones():
         assert listed, pkg
         for mod in listed:
             assert (REPO_ROOT / "khaos_controller" / pkg / f"{mod}.py").exists(), (pkg, mod)
+
+
+def test_the_unit_tests_mirror_the_package():
+    """tests/unit/<sub>/ holds the unit tests of khaos_controller/<sub>/ (the top of tests/unit/, those of
+    the top-level modules and the cross-cutting ones). pytest imports a test file by its basename (no
+    __init__.py under tests/): every basename is unique."""
+    unit = REPO_ROOT / "tests" / "unit"
+    subs = {p.name for p in unit.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    packages = {p.name for p in (REPO_ROOT / "khaos_controller").iterdir() if (p / "__init__.py").exists()}
+    assert subs <= packages, f"tests/unit/ dirs without a package: {sorted(subs - packages)}"
+    for sub in subs:
+        assert list((unit / sub).glob("test_*.py")), f"tests/unit/{sub}/ has no tests"
+    assert not list(unit.rglob("__init__.py"))
+    names = [p.name for p in unit.rglob("*.py") if p.name != "conftest.py"]  # (pytest keeps conftests apart)
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
 
 
 def test_no_module_is_a_whole_stage():

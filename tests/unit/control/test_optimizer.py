@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from support import PROFILE as REAL
 from support.models import hand_model as make_model
+from support.models import rate_model
 
+from khaos_controller.control import planner
 from khaos_controller.control import planner as optimizer
 from khaos_controller.control.planner import Policy
 from khaos_controller.errors import KhaosError
@@ -308,3 +310,21 @@ def test_no_restart_for_a_breach_inside_the_model_error_nor_to_only_lengthen():
     assert r.action == "keep" and not r.alert
     # without a cost (paced changes) the same decision lengthens
     assert recommend(make_model(), 1000, 20, **LIMITS).action == "change"
+
+
+def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
+    from khaos_controller.control.planner import measured_capacity
+
+    m = rate_model()
+    assert not measured_capacity(m)
+    spec = m.recovery.physics
+    spec.features = [*spec.features, "L0*rate/(cap-rate)"]
+    spec.coef = [*spec.coef, 1.0]
+    spec.constants.capacity, spec.constants.capacity_measured = 5000.0, True
+    assert measured_capacity(m)
+    p = planner.Policy(l_max_ms=1e9, r_max_s=1e9, slack_s_per_h=1e6)  # both pick the longest: compare there
+    at_profiled = planner.recommend(m, 1500.0, 20.0, p)
+    on_a_slower_cluster = planner.recommend(m, 1500.0, 20.0, p, capacity=2000.0)
+    # 1500/s is 30 % of the profiled clusters' capacity but 75 % of this one's: a longer catch-up
+    assert on_a_slower_cluster.ci_s == at_profiled.ci_s
+    assert on_a_slower_cluster.predicted_recovery_s > at_profiled.predicted_recovery_s * 1.5

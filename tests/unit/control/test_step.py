@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_step_journal import SCENARIOS, golden, same
+from support.steps import SCENARIOS, golden, same
 
 from khaos_controller import REPO_ROOT
 from khaos_controller.control import step

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from khaos_controller import REPO_ROOT as REPO
+
 PLAYBOOKS = REPO / "playbooks"
 ROLES = REPO / "roles"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_daemon import FakeCollector, model_file, write_config  # noqa: F401 - model_file is a fixture
+from support.daemon import Clock, FakeCollector, ScriptedFlink, write_config
 
 from khaos_controller.control import config as daemon_config
 from khaos_controller.control import daemon
@@ -14,49 +14,6 @@ from khaos_controller.control.metrics import Metrics
 from khaos_controller.control.pacer import Pacer
 from khaos_controller.control.realizer import PaceRealizer
 from khaos_controller.control.step import interval_in_force
-from khaos_controller.flink.client import FlinkError
-
-
-class Clock:
-    def __init__(self, t=1000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-class ScriptedFlink:
-    """Answers the five calls the pacer makes, from fields a test sets."""
-
-    def __init__(self, clock: Clock):
-        self.clock = clock
-        self.jobs = [{"jid": "j1", "name": "tj", "state": "RUNNING"}]
-        self.config = {"interval": 60_000, "min_pause": 0, "timeout": 600_000}
-        self.in_progress = 0
-        self.latest = {"id": 7, "trigger_timestamp": 0, "latest_ack_timestamp": 0, "end_to_end_duration": 400}
-        self.triggers: list[float] = []
-        self.fail: str | None = None
-        self.next_id = 100
-
-    def live_jobs(self, name):
-        return [j for j in self.jobs if j["name"] == name]
-
-    def checkpoint_config(self, jid):
-        return dict(self.config)
-
-    def checkpoints(self, jid):
-        return {"counts": {"in_progress": self.in_progress}, "latest": {"completed": self.latest}}
-
-    def trigger_checkpoint(self, jid):
-        self.triggers.append(self.clock())
-        return "trigger-1"
-
-    def await_checkpoint(self, jid, trigger, timeout):
-        if self.fail:
-            raise FlinkError(self.fail)
-        self.next_id += 1
-        self.latest = {**self.latest, "id": self.next_id}
-        return self.next_id
 
 
 def pacer(interval=10.0, **config):
@@ -175,7 +132,7 @@ def test_a_failed_trigger_is_counted_journaled_and_retried_later(tmp_path):
     assert all(x["event"] == "checkpoint_trigger" and x["interval_s"] == 2.0 for x in lines)
 
 
-def test_daemon_in_pace_mode_moves_freely_below_the_safety_net(tmp_path, model_file):  # noqa: F811
+def test_daemon_in_pace_mode_moves_freely_below_the_safety_net(tmp_path, model_file):
     clock = Clock()
     flink = ScriptedFlink(clock)
     flink.config["interval"] = 20_000

@@ -9,30 +9,15 @@ every consumer of the journal (test_steps_read_back)."""
 from __future__ import annotations
 
 import json
-import math
-import time
 
 import pytest
-from support import DATA
-from test_daemon import FakeCollector, model_file, write_config  # noqa: F401 - model_file is a fixture
-from test_pacer import Clock, ScriptedFlink
+from support.daemon import Clock, FakeCollector, ScriptedFlink, write_config
+from support.steps import SCENARIOS, STEPS, T, golden, same
 
 from khaos_controller import journal
 from khaos_controller.control import config as daemon_config
 from khaos_controller.control import daemon
 from khaos_controller.errors import KhaosError
-
-STEPS = DATA / "steps"
-T = 1_796_000_000.0  # the frozen wall clock of every scenario (2026-11-30)
-SCENARIOS = ("advisor", "pace", "restart", "restart-failed")
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    """Every clock a step reads stands still at T (journal ts, loop and playbook seconds, observations)."""
-    monkeypatch.setattr(time, "time", lambda: T)
-    monkeypatch.setattr(time, "monotonic", lambda: 5000.0)
-    return lambda: T
 
 
 class Playbook:
@@ -60,7 +45,7 @@ class Playbook:
         self.record.write_text(json.dumps(rec))
 
 
-def scenario(name, tmp_path, model_file, monkeypatch, clock) -> list[dict]:  # noqa: F811
+def scenario(name, tmp_path, model_file, monkeypatch, clock) -> list[dict]:
     """Run one scenario's steps; returns the journal they wrote."""
     from khaos_controller.infra import ansible
 
@@ -95,28 +80,8 @@ def scenario(name, tmp_path, model_file, monkeypatch, clock) -> list[dict]:  # n
     return journal.read(cfg.journal)
 
 
-def same(got, want, where="") -> None:
-    """Equal keys and values (floats to 1e-9 relative: the model's numbers through numpy)."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and list(got) == list(want), f"{where}: keys {list(got)} != {list(want)}"
-        for k in want:
-            same(got[k], want[k], f"{where}.{k}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got} != {want}"
-        for i, (g, w) in enumerate(zip(got, want)):
-            same(g, w, f"{where}[{i}]")
-    elif isinstance(want, float) and isinstance(got, float) and not (math.isnan(want) or math.isinf(want)):
-        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), f"{where}: {got} != {want}"
-    else:
-        assert got == want and type(got) is type(want), f"{where}: {got!r} != {want!r}"
-
-
-def golden(name: str) -> list[dict]:
-    return journal.read(STEPS / f"{name}.jsonl")
-
-
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_a_step_writes_the_golden_journal_lines(name, tmp_path, model_file, monkeypatch, frozen):  # noqa: F811
+def test_a_step_writes_the_golden_journal_lines(name, tmp_path, model_file, monkeypatch, frozen):
     got = scenario(name, tmp_path, model_file, monkeypatch, frozen)
     want = golden(name)
     assert [e["event"] for e in got] == [e["event"] for e in want]

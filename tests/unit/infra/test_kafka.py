@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from khaos_controller import REPO_ROOT as REPO
 from khaos_controller.chaos import plan as chaos
 from khaos_controller.errors import KhaosError
 from khaos_controller.infra import kafka
 from khaos_controller.infra import lab as labmod
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bootstrap_addresses():

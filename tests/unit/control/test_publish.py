@@ -1,18 +1,14 @@
-"""The listeners of a daemon step (control/publish.py) and the job's health between steps (control/health.py),
-each on its own: the steps are the golden journal lines of test_step_journal.py."""
+"""The listeners of a daemon step (control/publish.py), each on its own: the steps are the golden journal
+lines of test_step_journal.py (the job's health between steps: test_health.py)."""
 
 from __future__ import annotations
 
-import json
-import logging
-
 import pytest
-from test_daemon import FakeCollector
-from test_step_journal import SCENARIOS, frozen, golden, same  # noqa: F401 - frozen is a fixture
+from support.daemon import FakeCollector
+from support.steps import SCENARIOS, golden, same
 
 from khaos_controller.control import publish
 from khaos_controller.control.collector import Observation
-from khaos_controller.control.health import Health
 from khaos_controller.control.metrics import Metrics
 from khaos_controller.control.step import Step
 from khaos_controller.journal import Journal, read
@@ -72,7 +68,7 @@ def test_the_metrics_say_down_when_the_job_is_gone():
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_the_journal_listener_writes_the_step_as_journaled(name, tmp_path, frozen):  # noqa: F811
+def test_the_journal_listener_writes_the_step_as_journaled(name, tmp_path, frozen):
     j = Journal(tmp_path / "j.jsonl", fsync=False)
     listener = publish.Journal(j)
     for line in steps(name):  # the step read back is the step written: the same line
@@ -82,27 +78,6 @@ def test_the_journal_listener_writes_the_step_as_journaled(name, tmp_path, froze
     for g, w in zip(got, steps(name)):
         same(g, w)
         assert "decision_ts" not in g
-
-
-class Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.seen: list[tuple[str, str, dict]] = []
-
-    def emit(self, record):
-        self.seen.append((record.levelname, record.getMessage(), dict(record.kv)))
-
-
-@pytest.fixture
-def logs():
-    h = Records()
-    logger = logging.getLogger("khaos.daemon")
-    level = logger.level
-    logger.addHandler(h)
-    logger.setLevel(logging.DEBUG)
-    yield h.seen
-    logger.removeHandler(h)
-    logger.setLevel(level)
 
 
 def test_the_log_listener_says_each_decision_and_alerts(logs):
@@ -143,68 +118,3 @@ def test_the_log_listener_says_each_decision_and_alerts(logs):
     duplicate = steps("pace")[-1]  # two jobs of the name: the explanation comes first
     listener(as_step(duplicate, obs))
     assert logs[-1][2]["detail"] == duplicate["explain"]
-
-
-# ================================================================================= health
-
-
-def look(t: float, jobs: int = 1, all_running: bool = True, error: str | None = None) -> Observation:
-    return Observation(
-        t=t,
-        job_id="j1" if jobs else None,
-        jobs_running=jobs,
-        state="RUNNING" if jobs else "NONE",
-        all_running=all_running and jobs > 0,
-        ci_s=20.0,
-        uptime_s=100.0,
-        window_s=10.0,
-        samples=10,
-        error=error,
-    )
-
-
-@pytest.fixture
-def health(tmp_path):
-    m = Metrics({"flink_job": "tj"})
-    return Health("tj", 30.0, m, Journal(tmp_path / "j.jsonl", fsync=False)), m, tmp_path / "j.jsonl"
-
-
-def test_a_healthy_job_raises_nothing(health):
-    h, m, path = health
-    assert h.check(look(100.0)) == [] and m.get("khaos_job_problem_seconds") == 0
-    assert not path.exists()
-
-
-def test_gone_and_duplicate_alert_at_once_and_on_every_step(health):
-    h, m, path = health
-    assert h.check(look(100.0, jobs=0)) == ["gone"]
-    assert h.check(look(105.0, jobs=0)) == ["gone"]
-    assert m.get("khaos_job_alerts_total", kind="gone") == 2 and m.get("khaos_job_problem_seconds") == 5.0
-    assert h.check(look(110.0, jobs=2)) == ["duplicate"]  # the problem goes on: its age too
-    assert m.get("khaos_job_alerts_total", kind="duplicate") == 1
-    lines = [json.loads(x) for x in path.read_text().splitlines()]
-    assert [(x["event"], x["kind"], x["since_s"], x["job_id"]) for x in lines] == [
-        ("job_alert", "gone", 0.0, None),
-        ("job_alert", "gone", 5.0, None),
-        ("job_alert", "duplicate", 10.0, "j1"),
-    ]
-    assert lines[0]["detail"] == "no job named 'tj' runs" and lines[2]["detail"] == "2 jobs named 'tj' run"
-    assert h.check(look(115.0)) == [] and m.get("khaos_job_problem_seconds") == 0 and h.since is None
-
-
-def test_a_job_that_does_not_run_every_task_is_stuck_after_stuck_s(health):
-    h, m, path = health
-    assert h.check(look(100.0, all_running=False)) == []
-    assert h.check(look(129.0, all_running=False)) == [] and m.get("khaos_job_problem_seconds") == 29.0
-    assert h.check(look(130.0, all_running=False)) == ["stuck"]
-    [line] = [json.loads(x) for x in path.read_text().splitlines()]
-    assert line["kind"] == "stuck" and line["since_s"] == 30.0
-    assert line["detail"] == "job j1 has not run every task for 30 s (state RUNNING)"
-    assert h.check(look(131.0)) == [] and h.check(look(140.0, all_running=False)) == []  # a new problem
-
-
-def test_an_unanswered_sample_says_nothing_about_the_job(health):
-    h, m, _ = health
-    h.check(look(100.0, jobs=0))
-    assert h.check(look(101.0, jobs=0, error="Flink REST at x is unreachable")) == []
-    assert h.since is None and m.get("khaos_job_problem_seconds") == 0
