@@ -110,12 +110,7 @@ class S3:
         delete)."""
         url = f"{self.endpoint}{quote(path, safe='/-_.~')}" + (f"?{query}" if query else "")
         for pause in (0.2, 1.0, None):
-            headers = sign(method, url, self.access_key, self.secret_key, _EMPTY_SHA256, datetime.now(UTC))
-            try:
-                resp = self.session.request(method, url, headers=headers, timeout=self.timeout)
-            except requests.RequestException as e:
-                why = "connection refused" if "refused" in str(e).lower() else type(e).__name__
-                raise KhaosError(f"S3 endpoint {self.endpoint} is unreachable ({why})") from None
+            resp = self._send(method, url)
             if resp.status_code < 500 or pause is None:
                 break
             time.sleep(pause)
@@ -139,6 +134,22 @@ class S3:
         if not check_mode:
             self.request("PUT", f"/{name}")
         return True
+
+    def _send(self, method: str, url: str) -> requests.Response:
+        """One signed request. A connection the pool kept from before a store restart is dropped by the new
+        server: the request is sent once more on a fresh connection (every request here is idempotent)."""
+        for attempt in (1, 2):
+            headers = sign(method, url, self.access_key, self.secret_key, _EMPTY_SHA256, datetime.now(UTC))
+            try:
+                return self.session.request(method, url, headers=headers, timeout=self.timeout)
+            except requests.RequestException as e:
+                refused = "refused" in str(e).lower()
+                if attempt == 1 and isinstance(e, requests.ConnectionError) and not refused:
+                    self.session.close()  # forget the pooled connections
+                    continue
+                why = "connection refused" if refused else type(e).__name__
+                raise KhaosError(f"S3 endpoint {self.endpoint} is unreachable ({why})") from None
+        raise KhaosError(f"S3 endpoint {self.endpoint} is unreachable")
 
     def objects(self, bucket: str, prefix: str = "") -> dict[str, int]:
         """Every object under ``prefix`` in ``bucket``: {key: size} (ListObjectsV2, all pages)."""

@@ -13,6 +13,7 @@ import tarfile
 from datetime import UTC, datetime
 
 import pytest
+import requests
 import yaml
 
 from khaos_controller import REPO_ROOT
@@ -102,6 +103,31 @@ def test_an_unreachable_store_is_waited_for_then_one_line(monkeypatch):
     monkeypatch.setattr(s3.time, "sleep", lambda _: None)
     with pytest.raises(KhaosError, match=r"not ready after 0 s: .*unreachable \(connection refused\)"):
         s3.wait_ready(store, timeout=0)
+
+
+def test_a_connection_kept_from_before_a_store_restart_is_replaced(monkeypatch):
+    """The pool's connection to a store that was restarted is dead: the request goes out once more on a
+    fresh one; a second failure is the one-line error."""
+    store = s3.S3("http://store:9000", "key", "secret-key")
+    calls = []
+
+    def request(*a, **k):
+        calls.append(a[0])
+        if len(calls) == 1:
+            raise requests.ConnectionError("('Connection aborted.', RemoteDisconnected('closed'))")
+        return FakeResponse(200, "<ListAllMyBucketsResult></ListAllMyBucketsResult>")
+
+    monkeypatch.setattr(store.session, "request", request)
+    assert store.buckets() == [] and calls == ["GET", "GET"]
+
+    def always(*a, **k):
+        calls.append(a[0])
+        raise requests.ConnectionError("('Connection aborted.', RemoteDisconnected('closed'))")
+
+    monkeypatch.setattr(store.session, "request", always)
+    with pytest.raises(KhaosError, match=r"^S3 endpoint http://store:9000 is unreachable \(ConnectionError\)$"):
+        store.buckets()
+    assert len(calls) == 4  # the second request, too, was tried twice, not more
 
 
 # ---- khaos dist s3proxy / flink-s3 ----------------------------------------------------------------------
