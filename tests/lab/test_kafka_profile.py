@@ -36,8 +36,8 @@ checkpoint_intervals: [3, 10]
 workload: {{rates: [2000]}}
 kafka: {{output_topic: true}}
 failures: {{modes: [process], margin_s: 1}}
-clusters: {{count: 2, hosts: 3, lab_prefix: tkp}}
-measurement: {{warmup_s: 25, settle_s: 8, recovery_timeout_s: 120, consecutive_s: 6}}
+clusters: {{count: 2, hosts: 2, lab_prefix: tkp}}
+measurement: {{warmup_s: 15, settle_s: 8, recovery_timeout_s: 120, consecutive_s: 6}}
 output: {out}
 """
 

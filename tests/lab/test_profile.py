@@ -21,10 +21,10 @@ EXPERIMENT = """
 name: itest
 job: {{jar: {jar}, name: iot-vehicles, parallelism: 2}}
 checkpoint_intervals: [2, 15]
-workload: {{rates: [6000]}}
+workload: {{rates: [3000]}}
 failures: {{modes: [process, host], target: sink, timing: before_checkpoint, margin_s: 1, seed: 3}}
-clusters: {{count: 2, hosts: 3, lab_prefix: {prefix}}}
-measurement: {{warmup_s: 20, settle_s: 8, recovery_timeout_s: 120, consecutive_s: 6}}
+clusters: {{count: 2, hosts: 2, lab_prefix: {prefix}}}
+measurement: {{warmup_s: 15, settle_s: 8, recovery_timeout_s: 120, consecutive_s: 6}}
 output: {out}
 """
 
