@@ -98,7 +98,7 @@ class ClustersSection(Section):
     """Section clusters: labs or your own inventories."""
 
     count: int = Field(2, ge=1, le=8, description="lab clusters profiled in parallel")
-    hosts: int = Field(3, ge=3, le=10, description="hosts per lab cluster (1 JobManager + TaskManagers)")
+    hosts: int = Field(3, ge=2, le=10, description="hosts per lab cluster (1 JobManager + TaskManagers)")
     lab_prefix: str = Field("kp", pattern=r"^[a-z][a-z0-9]{0,5}$", description="lab names: PREFIX1, PREFIX2, ...")
     inventories: list[str] = Field([], description="existing clusters (inventories) instead of labs")
 
