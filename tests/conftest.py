@@ -1,8 +1,8 @@
 """Test suite root: lab tests need root (network namespaces); shared helpers live in tests/support.
 
-`make test` runs the suite in two lanes at once (tests/lanes.py): the unit tests with the modules on the
-shared Flink cluster (marker ``shared_cluster``, given here to every module that uses the fixture
-``cluster``), and the lab modules that bring up labs of their own. The lab lock, the removal of stale
+`make test` runs the suite in two lanes at once, then the measuring lab modules alone (tests/lanes.py):
+the modules on the shared Flink cluster (marker ``shared_cluster``, given here to every module that uses
+the fixture ``cluster``) beside lab modules that bring up labs of their own and the unit tests. The lab lock, the removal of stale
 test labs and the final "nothing left behind" check run once per machine-wide session: here for a plain
 ``pytest`` run, in tests/lanes.py for the lanes (which set KHAOS_LAB_LOCK_HELD for their pytest runs).
 """

@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""Run the whole suite in two lanes at once (`make test`): the lab tests mostly wait on Flink, so two
-lanes take about half the time on this 2-core machine.
+"""Run the whole suite (`make test`) in two phases.
 
-  lane A: the unit tests, the lab modules on the shared Flink cluster (marker shared_cluster) and the
-          Kafka replay module (test_kafka_replay)
-  lane B: the other lab modules that bring up labs of their own (each its own lab names): LANE_B
+1. Two lanes at once (the lab tests mostly wait on Flink and Ansible):
+   lane A: the lab modules on the shared Flink cluster (marker shared_cluster) and the other lab
+           modules not named below;
+   lane B: lab modules that bring up labs of their own (each its own lab names, LANE_B), then the unit
+           tests.
+2. The measuring modules, ALONE, one after the other with nothing else running: they judge recovery
+   times and latencies, which a machine shared with another lane distorts (a recovery of 13 s alone was
+   64 s beside the other lane; an evaluation's copies fell seconds behind their input).
 
-The Kafka lab module (~170 s) runs in lane B: with it in lane A the lanes were 1,263 s beside 928 s
-(docs/results/test-suite.md has the measured times).
-
-As root, the runner holds the machine's lab test lock for both lanes (KHAOS_LAB_LOCK_HELD tells their
-pytest runs so), removes the test labs an interrupted session left, and checks at the end that nothing
-is left behind. Each lane's output goes to a log, printed when the lane ends. Extra arguments go to both
-pytest runs. Exit status: 0 only if both lanes pass and nothing is left behind.
+docs/results/test-suite.md has the measured times. As root, the runner holds the machine's lab test lock
+for every run (KHAOS_LAB_LOCK_HELD tells their pytest runs so), removes the test labs an interrupted
+session left, and checks at the end that nothing is left behind. Each run's output goes to a log,
+printed when it ends. Extra arguments go to every pytest run. Exit status: 0 only if every run passes and
+nothing is left behind.
 
   .venv/bin/python tests/lanes.py [pytest args]
 """
@@ -35,30 +37,29 @@ from conftest import LOCK_HELD_ENV  # noqa: E402
 LANE_B = [
     f"tests/lab/{m}.py"
     for m in (
-        "test_kafka_evaluate",
-        "test_kafka_profile",
+        "test_symlink_attack",
         "test_kafka_lab",
         "test_checkpoint_store",
-        "test_profile",
         "test_openstack",
         "test_openstack_e2e",
         "test_lab",
     )
 ]
-LANES = {"A": ["tests", *(f"--ignore={m}" for m in LANE_B)], "B": LANE_B}
+ALONE = [f"tests/lab/{m}.py" for m in ("test_kafka_evaluate", "test_profile", "test_kafka_profile")]
+LANES = {"A": ["tests/lab", *(f"--ignore={m}" for m in LANE_B + ALONE)], "B": [*LANE_B, "tests/unit"]}
 
 
 def check_lanes() -> None:
-    """Lane B must not use the shared cluster: it lives in lane A's pytest process."""
+    """Lane B and the measuring modules must not use the shared cluster: it lives in lane A's pytest process."""
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "shared_cluster", *LANE_B],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "shared_cluster", *LANE_B, *ALONE],
         cwd=ROOT,
         capture_output=True,
         text=True,
     ).stdout
     wrong = sorted({line.split("::")[0] for line in out.splitlines() if "::" in line})
     if wrong:
-        raise SystemExit(f"lanes.py: {', '.join(wrong)} use(s) the shared cluster: take them out of LANE_B")
+        raise SystemExit(f"lanes.py: {', '.join(wrong)} use(s) the shared cluster: take them out of LANE_B/ALONE")
 
 
 def main(extra: list[str]) -> int:
@@ -69,19 +70,20 @@ def main(extra: list[str]) -> int:
 
         session = lab_session()
     with session as left_behind:
-        rcs = run_lanes(extra)
+        rcs = run_lanes(LANES, extra)
+        rcs |= run_lanes({"alone": ALONE}, extra)
         left = left_behind()
     if left:
         print(f"FAILED: the lab tests left behind: {left}")
     return 0 if not left and all(rc == 0 for rc in rcs.values()) else 1
 
 
-def run_lanes(extra: list[str]) -> dict[str, int]:
-    """Start both lanes, print each one's output when it ends; their exit codes."""
+def run_lanes(lanes: dict[str, list[str]], extra: list[str]) -> dict[str, int]:
+    """Start the lanes at once, print each one's output when it ends; their exit codes."""
     env = {**os.environ, LOCK_HELD_ENV: "1"}
     logs = Path(tempfile.mkdtemp(prefix="khaos-lanes-"))
     procs, t0 = {}, time.monotonic()
-    for name, args in LANES.items():
+    for name, args in lanes.items():
         log = (logs / f"lane-{name}.log").open("w")
         cmd = [sys.executable, "-m", "pytest", *args, *extra]
         print(f"lane {name}: {' '.join(cmd[2:])} (log {log.name})", flush=True)
