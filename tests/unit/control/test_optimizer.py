@@ -14,6 +14,7 @@ from support.models import rate_model
 
 from khaos_controller.control import planner
 from khaos_controller.control import planner as optimizer
+from khaos_controller.control.cli import add_recommend
 from khaos_controller.control.planner import Policy
 from khaos_controller.errors import KhaosError
 from khaos_controller.model import fit as models
@@ -224,7 +225,7 @@ def test_extrapolation_is_noted():
 def test_cli_recommend(tmp_path, capsys):
     path = store.save(make_model(), tmp_path / "m.json")
     parser = argparse.ArgumentParser(prog="khaos")
-    optimizer.add_cli(parser.add_subparsers(dest="cmd", required=True))
+    add_recommend(parser.add_subparsers(dest="cmd", required=True))
     args = parser.parse_args(
         ["recommend", "--model", str(path), "--rate", "3000", "--current-ci", "10", "--l-max", "300", "--r-max", "50"]
     )
