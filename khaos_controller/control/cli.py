@@ -74,7 +74,8 @@ def add_cli(subparsers) -> None:
 
 def _recommend(args) -> None:
     from ..model import store
-    from .planner import Policy, explain, recommend
+    from .explain import explain
+    from .planner import Policy, recommend
 
     if args.l_max is None or args.r_max is None:
         missing = " and ".join(n for n, v in (("--l-max", args.l_max), ("--r-max", args.r_max)) if v is None)

@@ -37,10 +37,11 @@ from ..signals import on_stop
 from . import log, publish
 from .collector import FlinkCollector, Observation
 from .config import Config
+from .explain import explain
 from .forecast import forecast
 from .health import Health
 from .metrics import Metrics, MetricsServer
-from .planner import Policy, explain, measured_capacity, recommend
+from .planner import Policy, measured_capacity, recommend
 from .realizer import Realizer, for_config
 from .step import Choice, Failed, Plan, Prediction, Realization, Step, interval_in_force
 

@@ -52,7 +52,8 @@ from ..jsonio import jsonable
 from ..model.predict import extrapolation_warnings, predict
 from ..model.store import REFERENCE_MODE, Model
 from .config import CISection, DaemonFile
-from .ranking import Candidate, candidate, held, least, risk, select, violation_s
+from .explain import reason
+from .ranking import Candidate, breaks, candidate, held, select, violation_s
 
 ACTIONS = ("change", "keep", "wait")
 PRIOR_CHANGE_COST_S = 5.0  # violation s a restart change is taken to cost before one was measured
@@ -226,10 +227,6 @@ def measured_capacity(model: Model) -> bool:
     return any(pair.physics.constants.capacity_measured for pair in (model.recovery, model.latency))
 
 
-def _breaks(lr: float, rr: float) -> list[str]:
-    return [name for name, r in (("latency", lr), ("recovery", rr)) if not r <= 1.0]
-
-
 def _action(
     p: Policy, best: Candidate, cur: Candidate, last_change_ts: float | None, now: float, breach_overrides: bool
 ) -> tuple[str, str]:
@@ -252,7 +249,7 @@ def _action(
     if cooling and (not fixes or not breach_overrides):
         return "wait", f"the last change was {now - last_change_ts:.0f} s ago, inside the {p.cooldown_s:g} s cooldown"
     reason = f"move from {cur.ci_s:g} s to {best.ci_s:g} s"
-    broken = " and ".join(_breaks(cur.latency_ratio, cur.recovery_ratio))
+    broken = " and ".join(breaks(cur.latency_ratio, cur.recovery_ratio))
     if gap < p.dead_band_s:
         reason += f" although within the {p.dead_band_s:g} s dead band: the current interval breaks the {broken} limit"
     elif cooling:
@@ -277,42 +274,6 @@ def _cost_gate(p: Policy, best: Candidate, cur: Candidate, action: str, reason: 
     )
 
 
-def _per_h(c: Candidate) -> str:
-    """Expected violation s/h in words."""
-    if math.isfinite(c.violation_s_per_h):
-        return f"{c.violation_s_per_h:.1f} violation s/h"
-    return "unbounded (no recovery at this rate)"
-
-
-def _reason(p: Policy, cands: list[Candidate], best: Candidate, cur: Candidate, action: str, why: str) -> str:
-    """The decision's one line: where nothing is feasible, which limits the best breaks and its expected
-    violation against the current's; then the action's clause ``why``."""
-    if not best.feasible:
-        broken = _limits(_breaks(best.latency_ratio, best.recovery_ratio))
-        head = f"no interval in {p.ci_min:g}-{p.ci_max:g} s meets both limits"
-        if not math.isfinite(best.recovery_s):
-            return (
-                f"{head} and none is predicted to recover at this rate (at or above capacity): {best.ci_s:g} s, "
-                f"which breaks the {broken}, replays the least input after a failure ({best.ci_s:g} s against "
-                f"{cur.ci_s:g} s at the current interval); {why}"
-            )
-        lowest = cands[least([risk(p, c) for c in cands], range(len(cands)))]
-        where = f"{best.ci_s:g} s"
-        if lowest is not best:
-            where += (
-                f" short of the longest {lowest.ci_s:g} s (lower, by no more than the "
-                f"{100 * p.hysteresis:g} % hysteresis)"
-            )
-        return (
-            f"{head}; the least expected violation is at {where}, which breaks the {broken}: {_per_h(best)} "
-            f"against {_per_h(cur)} at the current {cur.ci_s:g} s; {why}"
-        )
-    if not cur.feasible and action != "change":
-        broken = _limits(_breaks(cur.latency_ratio, cur.recovery_ratio))
-        return f"{why}; the current interval is predicted to break the {broken}"
-    return why
-
-
 def recommend(
     model: Model,
     rate: float,
@@ -335,7 +296,7 @@ def recommend(
     action, action_reason = _action(p, best, cur, last_change_ts, now, breach_overrides_cooldown)
     action, action_reason = _cost_gate(p, best, cur, action, action_reason)
     d = _decision(model, rate, p, cands, i, cur, action, capacity)
-    d.reason, d.action_reason = _reason(p, cands, best, cur, action, action_reason), action_reason
+    d.reason, d.action_reason = reason(p, cands, best, cur, action, action_reason), action_reason
     return d
 
 
@@ -346,9 +307,9 @@ def _decision(
     best = cands[i]
     run = best if action == "change" else cur
     feasible = [c for c in cands if c.feasible]
-    longer = _breaks(cands[i + 1].latency_ratio, cands[i + 1].recovery_ratio) if i + 1 < len(cands) else []
+    longer = breaks(cands[i + 1].latency_ratio, cands[i + 1].recovery_ratio) if i + 1 < len(cands) else []
     first = next((j for j, c in enumerate(cands) if c.feasible), 0)
-    shorter = _breaks(cands[first - 1].latency_ratio, cands[first - 1].recovery_ratio) if first > 0 else []
+    shorter = breaks(cands[first - 1].latency_ratio, cands[first - 1].recovery_ratio) if first > 0 else []
     cost = model.checkpoint_duration_s.mean if model.checkpoint_duration_s else None
     young, daly = young_daly(cost, p.mtbf_h)
     warns = extrapolation_warnings(model, rate, capacity=capacity)
@@ -390,95 +351,3 @@ def _decision(
         shorter_breaks=shorter,
         warnings=warns,
     )
-
-
-# ------------------------------------------------------------------------------------------ words
-
-
-def _s(x: float) -> str:
-    if not math.isfinite(x):
-        return "never"
-    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}"
-
-
-def _a(x: float) -> str:
-    """'a 12 s' / 'an 8 s' / 'an 11 s' interval."""
-    w = f"{x:g}"
-    return ("an " if w.startswith("8") or w.split(".")[0] in ("11", "18") else "a ") + w
-
-
-def _ms(x: float) -> str:
-    return f"{x:.0f}" if math.isfinite(x) else "unbounded"
-
-
-def _vph(x: float) -> str:
-    return f"{x:.1f} violation s per hour" if math.isfinite(x) else "unbounded (it never recovers at this rate)"
-
-
-def _limits(names: list[str]) -> str:
-    return " and ".join(names) + (" limits" if len(names) > 1 else " limit")
-
-
-def explain(rec: Decision) -> str:
-    """Plain words: what is predicted at which interval, which limit binds, what to do, Young/Daly."""
-    rec_txt = (
-        f"recover in {_s(rec.best_recovery_s)} s"
-        if math.isfinite(rec.best_recovery_s)
-        else "never recover (the rate is at or above the estimated capacity)"
-    )
-    head = (
-        f"At {rec.rate:.0f} events/s {_a(rec.best_ci_s)} s interval is predicted to {rec_txt} "
-        f"(limit {rec.r_max_s:g} s) with p99 latency {_ms(rec.best_latency_ms)} ms (limit {rec.l_max_ms:g} ms)"
-    )
-    parts = []
-    if rec.feasible:
-        if rec.longer_breaks:
-            head += f"; longer intervals would break the {_limits(rec.longer_breaks)}"
-        elif rec.best_ci_s >= rec.ci_max - 1e-9:
-            head += f"; it is the longest allowed interval (ci-max {rec.ci_max:g} s)"
-        elif rec.longest_feasible_s > rec.best_ci_s + 1e-9:
-            head += (
-                f"; intervals up to {rec.longest_feasible_s:g} s also meet both limits but would recover longer, "
-                f"more than {rec.slack_s_per_h:g} violation s per hour more at a {rec.mtbf_h:g} h MTBF"
-            )
-        if rec.shorter_breaks:
-            first_ok = min(c.ci_s for c in rec.candidates if c.feasible)
-            head += f"; intervals shorter than {first_ok:g} s would break the {_limits(rec.shorter_breaks)}"
-        parts.append(head + ".")
-    else:
-        br = rec.best_ratios
-        x = lambda v: f"{v:.2f}x" if math.isfinite(v) else "unbounded times"  # noqa: E731
-        parts.append(
-            f"ALERT: no interval in {rec.ci_min:g}-{rec.ci_max:g} s meets both limits. "
-            + head
-            + f" ({x(br['recovery'])} the recovery limit, {x(br['latency'])} the latency limit): "
-            + (
-                f"the least expected violation at a {rec.mtbf_h:g} h MTBF, {_vph(rec.best_violation_s_per_h)} "
-                f"against {_vph(rec.current_violation_s_per_h)} at the current {rec.current_ci_s:g} s."
-                if math.isfinite(rec.best_recovery_s)
-                else "no interval recovers at this rate, and the shortest replays the least input after a failure."
-            )
-        )
-    if rec.action == "change":
-        parts.append(f"Change the interval from {rec.current_ci_s:g} s to {rec.ci_s:g} s.")
-    else:
-        verb = "Keep" if rec.action == "keep" else "Wait: keep"
-        parts.append(
-            f"{verb} {rec.ci_s:g} s ({rec.action_reason}); there it is predicted to recover in "
-            f"{_s(rec.predicted_recovery_s)} s with p99 latency {_ms(rec.predicted_latency_ms)} ms."
-        )
-        if rec.alert and rec.feasible:
-            parts.append(
-                f"ALERT: {rec.ci_s:g} s is predicted to break the "
-                f"{_limits(_breaks(rec.ratios['latency'], rec.ratios['recovery']))}."
-            )
-    if rec.young_s is not None:
-        parts.append(
-            f"Young/Daly suggest {rec.young_s:.0f}/{rec.daly_s:.0f} s for a {rec.mtbf_h:g} h MTBF "
-            f"(checkpoint cost {rec.checkpoint_cost_s:.2f} s)."
-        )
-    else:
-        parts.append("Young/Daly: no checkpoint duration in the model's data.")
-    for w in rec.warnings:
-        parts.append(f"Note: {w}.")
-    return " ".join(parts)

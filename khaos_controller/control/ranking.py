@@ -44,6 +44,11 @@ def candidate(p: Policy, ci: float, latency_ms: float, recovery_s: float) -> Can
     return Candidate(float(ci), float(latency_ms), float(recovery_s), float(lr), float(rr), ok, float(per_h))
 
 
+def breaks(latency_ratio: float, recovery_ratio: float) -> list[str]:
+    """The limits a candidate with these ratios to them breaks: "latency", "recovery" (NaN breaks)."""
+    return [name for name, r in (("latency", latency_ratio), ("recovery", recovery_ratio)) if not r <= 1.0]
+
+
 class Risk(NamedTuple):
     """Where a candidate stands when none is feasible (:func:`risk`)."""
 

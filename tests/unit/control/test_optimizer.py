@@ -15,6 +15,7 @@ from support.models import rate_model
 from khaos_controller.control import planner
 from khaos_controller.control import planner as optimizer
 from khaos_controller.control.cli import add_recommend
+from khaos_controller.control.explain import explain
 from khaos_controller.control.planner import Policy
 from khaos_controller.errors import KhaosError
 from khaos_controller.model import fit as models
@@ -70,7 +71,7 @@ def test_no_feasible_interval_alerts_and_takes_the_least_expected_violation():
     assert r.current_violation_s_per_h == pytest.approx((65 + 45) / 24)
     assert "no interval in 1-120 s meets both limits; the least expected violation is at 20 s" in r.reason
     assert "breaks the recovery limit: 1.2 violation s/h against 4.6 violation s/h at the current 60 s" in r.reason
-    assert "ALERT" in optimizer.explain(r)
+    assert "ALERT" in explain(r)
 
 
 def test_a_tie_in_expected_violation_goes_to_the_shorter_interval_and_the_current_stays():
@@ -120,7 +121,7 @@ def test_cooldown_waits():
         breach_overrides_cooldown=False,
         **LIMITS,
     )
-    assert r.action == "wait" and r.alert and "recovery" in optimizer.explain(r)
+    assert r.action == "wait" and r.alert and "recovery" in explain(r)
 
 
 def test_young_daly():
@@ -130,12 +131,12 @@ def test_young_daly():
     y, d = optimizer.young_daly(2.0, 1.0)
     assert y == pytest.approx(120.0) and d == pytest.approx(118.0)
     assert optimizer.young_daly(None, 24) == (None, None)
-    assert "Young/Daly suggest 294/293 s for a 24 h MTBF" in optimizer.explain(r)
+    assert "Young/Daly suggest 294/293 s for a 24 h MTBF" in explain(r)
 
 
 def test_explain_mentions_both_limits_and_the_binding_one():
     r = recommend(make_model(), rate=3000, current_ci=10, **LIMITS)
-    text = optimizer.explain(r)
+    text = explain(r)
     assert "At 3000 events/s a 45 s interval" in text
     assert "(limit 50 s)" in text and "(limit 300 ms)" in text
     assert "longer intervals would break the recovery limit" in text
@@ -145,7 +146,7 @@ def test_explain_mentions_both_limits_and_the_binding_one():
 def test_explain_when_the_longest_interval_is_feasible():
     r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500, slack_s_per_h=1e6)
     assert r.best_ci_s == 120.0
-    assert "longest allowed interval" in optimizer.explain(r)
+    assert "longest allowed interval" in explain(r)
 
 
 # ---- the slack: overhead traded for expected violation seconds (Policy.slack_s_per_h) ------------------
@@ -156,7 +157,7 @@ def test_rare_failures_take_the_longest_interval_within_the_slack():
     # MTBF 24 h: each second of recovery costs 1/24 violation s per hour; 2 s/h buys 48 s of recovery
     r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500, mtbf_h=24, slack_s_per_h=2)
     assert r.best_ci_s == 53.0 and r.longest_feasible_s == 120.0  # recovery 58 s = 10 s (at 5 s) + 48 s
-    text = optimizer.explain(r)
+    text = explain(r)
     assert "intervals up to 120 s also meet both limits but would recover longer" in text
     assert "more than 2 violation s per hour more at a 24 h MTBF" in text
 
@@ -219,7 +220,7 @@ def test_extrapolation_is_noted():
     m = make_model()
     r = recommend(m, rate=50000, current_ci=10, **LIMITS)
     assert any("outside the profiled" in w for w in r.warnings)
-    assert "Note: rate 50000" in optimizer.explain(r)
+    assert "Note: rate 50000" in explain(r)
 
 
 def test_cli_recommend(tmp_path, capsys):
@@ -274,7 +275,7 @@ def test_rate_above_capacity_alerts_without_numeric_noise(recwarn):
     assert r.alert and not r.feasible and r.best_recovery_s == float("inf")
     assert r.best_ci_s == 1.0  # no interval recovers: the shortest replays the least input
     assert "none is predicted to recover at this rate" in r.reason
-    assert "never recover" in optimizer.explain(r)
+    assert "never recover" in explain(r)
     json.dumps(r.to_dict())  # inf becomes null, still valid JSON
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 

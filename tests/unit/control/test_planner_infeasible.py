@@ -18,6 +18,7 @@ from khaos_controller import REPO_ROOT
 from khaos_controller.control import planner
 from khaos_controller.control.cli import add_recommend
 from khaos_controller.control.config import load_config
+from khaos_controller.control.explain import explain
 from khaos_controller.control.planner import Policy, recommend
 from khaos_controller.model import fit, store
 from khaos_controller.model.store import Spec
@@ -140,7 +141,7 @@ def test_the_infeasible_pick_has_the_least_expected_violation():
         "no interval in 1-60 s meets both limits; the least expected violation is at 5 s, which breaks the "
         "recovery limit: 2175.0 violation s/h against 6225.0 violation s/h at the current 20 s;"
     )
-    text = planner.explain(d)
+    text = explain(d)
     assert "ALERT: no interval in 1-60 s meets both limits" in text
     assert "the least expected violation at a 0.0666667 h MTBF, 2175.0 violation s per hour" in text
 
