@@ -75,7 +75,8 @@ def add_cli(subparsers) -> None:
 def _recommend(args) -> None:
     from ..model import store
     from .explain import explain
-    from .planner import Policy, recommend
+    from .planner import recommend
+    from .policy import Policy
 
     if args.l_max is None or args.r_max is None:
         missing = " and ".join(n for n, v in (("--l-max", args.l_max), ("--r-max", args.r_max)) if v is None)
@@ -126,7 +127,7 @@ def add_recommend(subparsers) -> None:
 
 def _rule_flags(p) -> None:
     """The flags of the planner's rules and the last change, with the daemon schema's defaults and bounds."""
-    from .planner import Policy
+    from .policy import Policy
 
     d = Policy(l_max_ms=1.0, r_max_s=1.0)
     p.add_argument(

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from .ranking import Candidate, breaks, least, risk
 
 if TYPE_CHECKING:
-    from .planner import Decision, Policy
+    from .planner import Decision
+    from .policy import Policy
 
 
 def _s(x: float) -> str:

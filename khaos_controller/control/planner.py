@@ -35,87 +35,27 @@ Rules (docs/models.md, "Optimizer"):
 * Young (1974) ``sqrt(2 C M)`` and Daly (2006) ``sqrt(2 C M) - C`` are reported beside the choice,
   with ``C`` = the profiled mean checkpoint duration and ``M`` = the MTBF setting.
 
-The rules' settings are a :class:`Policy` (the daemon config's limits, ci, mtbf_h and mode keys;
-their defaults come from that schema, config.py); :func:`recommend` returns a :class:`Decision`.
+The rules' settings are a :class:`~.policy.Policy` (the daemon config's limits, ci, mtbf_h and mode
+keys; their defaults and bounds are that schema's, config.py). :func:`recommend` asks the model
+(:mod:`.policy`) and applies the rules (:func:`decide`: no model, no clock) into a :class:`Decision`;
+:mod:`.explain` words it.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
-
-import numpy as np
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from ..errors import KhaosError
 from ..jsonio import jsonable
-from ..model.predict import extrapolation_warnings, predict
 from ..model.store import REFERENCE_MODE, Model
-from .config import CISection, DaemonFile
 from .explain import reason
-from .ranking import Candidate, breaks, candidate, held, select, violation_s
+from .policy import Policy, candidate_at, candidates, checkpoint_cost, notes
+from .ranking import Candidate, breaks, held, select, violation_s
 
 ACTIONS = ("change", "keep", "wait")
-PRIOR_CHANGE_COST_S = 5.0  # violation s a restart change is taken to cost before one was measured
-
-
-def _default(section, name: str):
-    return section.model_fields[name].default
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The limits and rules of a decision; defaults are the daemon config schema's."""
-
-    l_max_ms: float
-    r_max_s: float
-    ci_min: float = _default(CISection, "min")
-    ci_max: float = _default(CISection, "max")
-    ci_step: float = _default(CISection, "step")
-    dead_band_s: float = _default(CISection, "dead_band_s")
-    cooldown_s: float = _default(CISection, "cooldown_s")
-    mtbf_h: float = _default(DaemonFile, "mtbf_h")
-    mode: str = _default(DaemonFile, "mode")
-    slack_s_per_h: float = _default(CISection, "slack_s_per_h")
-    hysteresis: float = _default(CISection, "hysteresis")
-    change_cost_s: float | None = None  # violation s a restart change costs (None: free, no cost gate)
-    horizon_s: float = 300.0  # how long a decision stands, s (the savings are counted over it)
-    cv_recovery: float = 0.0  # the model's held-out relative error of recovery (0.1 = 10 %)
-    cv_latency: float = 0.0  # ... and of latency
-
-    @classmethod
-    def of(
-        cls, cfg, realize: str = "advisor", safety_net_s: float | None = None, change_cost_s: float | None = None
-    ) -> Policy:
-        """The policy of a daemon :class:`~.config.Config` for its realizer. ``pace``: the candidates stop at
-        the safety net (the periodic checkpoints come at least that often) and a move costs nothing: no
-        dead band, no cooldown. ``restart``: a move must save more violation seconds than
-        ``change_cost_s`` (default: PRIOR_CHANGE_COST_S), counted beyond the model's CV error."""
-        p = cls(
-            l_max_ms=cfg.limits.latency_ms,
-            r_max_s=cfg.limits.recovery_s,
-            ci_min=cfg.ci.min,
-            ci_max=cfg.ci.max,
-            ci_step=cfg.ci.step,
-            dead_band_s=cfg.ci.dead_band_s,
-            cooldown_s=cfg.ci.cooldown_s,
-            mtbf_h=cfg.file.mtbf_h,
-            mode=cfg.mode,
-            slack_s_per_h=cfg.ci.slack_s_per_h,
-            hysteresis=cfg.ci.hysteresis,
-        )
-        if realize == "restart":
-            return replace(
-                p,
-                change_cost_s=PRIOR_CHANGE_COST_S if change_cost_s is None else change_cost_s,
-                horizon_s=max(cfg.loop.forecast_horizon_s or cfg.loop.period_s, cfg.ci.cooldown_s),
-                cv_recovery=cfg.model.recovery_mape or 0.0,
-                cv_latency=cfg.model.cv.latency.physics.mape or 0.0,
-            )
-        if realize == "pace":
-            top = p.ci_max if safety_net_s is None else max(p.ci_min + p.ci_step, min(p.ci_max, safety_net_s))
-            return replace(p, ci_max=top, dead_band_s=0.0, cooldown_s=0.0)
-        return p
 
 
 @dataclass
@@ -172,15 +112,6 @@ def young_daly(checkpoint_s: float | None, mtbf_h: float) -> tuple[float | None,
     return y, max(y - checkpoint_s, 0.0)
 
 
-def candidate_intervals(ci_min: float, ci_max: float, step: float) -> np.ndarray:
-    """ci_min, ci_min + step, ... and ci_max itself."""
-    n = math.floor((ci_max - ci_min) / step + 1e-9)
-    c = ci_min + step * np.arange(n + 1)
-    if ci_max - c[-1] > 1e-9:
-        c = np.append(c, ci_max)
-    return np.round(c, 9)
-
-
 def _validate(p: Policy, rate: float, current_ci: float) -> None:
     """One KhaosError line for the first bad input or setting."""
     l_max_ms, r_max_s, ci_min, ci_max, step = p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step
@@ -216,62 +147,17 @@ def _validate(p: Policy, rate: float, current_ci: float) -> None:
         raise KhaosError(f"--step {step:g} s gives more than 100000 candidates in {ci_min:g}-{ci_max:g} s")
 
 
-def _candidates(model: Model, rate: float, p: Policy, capacity: float | None) -> list[Candidate]:
-    cis = candidate_intervals(p.ci_min, p.ci_max, p.ci_step)
-    lat, rec = predict(model, rate, cis, p.mode, capacity=capacity)
-    return [candidate(p, c, a, b) for c, a, b in zip(cis, lat, rec)]
+class Cooldown(NamedTuple):
+    """When the last change was (None: never), the time now, and whether a predicted breach that the
+    best interval removes may cut the cooldown short."""
 
+    last_change_ts: float | None
+    now: float
+    breach_overrides: bool
 
-def measured_capacity(model: Model) -> bool:
-    """The model was fitted on measured capacities (grey-box): a prediction takes the job's own capacity."""
-    return any(pair.physics.constants.capacity_measured for pair in (model.recovery, model.latency))
-
-
-def _action(
-    p: Policy, best: Candidate, cur: Candidate, last_change_ts: float | None, now: float, breach_overrides: bool
-) -> tuple[str, str]:
-    """(action, why) by the rules: already best, dead band, hysteresis, cooldown. A move that removes a
-    predicted breach (the current breaks a limit, the best keeps both) passes the dead band and the
-    hysteresis always, the cooldown when ``breach_overrides``."""
-    fixes = not cur.feasible and best.feasible
-    cooling = last_change_ts is not None and now - last_change_ts < p.cooldown_s
-    gap = abs(best.ci_s - cur.ci_s)
-    if gap < 1e-9:
-        return "keep", f"the current {cur.ci_s:g} s interval is already the best candidate"
-    if gap < p.dead_band_s and not fixes:
-        return "keep", (
-            f"the best interval {best.ci_s:g} s is within the {p.dead_band_s:g} s dead band "
-            f"of the current {cur.ci_s:g} s"
-        )
-    reason = held(p, best, cur)
-    if reason:
-        return "keep", reason
-    if cooling and (not fixes or not breach_overrides):
-        return "wait", f"the last change was {now - last_change_ts:.0f} s ago, inside the {p.cooldown_s:g} s cooldown"
-    reason = f"move from {cur.ci_s:g} s to {best.ci_s:g} s"
-    broken = " and ".join(breaks(cur.latency_ratio, cur.recovery_ratio))
-    if gap < p.dead_band_s:
-        reason += f" although within the {p.dead_band_s:g} s dead band: the current interval breaks the {broken} limit"
-    elif cooling:
-        reason += f" inside the {p.cooldown_s:g} s cooldown: the current interval breaks the {broken} limit"
-    return "change", reason
-
-
-def _cost_gate(p: Policy, best: Candidate, cur: Candidate, action: str, reason: str) -> tuple[str, str]:
-    """A restart change (``change_cost_s`` set) stands only when it saves more violation seconds over the
-    horizon than a restart costs."""
-    if action != "change" or p.change_cost_s is None:
-        return action, reason
-    saved = violation_s(p, cur.latency_ms, cur.recovery_s, p.horizon_s) - violation_s(
-        p, best.latency_ms, best.recovery_s, p.horizon_s
-    )
-    if saved > p.change_cost_s:
-        return action, reason
-    return "keep", (
-        f"moving to {best.ci_s:g} s would save {saved:.1f} violation s over the next {p.horizon_s:g} s "
-        f"(MTBF {p.mtbf_h:g} h, limits counted beyond the model's error), not more than a restart "
-        f"costs ({p.change_cost_s:.1f} s)"
-    )
+    def cooling(self, p: Policy) -> bool:
+        """The last change is less than ``cooldown_s`` ago."""
+        return self.last_change_ts is not None and self.now - self.last_change_ts < p.cooldown_s
 
 
 def recommend(
@@ -288,34 +174,91 @@ def recommend(
     the job's capacity on its cluster, events/s, estimated online (None: the model's profiled one)."""
     p = policy
     _validate(p, rate, current_ci)
-    cands = _candidates(model, rate, p, capacity)
-    i = select(p, cands)
-    best = cands[i]
-    cur = candidate(p, float(current_ci), *predict(model, rate, float(current_ci), p.mode, capacity=capacity))
-    now = time.time() if now is None else now
-    action, action_reason = _action(p, best, cur, last_change_ts, now, breach_overrides_cooldown)
-    action, action_reason = _cost_gate(p, best, cur, action, action_reason)
-    d = _decision(model, rate, p, cands, i, cur, action, capacity)
-    d.reason, d.action_reason = reason(p, cands, best, cur, action, action_reason), action_reason
+    cands = candidates(model, rate, p, capacity)
+    cur = candidate_at(model, rate, current_ci, p, capacity)
+    cooldown = Cooldown(last_change_ts, time.time() if now is None else now, breach_overrides_cooldown)
+    d = decide(p, cands, cur, cooldown)
+    d.rate, d.checkpoint_cost_s = float(rate), checkpoint_cost(model)
+    d.young_s, d.daly_s = young_daly(d.checkpoint_cost_s, p.mtbf_h)
+    d.warnings = notes(model, rate, d.best_ci_s, capacity)
     return d
 
 
-def _decision(
-    model: Model, rate: float, p: Policy, cands: list[Candidate], i: int, cur: Candidate, action: str, capacity
-) -> Decision:
-    """The :class:`Decision` of running ``cands[i]`` (on change) or ``cur`` (the reason is set by the caller)."""
+def decide(p: Policy, cands: list[Candidate], cur: Candidate, cooldown: Cooldown) -> Decision:
+    """The rules on predicted candidates: the selection, the action (dead band, hysteresis, cooldown), the
+    cost gate; ``cur``: the current interval. The model's figures (rate, checkpoint cost, Young/Daly,
+    warnings) are left for the caller."""
+    i = select(p, cands)
     best = cands[i]
-    run = best if action == "change" else cur
-    feasible = [c for c in cands if c.feasible]
+    action, why = _action(p, best, cur, cooldown)
+    action, why = _cost_gate(p, best, cur, action, why)
+    d = _decision(p, cands, i, cur, action)
+    d.reason, d.action_reason = reason(p, cands, best, cur, action, why), why
+    return d
+
+
+def _action(p: Policy, best: Candidate, cur: Candidate, cooldown: Cooldown) -> tuple[str, str]:
+    """(action, why) by the rules: already best, dead band, hysteresis, cooldown. A move that removes a
+    predicted breach (the current breaks a limit, the best keeps both) passes the dead band and the
+    hysteresis always, the cooldown when ``cooldown.breach_overrides``."""
+    fixes = not cur.feasible and best.feasible
+    cooling = cooldown.cooling(p)
+    gap = abs(best.ci_s - cur.ci_s)
+    if gap < 1e-9:
+        return "keep", f"the current {cur.ci_s:g} s interval is already the best candidate"
+    if gap < p.dead_band_s and not fixes:
+        return "keep", (
+            f"the best interval {best.ci_s:g} s is within the {p.dead_band_s:g} s dead band "
+            f"of the current {cur.ci_s:g} s"
+        )
+    why = held(p, best, cur)
+    if why:
+        return "keep", why
+    if cooling and (not fixes or not cooldown.breach_overrides):
+        ago = cooldown.now - cooldown.last_change_ts
+        return "wait", f"the last change was {ago:.0f} s ago, inside the {p.cooldown_s:g} s cooldown"
+    why = f"move from {cur.ci_s:g} s to {best.ci_s:g} s"
+    broken = " and ".join(breaks(cur.latency_ratio, cur.recovery_ratio))
+    if gap < p.dead_band_s:
+        why += f" although within the {p.dead_band_s:g} s dead band: the current interval breaks the {broken} limit"
+    elif cooling:
+        why += f" inside the {p.cooldown_s:g} s cooldown: the current interval breaks the {broken} limit"
+    return "change", why
+
+
+def _cost_gate(p: Policy, best: Candidate, cur: Candidate, action: str, why: str) -> tuple[str, str]:
+    """A restart change (``change_cost_s`` set) stands only when it saves more violation seconds over the
+    horizon than a restart costs."""
+    if action != "change" or p.change_cost_s is None:
+        return action, why
+    saved = violation_s(p, cur.latency_ms, cur.recovery_s, p.horizon_s) - violation_s(
+        p, best.latency_ms, best.recovery_s, p.horizon_s
+    )
+    if saved > p.change_cost_s:
+        return action, why
+    return "keep", (
+        f"moving to {best.ci_s:g} s would save {saved:.1f} violation s over the next {p.horizon_s:g} s "
+        f"(MTBF {p.mtbf_h:g} h, limits counted beyond the model's error), not more than a restart "
+        f"costs ({p.change_cost_s:.1f} s)"
+    )
+
+
+def _neighbours(cands: list[Candidate], i: int) -> tuple[list[str], list[str]]:
+    """The limits the candidate after ``cands[i]`` breaks, and those the one before the first feasible
+    candidate breaks."""
     longer = breaks(cands[i + 1].latency_ratio, cands[i + 1].recovery_ratio) if i + 1 < len(cands) else []
     first = next((j for j, c in enumerate(cands) if c.feasible), 0)
     shorter = breaks(cands[first - 1].latency_ratio, cands[first - 1].recovery_ratio) if first > 0 else []
-    cost = model.checkpoint_duration_s.mean if model.checkpoint_duration_s else None
-    young, daly = young_daly(cost, p.mtbf_h)
-    warns = extrapolation_warnings(model, rate, capacity=capacity)
-    lo, hi = model.ranges.ci_s
-    if best.ci_s > hi * 1.5 or best.ci_s < lo / 1.5:
-        warns.append(f"the chosen {best.ci_s:g} s is well outside the profiled {lo:g}-{hi:g} s intervals")
+    return longer, shorter
+
+
+def _decision(p: Policy, cands: list[Candidate], i: int, cur: Candidate, action: str) -> Decision:
+    """The :class:`Decision` of running ``cands[i]`` (on change) or ``cur`` (the reason and the model's
+    figures are set by the callers)."""
+    best = cands[i]
+    run = best if action == "change" else cur
+    feasible = [c for c in cands if c.feasible]
+    longer, shorter = _neighbours(cands, i)
     return Decision(
         ci_s=run.ci_s,
         action=action,
@@ -325,8 +268,8 @@ def _decision(
         predicted_latency_ms=run.latency_ms,
         predicted_recovery_s=run.recovery_s,
         ratios={"latency": run.latency_ratio, "recovery": run.recovery_ratio},
-        young_s=young,
-        daly_s=daly,
+        young_s=None,
+        daly_s=None,
         candidates=cands,
         best_ci_s=best.ci_s,
         best_latency_ms=best.latency_ms,
@@ -335,7 +278,6 @@ def _decision(
         best_violation_s_per_h=best.violation_s_per_h,
         current_ci_s=cur.ci_s,
         current_violation_s_per_h=cur.violation_s_per_h,
-        rate=float(rate),
         mode=p.mode,
         l_max_ms=float(p.l_max_ms),
         r_max_s=float(p.r_max_s),
@@ -346,8 +288,6 @@ def _decision(
         slack_s_per_h=float(p.slack_s_per_h),
         hysteresis=float(p.hysteresis),
         longest_feasible_s=feasible[-1].ci_s if feasible else math.nan,
-        checkpoint_cost_s=cost,
         longer_breaks=longer,
         shorter_breaks=shorter,
-        warnings=warns,
     )

@@ -16,7 +16,7 @@ from khaos_controller.control import planner
 from khaos_controller.control import planner as optimizer
 from khaos_controller.control.cli import add_recommend
 from khaos_controller.control.explain import explain
-from khaos_controller.control.planner import Policy
+from khaos_controller.control.policy import Policy, candidate_intervals, measured_capacity
 from khaos_controller.errors import KhaosError
 from khaos_controller.model import fit as models
 from khaos_controller.model import store
@@ -176,8 +176,8 @@ def test_the_slack_never_picks_an_infeasible_interval():
 
 
 def test_candidate_grid_includes_ci_max():
-    assert list(optimizer.candidate_intervals(1, 10, 4)) == [1.0, 5.0, 9.0, 10.0]
-    assert list(optimizer.candidate_intervals(10, 12, 0.5)) == [10.0, 10.5, 11.0, 11.5, 12.0]
+    assert list(candidate_intervals(1, 10, 4)) == [1.0, 5.0, 9.0, 10.0]
+    assert list(candidate_intervals(10, 12, 0.5)) == [10.0, 10.5, 11.0, 11.5, 12.0]
 
 
 def one_line(e: Exception) -> str:
@@ -315,8 +315,6 @@ def test_no_restart_for_a_breach_inside_the_model_error_nor_to_only_lengthen():
 
 
 def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
-    from khaos_controller.control.planner import measured_capacity
-
     m = rate_model()
     assert not measured_capacity(m)
     spec = m.recovery.physics
@@ -324,7 +322,7 @@ def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
     spec.coef = [*spec.coef, 1.0]
     spec.constants.capacity, spec.constants.capacity_measured = 5000.0, True
     assert measured_capacity(m)
-    p = planner.Policy(l_max_ms=1e9, r_max_s=1e9, slack_s_per_h=1e6)  # both pick the longest: compare there
+    p = Policy(l_max_ms=1e9, r_max_s=1e9, slack_s_per_h=1e6)  # both pick the longest: compare there
     at_profiled = planner.recommend(m, 1500.0, 20.0, p)
     on_a_slower_cluster = planner.recommend(m, 1500.0, 20.0, p, capacity=2000.0)
     # 1500/s is 30 % of the profiled clusters' capacity but 75 % of this one's: a longer catch-up

@@ -19,7 +19,8 @@ from khaos_controller.control import planner
 from khaos_controller.control.cli import add_recommend
 from khaos_controller.control.config import load_config
 from khaos_controller.control.explain import explain
-from khaos_controller.control.planner import Policy, recommend
+from khaos_controller.control.planner import recommend
+from khaos_controller.control.policy import Policy
 from khaos_controller.model import fit, store
 from khaos_controller.model.store import Spec
 
