@@ -48,9 +48,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
-from ..errors import KhaosError
 from ..jsonio import jsonable
 from ..model.store import REFERENCE_MODE, Model
+from ..schema import finite
 from .explain import reason
 from .policy import Policy, candidate_at, candidates, checkpoint_cost, notes
 from .ranking import Candidate, breaks, held, select, violation_s
@@ -112,41 +112,6 @@ def young_daly(checkpoint_s: float | None, mtbf_h: float) -> tuple[float | None,
     return y, max(y - checkpoint_s, 0.0)
 
 
-def _validate(p: Policy, rate: float, current_ci: float) -> None:
-    """One KhaosError line for the first bad input or setting."""
-    l_max_ms, r_max_s, ci_min, ci_max, step = p.l_max_ms, p.r_max_s, p.ci_min, p.ci_max, p.ci_step
-    missing = [n for n, v in (("--l-max", l_max_ms), ("--r-max", r_max_s)) if v is None]
-    if missing:
-        raise KhaosError(
-            f"missing limit(s) {' and '.join(missing)}: both the latency (ms) and recovery (s) limits are needed"
-        )
-    checks = [
-        (rate is None or not math.isfinite(rate) or rate <= 0, f"rate must be > 0 events/s, got {rate}"),
-        (not math.isfinite(l_max_ms) or l_max_ms <= 0, f"latency limit must be > 0 ms, got {l_max_ms}"),
-        (not math.isfinite(r_max_s) or r_max_s <= 0, f"recovery limit must be > 0 s, got {r_max_s}"),
-        (not (math.isfinite(ci_min) and ci_min > 0), f"--ci-min must be > 0 s, got {ci_min}"),
-        (
-            not math.isfinite(ci_max) or ci_min >= ci_max,
-            f"CI range is empty or inverted: --ci-min {ci_min:g} >= --ci-max {ci_max:g}",
-        ),
-        (not math.isfinite(step) or step <= 0, f"--step must be > 0 s, got {step}"),
-        (
-            current_ci is None or not math.isfinite(current_ci) or current_ci <= 0,
-            f"current CI must be > 0 s, got {current_ci}",
-        ),
-        (p.dead_band_s < 0, f"--dead-band must be >= 0 s, got {p.dead_band_s}"),
-        (not math.isfinite(p.mtbf_h) or p.mtbf_h <= 0, f"--mtbf-h must be > 0 h, got {p.mtbf_h}"),
-        (p.cooldown_s < 0, f"cooldown must be >= 0 s, got {p.cooldown_s}"),
-        (not p.slack_s_per_h >= 0, f"--slack-s-per-h must be >= 0 violation s per hour, got {p.slack_s_per_h:g}"),
-        (not 0 <= p.hysteresis < 1, f"--hysteresis must be a fraction in [0, 1), got {p.hysteresis:g}"),
-    ]
-    for bad, msg in checks:
-        if bad:
-            raise KhaosError(msg)
-    if (ci_max - ci_min) / step > 100_000:
-        raise KhaosError(f"--step {step:g} s gives more than 100000 candidates in {ci_min:g}-{ci_max:g} s")
-
-
 class Cooldown(NamedTuple):
     """When the last change was (None: never), the time now, and whether a predicted breach that the
     best interval removes may cut the cooldown short."""
@@ -173,7 +138,8 @@ def recommend(
     """Pick the interval to run at ``rate`` events/s (see the module docstring for the rules); ``capacity``:
     the job's capacity on its cluster, events/s, estimated online (None: the model's profiled one)."""
     p = policy
-    _validate(p, rate, current_ci)
+    finite(rate, "rate", 0)
+    finite(current_ci, "current CI", 0)
     cands = candidates(model, rate, p, capacity)
     cur = candidate_at(model, rate, current_ci, p, capacity)
     cooldown = Cooldown(last_change_ts, time.time() if now is None else now, breach_overrides_cooldown)

@@ -10,10 +10,27 @@ import numpy as np
 
 from ..model.predict import extrapolation_warnings, predict
 from ..model.store import Model
-from .config import CISection, DaemonFile
+from ..schema import check
+from .config import CISection, DaemonFile, Limits
 from .ranking import Candidate, candidate
 
 PRIOR_CHANGE_COST_S = 5.0  # violation s a restart change is taken to cost before one was measured
+# the schema field of each Policy setting (Limits, CISection, DaemonFile), and the flag of `khaos recommend`
+# that sets it: a refused value is named by its flag
+_FIELDS = {
+    "l_max_ms": (Limits, "latency_ms", "--l-max"),
+    "r_max_s": (Limits, "recovery_s", "--r-max"),
+    "ci_min": (CISection, "min", "--ci-min"),
+    "ci_max": (CISection, "max", "--ci-max"),
+    "ci_step": (CISection, "step", "--step"),
+    "dead_band_s": (CISection, "dead_band_s", "--dead-band"),
+    "cooldown_s": (CISection, "cooldown_s", "--cooldown-s"),
+    "slack_s_per_h": (CISection, "slack_s_per_h", "--slack-s-per-h"),
+    "hysteresis": (CISection, "hysteresis", "--hysteresis"),
+    "change_cost_s": (CISection, "change_cost_s", "change_cost_s"),
+    "mtbf_h": (DaemonFile, "mtbf_h", "--mtbf-h"),
+}
+_FLAGS = {field: flag for _, field, flag in _FIELDS.values()} | {"": "--ci-min/--ci-max"}  # "": the ci range
 
 
 def _default(section, name: str):
@@ -22,7 +39,8 @@ def _default(section, name: str):
 
 @dataclass(frozen=True)
 class Policy:
-    """The limits and rules of a decision; defaults are the daemon config schema's."""
+    """The limits and rules of a decision. Their defaults, bounds and rules are the daemon config schema's:
+    a value it refuses is a KhaosError `FLAG: problem`."""
 
     l_max_ms: float
     r_max_s: float
@@ -39,6 +57,11 @@ class Policy:
     horizon_s: float = 300.0  # how long a decision stands, s (the savings are counted over it)
     cv_recovery: float = 0.0  # the model's held-out relative error of recovery (0.1 = 10 %)
     cv_latency: float = 0.0  # ... and of latency
+
+    def __post_init__(self) -> None:
+        for section in (Limits, CISection, DaemonFile):
+            values = {field: getattr(self, name) for name, (sec, field, _) in _FIELDS.items() if sec is section}
+            check(section, values, _FLAGS)
 
     @classmethod
     def of(

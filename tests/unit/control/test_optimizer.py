@@ -21,6 +21,7 @@ from khaos_controller.errors import KhaosError
 from khaos_controller.model import fit as models
 from khaos_controller.model import store
 from khaos_controller.model.store import Spec
+from khaos_controller.schema import MAX_LATENCY_MS, MAX_RECOVERY_S
 
 _NAMES = {"dead_band": "dead_band_s", "step": "ci_step"}
 
@@ -189,16 +190,16 @@ def one_line(e: Exception) -> str:
 @pytest.mark.parametrize(
     "kw, words",
     [
-        (dict(l_max_ms=None), "missing limit"),
-        (dict(r_max_s=None), "missing limit"),
-        (dict(l_max_ms=float("nan")), "latency limit"),
-        (dict(rate=float("inf")), "rate must be > 0"),
+        (dict(l_max_ms=None), "--l-max: missing"),
+        (dict(r_max_s=None), "--r-max: missing"),
+        (dict(l_max_ms=float("nan")), "--l-max: nan is not a finite number"),
+        (dict(rate=float("inf")), "rate must be a finite number > 0"),
         (dict(ci_min=60, ci_max=10), "inverted"),
         (dict(ci_min=10, ci_max=10), "inverted"),
-        (dict(rate=0), "rate must be > 0"),
-        (dict(rate=-5), "rate must be > 0"),
-        (dict(step=0), "--step"),
-        (dict(l_max_ms=-1), "latency limit"),
+        (dict(rate=0), "rate must be a finite number > 0"),
+        (dict(rate=-5), "rate must be a finite number > 0"),
+        (dict(step=0), "--step: 0 must be > 0"),
+        (dict(l_max_ms=-1), "--l-max: -1 must be > 0"),
         (dict(current_ci=0), "current CI"),
     ],
 )
@@ -322,7 +323,8 @@ def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
     spec.coef = [*spec.coef, 1.0]
     spec.constants.capacity, spec.constants.capacity_measured = 5000.0, True
     assert measured_capacity(m)
-    p = Policy(l_max_ms=1e9, r_max_s=1e9, slack_s_per_h=1e6)  # both pick the longest: compare there
+    # both pick the longest: compare there
+    p = Policy(l_max_ms=MAX_LATENCY_MS, r_max_s=MAX_RECOVERY_S, slack_s_per_h=1e6)
     at_profiled = planner.recommend(m, 1500.0, 20.0, p)
     on_a_slower_cluster = planner.recommend(m, 1500.0, 20.0, p, capacity=2000.0)
     # 1500/s is 30 % of the profiled clusters' capacity but 75 % of this one's: a longer catch-up
