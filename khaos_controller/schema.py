@@ -342,6 +342,19 @@ def validate(model: type[BaseModel], raw, path: Path | str, prefix: str = ""):
         raise field_error(path, "top level", "nested too deeply") from None
 
 
+def check(model: type[BaseModel], values: dict, names: dict[str, str]) -> None:
+    """Hold ``values`` (some fields of ``model``) to its types, bounds and rules; the fields left out are
+    not checked. KhaosError `NAME: problem` for the first refused: NAME is ``names`` of that field, or
+    ``names[""]`` for a rule across fields."""
+    try:
+        model.model_validate(values)
+    except ValidationError as e:
+        errors = [err for err in e.errors() if not err["loc"] or err["loc"][0] in values]
+        if errors:
+            loc = errors[0]["loc"]
+            raise KhaosError(f"{names[loc[0] if loc else '']}: {describe(errors[0], model)}") from None
+
+
 def load(model: type[BaseModel], path: str | Path, kind: str):
     """Read a YAML file of type ``model``: returns (path, instance)."""
     path, raw = read_mapping(path, kind)

@@ -37,10 +37,12 @@ from ..signals import on_stop
 from . import log, publish
 from .collector import FlinkCollector, Observation
 from .config import Config
+from .explain import explain
 from .forecast import forecast
 from .health import Health
 from .metrics import Metrics, MetricsServer
-from .planner import Policy, explain, measured_capacity, recommend
+from .planner import recommend
+from .policy import Policy, measured_capacity
 from .realizer import Realizer, for_config
 from .step import Choice, Failed, Plan, Prediction, Realization, Step, interval_in_force
 
@@ -322,7 +324,7 @@ class Daemon:
         return max(fc, 0.0), max(demand, fc, MIN_RATE)
 
     def policy(self, safety_net_s: float | None) -> Policy:
-        """The planner's rules for this daemon's realizer (planner.Policy.of)."""
+        """The planner's rules for this daemon's realizer (policy.Policy.of)."""
         return self.realizer.policy(self.cfg, safety_net_s)
 
     def plan(self, obs: Observation, now: float) -> Step:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from .planner import Policy
+    from .policy import Policy
 
 
 @dataclass
@@ -42,6 +42,11 @@ def candidate(p: Policy, ci: float, latency_ms: float, recovery_s: float) -> Can
     per_h = violation_s(p, latency_ms, recovery_s, 3600.0) if math.isfinite(recovery_s) else math.inf
     ok = bool(lr <= 1.0 and rr <= 1.0)  # NaN/inf ratios are never feasible
     return Candidate(float(ci), float(latency_ms), float(recovery_s), float(lr), float(rr), ok, float(per_h))
+
+
+def breaks(latency_ratio: float, recovery_ratio: float) -> list[str]:
+    """The limits a candidate with these ratios to them breaks: "latency", "recovery" (NaN breaks)."""
+    return [name for name, r in (("latency", latency_ratio), ("recovery", recovery_ratio)) if not r <= 1.0]
 
 
 class Risk(NamedTuple):

@@ -29,7 +29,7 @@ from .config import Config
 from .log import event
 from .metrics import Metrics
 from .pacer import Pacer
-from .planner import PRIOR_CHANGE_COST_S, Policy
+from .policy import PRIOR_CHANGE_COST_S, Policy
 from .step import Advised, Failed, Paced, Realization, Restarted, Step, interval_in_force
 
 
@@ -45,7 +45,7 @@ class Realizer:
     It keeps the cooldown's book: when the job was last changed (or a change was attempted), whether
     that attempt failed, and what the last restart changes cost (the seconds the job was down)."""
 
-    kind = ""  # advisor, pace or restart: the planner's rules for it (planner.Policy.of)
+    kind = ""  # advisor, pace or restart: the planner's rules for it (policy.Policy.of)
     changes_job = False  # restarts the job (needs the inventory and the deployment record)
     paces = False  # triggers checkpoints below the job's own interval, which stays as the safety net
 
@@ -67,7 +67,7 @@ class Realizer:
         self.down_s.extend(down_times(record))
 
     def policy(self, cfg: Config, safety_net_s: float | None) -> Policy:
-        """The planner's rules for this realizer (planner.Policy.of): a configured change cost, else the
+        """The planner's rules for this realizer (policy.Policy.of): a configured change cost, else the
         median measured one, else the prior."""
         costs = cfg.ci.change_cost_s
         if costs is None:

@@ -12,7 +12,7 @@ import pytest
 from support.daemon import FakeCollector, FakePlaybook, journal, make_daemon
 from support.models import BACKLOG_COEF, rate_model
 
-from khaos_controller.control import planner
+from khaos_controller.control import policy
 from khaos_controller.model import store
 
 
@@ -211,7 +211,7 @@ def test_a_promoted_model_is_used_at_the_next_decision(tmp_path, model_file):
 def test_restart_changes_are_weighed_against_their_measured_down_time(tmp_path, model_file):
     col = FakeCollector(rate=1500, ci_s=20)
     d = make_daemon(tmp_path, model_file, collector=col, mtbf_h=24)
-    assert d.policy(20).change_cost_s == planner.PRIOR_CHANGE_COST_S
+    assert d.policy(20).change_cost_s == policy.PRIOR_CHANGE_COST_S
     e = d.step()  # 20 s breaks R_max at 1500/s, but a failure within the next 600 s is unlikely
     assert e.decision.action == "keep" and e.decision.alert, e.decision
     assert "not more than a restart costs (5.0 s)" in e.decision.reason and d.calls == []

@@ -14,11 +14,14 @@ from support.models import rate_model
 
 from khaos_controller.control import planner
 from khaos_controller.control import planner as optimizer
-from khaos_controller.control.planner import Policy
+from khaos_controller.control.cli import add_recommend
+from khaos_controller.control.explain import explain
+from khaos_controller.control.policy import Policy, candidate_intervals, measured_capacity
 from khaos_controller.errors import KhaosError
 from khaos_controller.model import fit as models
 from khaos_controller.model import store
 from khaos_controller.model.store import Spec
+from khaos_controller.schema import MAX_LATENCY_MS, MAX_RECOVERY_S
 
 _NAMES = {"dead_band": "dead_band_s", "step": "ci_step"}
 
@@ -69,7 +72,7 @@ def test_no_feasible_interval_alerts_and_takes_the_least_expected_violation():
     assert r.current_violation_s_per_h == pytest.approx((65 + 45) / 24)
     assert "no interval in 1-120 s meets both limits; the least expected violation is at 20 s" in r.reason
     assert "breaks the recovery limit: 1.2 violation s/h against 4.6 violation s/h at the current 60 s" in r.reason
-    assert "ALERT" in optimizer.explain(r)
+    assert "ALERT" in explain(r)
 
 
 def test_a_tie_in_expected_violation_goes_to_the_shorter_interval_and_the_current_stays():
@@ -119,7 +122,7 @@ def test_cooldown_waits():
         breach_overrides_cooldown=False,
         **LIMITS,
     )
-    assert r.action == "wait" and r.alert and "recovery" in optimizer.explain(r)
+    assert r.action == "wait" and r.alert and "recovery" in explain(r)
 
 
 def test_young_daly():
@@ -129,12 +132,12 @@ def test_young_daly():
     y, d = optimizer.young_daly(2.0, 1.0)
     assert y == pytest.approx(120.0) and d == pytest.approx(118.0)
     assert optimizer.young_daly(None, 24) == (None, None)
-    assert "Young/Daly suggest 294/293 s for a 24 h MTBF" in optimizer.explain(r)
+    assert "Young/Daly suggest 294/293 s for a 24 h MTBF" in explain(r)
 
 
 def test_explain_mentions_both_limits_and_the_binding_one():
     r = recommend(make_model(), rate=3000, current_ci=10, **LIMITS)
-    text = optimizer.explain(r)
+    text = explain(r)
     assert "At 3000 events/s a 45 s interval" in text
     assert "(limit 50 s)" in text and "(limit 300 ms)" in text
     assert "longer intervals would break the recovery limit" in text
@@ -144,7 +147,7 @@ def test_explain_mentions_both_limits_and_the_binding_one():
 def test_explain_when_the_longest_interval_is_feasible():
     r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500, slack_s_per_h=1e6)
     assert r.best_ci_s == 120.0
-    assert "longest allowed interval" in optimizer.explain(r)
+    assert "longest allowed interval" in explain(r)
 
 
 # ---- the slack: overhead traded for expected violation seconds (Policy.slack_s_per_h) ------------------
@@ -155,7 +158,7 @@ def test_rare_failures_take_the_longest_interval_within_the_slack():
     # MTBF 24 h: each second of recovery costs 1/24 violation s per hour; 2 s/h buys 48 s of recovery
     r = recommend(make_model(), rate=3000, current_ci=10, l_max_ms=300, r_max_s=500, mtbf_h=24, slack_s_per_h=2)
     assert r.best_ci_s == 53.0 and r.longest_feasible_s == 120.0  # recovery 58 s = 10 s (at 5 s) + 48 s
-    text = optimizer.explain(r)
+    text = explain(r)
     assert "intervals up to 120 s also meet both limits but would recover longer" in text
     assert "more than 2 violation s per hour more at a 24 h MTBF" in text
 
@@ -174,8 +177,8 @@ def test_the_slack_never_picks_an_infeasible_interval():
 
 
 def test_candidate_grid_includes_ci_max():
-    assert list(optimizer.candidate_intervals(1, 10, 4)) == [1.0, 5.0, 9.0, 10.0]
-    assert list(optimizer.candidate_intervals(10, 12, 0.5)) == [10.0, 10.5, 11.0, 11.5, 12.0]
+    assert list(candidate_intervals(1, 10, 4)) == [1.0, 5.0, 9.0, 10.0]
+    assert list(candidate_intervals(10, 12, 0.5)) == [10.0, 10.5, 11.0, 11.5, 12.0]
 
 
 def one_line(e: Exception) -> str:
@@ -187,16 +190,16 @@ def one_line(e: Exception) -> str:
 @pytest.mark.parametrize(
     "kw, words",
     [
-        (dict(l_max_ms=None), "missing limit"),
-        (dict(r_max_s=None), "missing limit"),
-        (dict(l_max_ms=float("nan")), "latency limit"),
-        (dict(rate=float("inf")), "rate must be > 0"),
+        (dict(l_max_ms=None), "--l-max: missing"),
+        (dict(r_max_s=None), "--r-max: missing"),
+        (dict(l_max_ms=float("nan")), "--l-max: nan is not a finite number"),
+        (dict(rate=float("inf")), "rate must be a finite number > 0"),
         (dict(ci_min=60, ci_max=10), "inverted"),
         (dict(ci_min=10, ci_max=10), "inverted"),
-        (dict(rate=0), "rate must be > 0"),
-        (dict(rate=-5), "rate must be > 0"),
-        (dict(step=0), "--step"),
-        (dict(l_max_ms=-1), "latency limit"),
+        (dict(rate=0), "rate must be a finite number > 0"),
+        (dict(rate=-5), "rate must be a finite number > 0"),
+        (dict(step=0), "--step: 0 must be > 0"),
+        (dict(l_max_ms=-1), "--l-max: -1 must be > 0"),
         (dict(current_ci=0), "current CI"),
     ],
 )
@@ -218,13 +221,13 @@ def test_extrapolation_is_noted():
     m = make_model()
     r = recommend(m, rate=50000, current_ci=10, **LIMITS)
     assert any("outside the profiled" in w for w in r.warnings)
-    assert "Note: rate 50000" in optimizer.explain(r)
+    assert "Note: rate 50000" in explain(r)
 
 
 def test_cli_recommend(tmp_path, capsys):
     path = store.save(make_model(), tmp_path / "m.json")
     parser = argparse.ArgumentParser(prog="khaos")
-    optimizer.add_cli(parser.add_subparsers(dest="cmd", required=True))
+    add_recommend(parser.add_subparsers(dest="cmd", required=True))
     args = parser.parse_args(
         ["recommend", "--model", str(path), "--rate", "3000", "--current-ci", "10", "--l-max", "300", "--r-max", "50"]
     )
@@ -273,7 +276,7 @@ def test_rate_above_capacity_alerts_without_numeric_noise(recwarn):
     assert r.alert and not r.feasible and r.best_recovery_s == float("inf")
     assert r.best_ci_s == 1.0  # no interval recovers: the shortest replays the least input
     assert "none is predicted to recover at this rate" in r.reason
-    assert "never recover" in optimizer.explain(r)
+    assert "never recover" in explain(r)
     json.dumps(r.to_dict())  # inf becomes null, still valid JSON
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
@@ -313,8 +316,6 @@ def test_no_restart_for_a_breach_inside_the_model_error_nor_to_only_lengthen():
 
 
 def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
-    from khaos_controller.control.planner import measured_capacity
-
     m = rate_model()
     assert not measured_capacity(m)
     spec = m.recovery.physics
@@ -322,7 +323,8 @@ def test_a_measured_capacity_model_predicts_with_the_jobs_own_capacity():
     spec.coef = [*spec.coef, 1.0]
     spec.constants.capacity, spec.constants.capacity_measured = 5000.0, True
     assert measured_capacity(m)
-    p = planner.Policy(l_max_ms=1e9, r_max_s=1e9, slack_s_per_h=1e6)  # both pick the longest: compare there
+    # both pick the longest: compare there
+    p = Policy(l_max_ms=MAX_LATENCY_MS, r_max_s=MAX_RECOVERY_S, slack_s_per_h=1e6)
     at_profiled = planner.recommend(m, 1500.0, 20.0, p)
     on_a_slower_cluster = planner.recommend(m, 1500.0, 20.0, p, capacity=2000.0)
     # 1500/s is 30 % of the profiled clusters' capacity but 75 % of this one's: a longer catch-up

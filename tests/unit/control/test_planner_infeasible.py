@@ -16,8 +16,11 @@ from support.models import hand_model as make_model
 
 from khaos_controller import REPO_ROOT
 from khaos_controller.control import planner
+from khaos_controller.control.cli import add_recommend
 from khaos_controller.control.config import load_config
-from khaos_controller.control.planner import Policy, recommend
+from khaos_controller.control.explain import explain
+from khaos_controller.control.planner import recommend
+from khaos_controller.control.policy import Policy
 from khaos_controller.model import fit, store
 from khaos_controller.model.store import Spec
 
@@ -139,7 +142,7 @@ def test_the_infeasible_pick_has_the_least_expected_violation():
         "no interval in 1-60 s meets both limits; the least expected violation is at 5 s, which breaks the "
         "recovery limit: 2175.0 violation s/h against 6225.0 violation s/h at the current 20 s;"
     )
-    text = planner.explain(d)
+    text = explain(d)
     assert "ALERT: no interval in 1-60 s meets both limits" in text
     assert "the least expected violation at a 0.0666667 h MTBF, 2175.0 violation s per hour" in text
 
@@ -207,7 +210,7 @@ def test_the_hysteresis_never_blocks_removing_a_predicted_breach():
 def test_recommend_takes_the_hysteresis_flag(tmp_path, capsys):
     path = store.save(drain_model(CAP), tmp_path / "m.json")
     parser = argparse.ArgumentParser(prog="khaos")
-    planner.add_cli(parser.add_subparsers(dest="cmd", required=True))
+    add_recommend(parser.add_subparsers(dest="cmd", required=True))
     argv = ["recommend", "--model", str(path), "--rate", "4500", "--current-ci", "6", "--l-max", "300"]
     argv += ["--r-max", "45", "--mtbf-h", "0.0667", "--ci-max", "60", "--dead-band", "0"]
     for extra, action in (([], "keep"), (["--hysteresis", "0"], "change")):
