@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 
 from ..errors import KhaosError
 from ..infra import kafka as infra_kafka
 
 CONNECT_TIMEOUT_S = 3.0  # TCP connect to a bootstrap address
+RETRY_S = 0.2  # pause before asking again after a retriable error
 # librdkafka's own log lines go nowhere (the logger infra/kafka.py uses too): our one-line errors say what failed
 LIBRDKAFKA_QUIET = logging.getLogger("khaos.kafka.librdkafka")
 LIBRDKAFKA_QUIET.addHandler(logging.NullHandler())
@@ -109,17 +111,30 @@ def delete_topic(client, topic: str) -> bool:
 
 
 def _offsets(client, topic: str, spec, timeout: float) -> dict[int, int]:
+    """Offsets by ``spec`` for every partition; retriable errors (a leader not elected yet on a new topic) are
+    asked again until ``timeout``."""
     from confluent_kafka import KafkaException, TopicPartition
 
     parts = partitions(client, topic, timeout)
-    futures = client.list_offsets({TopicPartition(topic, p): spec for p in parts}, request_timeout=timeout)
-    out = {}
-    for tp, future in futures.items():
+    deadline = time.monotonic() + timeout
+    while True:
+        futures = client.list_offsets({TopicPartition(topic, p): spec for p in parts}, request_timeout=timeout)
         try:
-            out[tp.partition] = future.result(timeout=timeout).offset
+            return dict(sorted((tp.partition, f.result(timeout=timeout).offset) for tp, f in futures.items()))
         except (KafkaException, TimeoutError) as e:
-            raise KhaosError(f"kafka topic {topic}: offsets of partition {tp.partition}: {error_text(e)}") from None
-    return dict(sorted(out.items()))
+            if not (_retriable(e) and time.monotonic() < deadline):
+                raise KhaosError(f"kafka topic {topic}: offsets: {error_text(e)}") from None
+        time.sleep(RETRY_S)
+
+
+def _retriable(e: BaseException) -> bool:
+    """Whether the request may succeed when sent again: Kafka says so, or no leader is elected yet."""
+    from confluent_kafka import KafkaError
+
+    err = e.args[0] if getattr(e, "args", None) else None
+    if not isinstance(err, KafkaError):
+        return False
+    return err.retriable() or err.code() in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
 
 
 def error_text(e: BaseException) -> str:
