@@ -161,7 +161,8 @@ def _profile(args):
     print(prof.describe())
     if args.dry_run:
         for u in prof.units():
-            print(f"  unit {u.ident}: " + ", ".join(f"{m} #{r + 1}" for m, r in u.failures))
+            kept = " (finished earlier: kept)" if u.ident in prof.reused else ""
+            print(f"  unit {u.ident}: " + ", ".join(f"{m} #{r + 1}" for m, r in u.failures) + kept)
         print("dry run: nothing was started")
         return
     df = prof.run()
@@ -310,7 +311,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     pf = sub.add_parser("profile", help="inject failures into parallel copies of a job and measure recovery (root)")
     pf.add_argument("experiment", help="experiment file, e.g. examples/experiment-lab.yml")
-    pf.add_argument("--out", help="output directory (default: the experiment's output)")
+    pf.add_argument(
+        "--out",
+        help="output directory (default: the experiment's output); a rerun into it keeps the units that finished",
+    )
     pf.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
     pf.add_argument(
         "--keep", action="store_true", help="keep the copies' Kafka topics and consumer groups (kafka section)"

@@ -94,6 +94,9 @@ class FailuresSection(Section):
     seed: int = Field(1, ge=0, description="seed of random target picks")
 
 
+CPU_LIST = r"^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$"  # as taskset and the flink role take it
+
+
 class ClustersSection(Section):
     """Section clusters: labs or your own inventories."""
 
@@ -101,6 +104,15 @@ class ClustersSection(Section):
     hosts: int = Field(3, ge=2, le=10, description="hosts per lab cluster (1 JobManager + TaskManagers)")
     lab_prefix: str = Field("kp", pattern=r"^[a-z][a-z0-9]{0,5}$", description="lab names: PREFIX1, PREFIX2, ...")
     inventories: list[str] = Field([], description="existing clusters (inventories) instead of labs")
+    jobmanager_cpus: str = Field(
+        "", pattern=CPU_LIST, description="CPUs the JobManager JVM is pinned to (a CPU list: 0, 0-3, 0,2); empty: any"
+    )
+    taskmanager_cpus: str = Field(
+        "",
+        pattern=CPU_LIST,
+        description="CPUs the TaskManager JVMs are pinned to, e.g. 1: CPU-bound units measured on a core of their "
+        "own (docs/profiling.md); empty: any",
+    )
 
 
 class MeasurementSection(Section):
@@ -199,6 +211,7 @@ class Experiment:
     hosts: int = 3
     lab_prefix: str = "kp"
     inventories: list[Path] = field(default_factory=list)
+    pinning: dict[str, str] = field(default_factory=dict)  # flink role CPU lists given (flink_*_cpus)
     warmup_s: float = 30.0
     settle_s: float = 15.0
     recovery_timeout_s: float = 180.0
@@ -319,6 +332,11 @@ def load(path: str | Path) -> Experiment:
         hosts=f.clusters.hosts,
         lab_prefix=f.clusters.lab_prefix,
         inventories=inventories,
+        pinning={
+            f"flink_{part}_cpus": cpus
+            for part, cpus in (("jobmanager", f.clusters.jobmanager_cpus), ("taskmanager", f.clusters.taskmanager_cpus))
+            if cpus
+        },
         warmup_s=float(m.warmup_s),
         settle_s=float(m.settle_s),
         recovery_timeout_s=float(m.recovery_timeout_s),

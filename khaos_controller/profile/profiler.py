@@ -43,7 +43,7 @@ from ..journal import Journal
 from ..kafka import feed as kfeed
 from ..progress import Bar
 from ..signals import on_stop
-from . import capacity, waves
+from . import capacity, results, resume, waves, words
 from .experiment import Experiment
 from .ownjobs import OwnJobs, check_clusters
 from .recovery import FailureMeasure, RecoveryParams, measure, steady_window
@@ -110,7 +110,9 @@ class Profiler:
         self._started = time.monotonic()
         self.journal: Journal | None = None
         self.bar: Bar | None = None
-        self._done = 0
+        self.fingerprint = resume.fingerprint(exp.path)
+        self.reused = resume.finished(self.out / "journal.jsonl", self.fingerprint)  # {unit: rows} done earlier
+        self._done = sum(len(rows) for rows in self.reused.values())
         self.params = RecoveryParams(
             baseline_s=max(10.0, exp.warmup_s - 5),
             consecutive_s=exp.consecutive_s,
@@ -140,36 +142,17 @@ class Profiler:
         ]
         return [Unit(i, ci, round(rate, 1), list(failures), pt) for i, (ci, rate, pt) in enumerate(grid, 1)]
 
+    def pending(self) -> list[Unit]:
+        """The units still to run: every unit but those a run of this experiment finished into this output."""
+        return [u for u in self.units() if u.ident not in self.reused]
+
     def describe(self) -> str:
         """The plan in plain words."""
-        units = self.units()
-        n = self.exp.cluster_count
-        lines = [
-            f"experiment {self.exp.name}: {self.exp.failures} failures = {len(self.exp.checkpoint_intervals)} "
-            f"intervals x {len(self.exp.rates or self.exp.utilizations)} {'rates' if self.exp.rates else 'levels'} x "
-            f"{len(self.exp.modes)} modes x {self.exp.repetitions} "
-            f"repetitions, on {n} clusters in parallel",
-            f"  intervals (s): {', '.join(f'{c:g}' for c in self.exp.checkpoint_intervals)}",
-            f"  rates (events/s): {', '.join(f'{r:g}' for r in self.exp.rates)}"
-            if self.exp.rates
-            else f"  utilization levels (x the probed capacity): {', '.join(f'{u:g}' for u in self.exp.utilizations)}",
-            *([f"  capacity: {capacity.describe(self.exp)}"] if self.exp.capacity else []),
-            f"  failures: {', '.join(self.exp.modes)} on target {self.exp.target}, {self.exp.timing}"
-            + (f" (margin {self.exp.margin_s:g}s)" if self.exp.timing == "before_checkpoint" else ""),
-            f"  {len(units)} units (one job deployment each), output {self.out}",
-            f"  recovery: {self.exp.recovery} rule (docs/recovery.md)"
-            + ("" if self.audit else "; no file audit: the job's arguments have no {output}"),
-        ]
-        if self.exp.kafka is not None:
-            lines.append("  " + self.exp.kafka.describe())
-            lines.append(
-                f"  {len(self.waves())} waves: the units of one workload run at once, one replay into their topics"
-            )
-        return "\n".join(lines)
+        return words.describe(self)
 
     def waves(self) -> list[list[Unit]]:
         """Kafka: units of one workload, at most one per cluster, run at once (waves.py)."""
-        return waves.group(self.units(), self.exp.cluster_count)
+        return waves.group(self.pending(), self.exp.cluster_count)
 
     # ---- run -----------------------------------------------------------------------------
     def run(self) -> pd.DataFrame:
@@ -177,13 +160,23 @@ class Profiler:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "series").mkdir(exist_ok=True)
         self.journal = Journal(self.out / "journal.jsonl", fsync=False)
-        self.journal.write("start", experiment=str(self.exp.path), failures=self.exp.failures)
+        self.journal.write(
+            "start", experiment=str(self.exp.path), experiment_sha256=self.fingerprint, failures=self.exp.failures
+        )
+        self.rows = [row for rows in self.reused.values() for row in rows]
+        pending = self.pending()
+        if not pending:
+            self.journal.write("end", rows=len(self.rows), errors=[], cancelled=False, reused=len(self.reused))
+            return self._write_results()
         if self.exp.kafka is not None and self.exp.kafka.bootstrap:  # a named broker must answer before labs start
             from ..kafka import admin
 
             admin.connect(self.exp.kafka.bootstrap)
         try:
-            with on_stop(self._on_signal), Bar(self.exp.failures, "failures", quiet=not self.progress) as self.bar:
+            todo = sum(len(u.failures) for u in pending)
+            with on_stop(self._on_signal), Bar(todo, "failures", quiet=not self.progress) as self.bar:
+                if self.reused:
+                    self._say(f"resuming: {len(self.reused)} finished units kept ({self._done} failures)")
                 self._setup_clusters()
                 if self.exp.capacity is not None and self.exp.capacity.probe:
                     capacity.probe_all(self.exp, self.clusters, self.journal, self._say, self.own)
@@ -196,7 +189,7 @@ class Profiler:
                         raise Cancelled("profile cancelled: every run stopped, labs removed")
                     return self._write_results()
                 work: queue.Queue[Unit] = queue.Queue()
-                for u in self.units():
+                for u in pending:
                     work.put(u)
                 workers = [threading.Thread(target=self._worker, args=(c, work), daemon=True) for c in self.clusters]
                 for w in workers:
@@ -274,7 +267,14 @@ class Profiler:
         if kafka_inventory is not None:
             plays.append(("kafka", kafka_inventory, "kafka", "kafka"))
         runs = [
-            ansible.run_playbook_async(play, inv, ident=ident, base_dir=self.out / "ansible", cancel=self.cancel.is_set)
+            ansible.run_playbook_async(
+                play,
+                inv,
+                extravars=exp.pinning if play == "flink_cluster" else None,
+                ident=ident,
+                base_dir=self.out / "ansible",
+                cancel=self.cancel.is_set,
+            )
             for play, inv, ident, _ in plays
         ]
         for (play, _, _, name), (thread, runner) in zip(plays, runs):
@@ -428,6 +428,7 @@ class Profiler:
         )
         with self._lock:
             self.rows.extend(rows)
+        self.journal.write("unit_done", cluster=cluster.name, unit=unit.ident, rows=rows)  # resume.py reads it
 
     def _wait_checkpoint_after_restart(self, client: FlinkClient, job_id: str) -> None:
         """The before-checkpoint timing needs the checkpoint timer's phase: wait for a checkpoint
@@ -536,12 +537,7 @@ class Profiler:
             self.bar.say(text)
 
     def _write_results(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.rows).sort_values(["ci_s", "rate", "mode", "rep"]) if self.rows else pd.DataFrame()
-        df.to_csv(self.out / "results.csv", index=False)
-        df.to_parquet(self.out / "results.parquet", index=False)
-        if not df.empty:
-            plot(df, self.out / "recovery_vs_rate.png", f"{self.exp.name}: recovery time over input rate")
-        return df
+        return results.write(self.rows, self.out, self.exp.name)
 
 
 def output_p99(rows: list, t0: float, t1: float) -> float:
@@ -572,29 +568,3 @@ def series(sampler: JobSampler) -> pd.DataFrame:
     """The sampler's rows that reached Flink (a failed REST call is a hole, not a down second)."""
     df = sampler.frame()
     return df[df["error"].isna()].reset_index(drop=True)
-
-
-def plot(df: pd.DataFrame, path: Path, title: str) -> Path:
-    """Recovery time over input rate, one line per interval, marker per failure mode (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    markers = {"process": "o", "host": "s"}
-    for i, (ci, g) in enumerate(df.groupby("ci_s")):
-        color = plt.cm.viridis(i / max(1, df["ci_s"].nunique() - 1))
-        means = g.groupby("rate")["recovery_s"].mean()
-        ax.plot(means.index, means.values, color=color, label=f"CI {ci:g}s")
-        for mode, gm in g.groupby("mode"):
-            ax.scatter(gm["rate"], gm["recovery_s"], color=color, marker=markers.get(mode, "x"), s=30)
-    ax.set_xlabel("input rate (events/s)")
-    ax.set_ylabel("recovery time (s)  [o process kill, s host kill]")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(title="checkpoint interval")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -43,6 +43,34 @@ def test_second_run_changes_nothing(cluster):
     assert again.changed() == 0, again.stats
 
 
+def cpus_allowed(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
+
+
+def test_jvms_pinned_to_the_cpus_given(cluster):
+    """flink_taskmanager_cpus / flink_jobmanager_cpus restart the JVMs on those CPUs; empty lists free them."""
+    jm_host = cluster.host(f"{cluster.name}-1").name
+    pinned = {"flink_jobmanager_cpus": "0", "flink_taskmanager_cpus": "1"}
+    try:
+        run = ansible.run_playbook("flink_cluster", cluster.inventory, base_dir=cluster.ansible_base, extravars=pinned)
+        assert run.changed() > 0
+        for host, pids in java_pids(cluster).items():
+            assert [cpus_allowed(p) for p in pids] == ["0" if host == jm_host else "1"], host
+        assert FlinkClient(cluster.rest_url).overview()["taskmanagers"] == 2  # the cluster came back whole
+    finally:
+        ansible.run_playbook("flink_cluster", cluster.inventory, base_dir=cluster.ansible_base)
+    with pytest.raises(KhaosError, match="flink_taskmanager_cpus 'one': each must be a CPU list"):
+        ansible.run_playbook(
+            "flink_cluster",
+            cluster.inventory,
+            base_dir=cluster.ansible_base,
+            extravars={"flink_taskmanager_cpus": "one"},
+        )
+    free = {h: {cpus_allowed(p) for p in pids} for h, pids in java_pids(cluster).items()}
+    assert all(c != {"0"} and c != {"1"} for c in free.values()), free
+
+
 def test_job_checkpoints_savepoint_and_audit(cluster):
     ansible.run_playbook(
         "deploy_job",

@@ -82,6 +82,13 @@ def test_parallel_profile_measures_real_failures(tmp_path, jar_built):
     # exactly once across every failure
     assert (df["audit_lost"] == 0).all() and (df["audit_duplicated"] == 0).all() and (df["audit_records"] > 0).all()
     assert labs_left("tp") == []
+    # a rerun into the same output keeps every finished unit: the same rows back, no lab started
+    again = Profiler(exp, progress=False)
+    assert again.pending() == []
+    rerun = again.run()
+    assert labs_left("tp") == [] and len(rerun) == len(df)
+    cols = ["cluster", "ci_s", "mode", "recovery_s", "audit_lost"]
+    assert rerun[cols].reset_index(drop=True).equals(df[cols].reset_index(drop=True))
     print(
         df[
             ["cluster", "ci_s", "rate", "mode", "detect_s", "running_s", "recovery_s", "restored_checkpoint_age_s"]

@@ -108,3 +108,13 @@ def test_trace_experiment_picks_failure_points_across_the_range(jar_built):
     assert min(exp.rates) < avg.quantile(0.2) and max(exp.rates) > avg.quantile(0.8)  # low and high load covered
     units = Profiler(exp, progress=False).units()
     assert all(u.point is not None for u in units) and "{trace}" in exp.job.args
+
+
+def test_pinned_clusters_pass_cpu_lists_to_the_flink_role(tmp_path, jar_built):
+    from khaos_controller.profile.profiler import Profiler
+
+    exp = load_text(tmp_path, GOOD + "clusters: {count: 1, jobmanager_cpus: '0', taskmanager_cpus: '1'}\n")
+    assert exp.pinning == {"flink_jobmanager_cpus": "0", "flink_taskmanager_cpus": "1"}
+    assert "pinned: jobmanagers on CPUs 0, taskmanagers on CPUs 1" in Profiler(exp, out=tmp_path / "o").describe()
+    assert load_text(tmp_path, GOOD).pinning == {}  # an inventory's own settings are not overridden
+    assert "clusters.taskmanager_cpus" in error_of(tmp_path, GOOD + "clusters: {taskmanager_cpus: 'one'}\n")

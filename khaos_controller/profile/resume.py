@@ -1,0 +1,50 @@
+"""Resuming a profile: a rerun into the same output directory keeps the units that finished and runs only
+the rest (a lab that died, a Ctrl-C, a unit that failed).
+
+A unit is finished when the profile's journal holds its ``unit_done`` line, written after its savepoint,
+audit and capacity columns, with the unit's result rows. Units are reused only from runs of the SAME
+experiment file (its SHA-256, written in each run's ``start`` line); an output directory that holds
+finished units of another experiment is refused with one line, so results never mix."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import KhaosError
+
+
+def fingerprint(experiment_file: Path) -> str:
+    """The experiment file's SHA-256 (hex, first 16 digits): what a reused unit must come from."""
+    return hashlib.sha256(Path(experiment_file).read_bytes()).hexdigest()[:16]
+
+
+def finished(journal: Path, experiment_fp: str) -> dict[str, list[dict]]:
+    """{unit ident: its result rows} for every unit the journal records as done by a run of this experiment.
+    KhaosError when it records finished units of another experiment."""
+    done: dict[str, list[dict]] = {}
+    current = None  # the fingerprint of the run whose lines are being read
+    try:
+        lines = Path(journal).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return done
+    except OSError as e:
+        raise KhaosError(f"profile journal {journal}: {e.strerror or e}") from None
+    for n, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            if n == len(lines):
+                break  # the last line of a run that was killed while writing it
+            raise KhaosError(f"profile journal {journal}, line {n}: not JSON (a damaged journal)") from None
+        if entry.get("event") == "start":
+            current = entry.get("experiment_sha256")
+        elif entry.get("event") == "unit_done":
+            if current != experiment_fp:
+                raise KhaosError(
+                    f"output {Path(journal).parent} holds finished units of another experiment file: "
+                    "give another --out, or remove that directory to start over"
+                )
+            done[entry["unit"]] = entry["rows"]
+    return done

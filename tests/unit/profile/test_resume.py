@@ -1,0 +1,94 @@
+"""A rerun of a profile into the same output keeps the units that finished, runs only the rest, and never
+mixes results of two experiment files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from khaos_controller.errors import KhaosError
+from khaos_controller.journal import Journal
+from khaos_controller.profile import experiment, resume
+
+EXP = """
+name: t
+job: {jar: build/jobs/iot-vehicles.jar}
+checkpoint_intervals: [4, 12]
+workload: {rates: [1000, 3000]}
+failures: {modes: [process, host], margin_s: 1.5}
+"""
+
+
+def row(unit: str, mode: str, recovery_s: float) -> dict:
+    ci, rate = unit.split("-ci")[1].split("-r")
+    return {"unit": unit, "ci_s": float(ci), "rate": float(rate), "mode": mode, "rep": 0, "recovery_s": recovery_s}
+
+
+def journal_of(out, fingerprint: str, done: dict[str, list[dict]], torn_tail: bool = False):
+    j = Journal(out / "journal.jsonl", fsync=False)
+    j.write("start", experiment="exp.yml", experiment_sha256=fingerprint, failures=8)
+    for unit, rows in done.items():
+        j.write("deploy", unit=unit)
+        j.write("unit_done", cluster="c1", unit=unit, rows=rows)
+    j.write("deploy", unit="u04-ci4-r3000")  # a unit that never finished
+    if torn_tail:
+        with open(out / "journal.jsonl", "a") as fh:
+            fh.write('{"event": "unit_do')
+
+
+@pytest.fixture
+def exp(tmp_path, jar_built):
+    p = tmp_path / "exp.yml"
+    p.write_text(EXP)
+    return experiment.load(p)
+
+
+def test_finished_units_are_kept_and_only_the_rest_run(exp, tmp_path):
+    from khaos_controller.profile.profiler import Profiler
+
+    out = tmp_path / "out"
+    first = [row("u01-ci12-r1000", "process", 9.5), row("u01-ci12-r1000", "host", 21.0)]
+    journal_of(out, resume.fingerprint(exp.path), {"u01-ci12-r1000": first}, torn_tail=True)
+    prof = Profiler(exp, out=out, progress=False)
+    assert [u.ident for u in prof.pending()] == ["u02-ci12-r3000", "u03-ci4-r1000", "u04-ci4-r3000"]
+    assert "resuming: 1 units finished earlier are kept, 3 to run" in prof.describe()
+    assert prof.reused == {"u01-ci12-r1000": first}
+
+
+def test_a_profile_whose_units_all_finished_writes_the_results_without_a_lab(exp, tmp_path):
+    from khaos_controller.profile.profiler import Profiler
+
+    out = tmp_path / "out"
+    idents = [u.ident for u in Profiler(exp, out=out, progress=False).units()]
+    done = {u: [row(u, m, 10.0 + i) for m in ("process", "host")] for i, u in enumerate(idents)}
+    journal_of(out, resume.fingerprint(exp.path), done)
+    prof = Profiler(exp, out=out, progress=False)
+    df = prof.run()  # no cluster: a lab would need root and minutes
+    assert prof.pending() == [] and prof.clusters == [] and len(df) == 8
+    assert sorted(df["recovery_s"].unique()) == [10.0, 11.0, 12.0, 13.0]
+    assert (out / "results.csv").exists()
+    last = json.loads((out / "journal.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "end" and last["reused"] == 4
+
+
+def test_units_of_another_experiment_file_are_refused_in_one_line(exp, tmp_path):
+    from khaos_controller.profile.profiler import Profiler
+
+    out = tmp_path / "out"
+    journal_of(out, "0123456789abcdef", {"u01-ci12-r1000": [row("u01-ci12-r1000", "process", 9.5)]})
+    with pytest.raises(KhaosError, match=r"holds finished units of another experiment file: give another --out"):
+        Profiler(exp, out=out, progress=False)
+
+
+def test_a_damaged_line_inside_the_journal_is_an_error_not_a_guess(tmp_path):
+    (tmp_path / "journal.jsonl").write_text('{"event": "start", "experiment_sha256": "a"}\nnot json\n{}\n')
+    with pytest.raises(KhaosError, match=r"line 2: not JSON"):
+        resume.finished(tmp_path / "journal.jsonl", "a")
+
+
+def test_no_journal_means_nothing_to_resume(tmp_path):
+    assert resume.finished(tmp_path / "missing" / "journal.jsonl", "a") == {}
+    (tmp_path / "exp.yml").write_text(EXP)
+    (tmp_path / "other.yml").write_text(EXP + "\n# a comment changes the file\n")
+    assert resume.fingerprint(tmp_path / "exp.yml") != resume.fingerprint(tmp_path / "other.yml")
