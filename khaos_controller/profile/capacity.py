@@ -292,6 +292,7 @@ def probe(
     config: dict | None = None,
     job_name: str = "iot-vehicles",
     sleep: Callable[[float], None] = time.sleep,
+    savepoint: str | None = None,
 ) -> Probe:
     """Run the job at ``spec.probe_rate`` (``args`` filled in already), let it saturate for
     ``spec.warmup_s``, then take the per-second sink throughput for ``spec.measure_s``; cancel it.
@@ -302,7 +303,7 @@ def probe(
     own.clear(client, cluster)
     jar_id = client.upload_jar(jar)
     cfg = {**(config or {}), "execution.checkpointing.interval": f"{ci_s:g}s"}
-    job_id = client.run_jar(jar_id, args, parallelism=parallelism, config=cfg)
+    job_id = client.run_jar(jar_id, args, parallelism=parallelism, config=cfg, savepoint=savepoint)
     own.add(job_id)
     sampler = JobSampler(client, job_name, 0.5)
     try:
@@ -379,6 +380,7 @@ def probe_all(exp, clusters: list, journal, say: Callable[[str], None], own: Own
                 exp.job.parallelism,
                 config,
                 exp.job.name,
+                savepoint=c.savepoint,
             )
         except KhaosError as e:
             results[c.name] = e

@@ -17,6 +17,7 @@ from .. import REPO_ROOT
 from ..errors import KhaosError
 from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resolve
 from ..schema import MAX_DURATION_S, MAX_RATE, FailureMode, Section, dir_problem, field_error, read_mapping, validate
+from .bootstrap import StateSize, state_size
 from .capacity import CapacitySection, CapacitySpec
 
 Interval = Annotated[float, Field(ge=1, le=3600)]  # a checkpoint interval, s
@@ -42,6 +43,11 @@ class JobSection(Section):
         {},
         description="per-job Flink settings (flinkConfiguration), e.g. state.backend.type: rocksdb, "
         "execution.checkpointing.incremental: true",
+    )
+    bootstrap_state: bool = Field(
+        False,
+        description="start the probe and every unit from a savepoint that holds the state of every key "
+        "(--keys x --state-bytes of args), written once per cluster (profile/bootstrap.py)",
     )
 
 
@@ -190,6 +196,7 @@ class JobSpec:
     args: list[str] = field(default_factory=lambda: list(DEFAULT_ARGS))
     parallelism: int = 2
     config: dict = field(default_factory=dict)  # per-job Flink settings
+    bootstrap: StateSize | None = None  # job.bootstrap_state: the state every unit starts with
 
 
 @dataclass
@@ -241,6 +248,16 @@ class Experiment:
         return len(self.inventories) if self.inventories else self.clusters
 
 
+def _bootstrap(path: Path, job: JobSection, args: list[str]) -> StateSize | None:
+    """The state size job.bootstrap_state asks for (from --keys and --state-bytes), or None."""
+    if not job.bootstrap_state:
+        return None
+    try:
+        return state_size(args)
+    except KhaosError as e:
+        raise field_error(path, "job.bootstrap_state", str(e).removeprefix("job.bootstrap_state ")) from None
+
+
 def _path(base: Path, value: str) -> Path:
     p = Path(value)
     return p if p.is_absolute() else (REPO_ROOT / p if (REPO_ROOT / p).exists() else base / p)
@@ -274,6 +291,7 @@ def load(path: str | Path) -> Experiment:
         args=list(args),
         parallelism=f.job.parallelism,
         config={k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in f.job.config.items()},
+        bootstrap=_bootstrap(path, f.job, args),
     )
     cis = [float(c) for c in f.checkpoint_intervals]
     trace, points = None, []

@@ -43,7 +43,7 @@ from ..journal import Journal
 from ..kafka import feed as kfeed
 from ..progress import Bar
 from ..signals import on_stop
-from . import capacity, results, resume, waves, words
+from . import bootstrap, capacity, results, resume, waves, words
 from .experiment import Experiment
 from .ownjobs import OwnJobs, check_clusters
 from .recovery import FailureMeasure, RecoveryParams, measure, steady_window
@@ -69,6 +69,7 @@ class Cluster:
     lab: Lab | None = None
     shared_dir: Path | None = None
     capacity: float | None = None  # events/s, from the saturation probe (profile/capacity.py)
+    savepoint: str | None = None  # the state bootstrap every deployment starts from (profile/bootstrap.py)
 
 
 @dataclass
@@ -178,6 +179,8 @@ class Profiler:
                 if self.reused:
                     self._say(f"resuming: {len(self.reused)} finished units kept ({self._done} failures)")
                 self._setup_clusters()
+                if self.exp.job.bootstrap is not None:
+                    self._bootstrap()
                 if self.exp.capacity is not None and self.exp.capacity.probe:
                     capacity.probe_all(self.exp, self.clusters, self.journal, self._say, self.own)
                 if not self.audit:
@@ -293,6 +296,19 @@ class Profiler:
             f"clusters ready after {time.monotonic() - self._started:.0f}s: " + ", ".join(c.name for c in self.clusters)
         )
 
+    def _bootstrap(self) -> None:
+        """Write the state bootstrap on every cluster, one after the other (each writes its own)."""
+        size = self.exp.job.bootstrap
+        for c in self.clusters:
+            t0 = time.monotonic()
+            self._say(f"{c.name}: writing {size.keys:,} keys x {size.state_bytes:,} B of state into a savepoint ...")
+            c.savepoint = bootstrap.write(
+                FlinkClient(c.rest_url), str(self.exp.job.jar), size, self.own, self.prefix, sleep=self._sleep
+            )
+            took = time.monotonic() - t0
+            self.journal.write("bootstrap", cluster=c.name, savepoint=c.savepoint, seconds=round(took, 1))
+            self._say(f"{c.name}: state bootstrap {c.savepoint} in {took:.0f}s")
+
     def _kafka_inventory(self) -> Path:
         """The first inventory with a kafka_bootstrap or a kafka group (KhaosError when none has either)."""
         for inv in self.exp.inventories:
@@ -380,6 +396,7 @@ class Profiler:
                 "flink_job_checkpoint_interval": f"{unit.ci_s:g}s",
                 "flink_job_output_dir": str(out_dir),
                 "flink_job_config": exp.job.config,
+                "flink_job_savepoint": cluster.savepoint or "",
                 # its own deployment records (never those of a job a daemon controls), one directory per
                 # cluster: units on other clusters deploy the same job name in parallel
                 "flink_job_state_dir": str(self.out.resolve() / "state" / cluster.name),

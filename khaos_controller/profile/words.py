@@ -26,6 +26,12 @@ def describe(prof) -> str:
     ]
     if prof.reused:
         lines.append(f"  resuming: {len(units) - len(pending)} units finished earlier are kept, {len(pending)} to run")
+    if exp.job.bootstrap is not None:
+        size = exp.job.bootstrap
+        lines.append(
+            f"  state: every deployment starts from a savepoint of {size.keys:,} keys x {size.state_bytes:,} B "
+            f"(~{size.total_bytes / 1e6:,.0f} MB), written once per cluster"
+        )
     if exp.pinning:
         lines.append("  pinned: " + ", ".join(f"{k.split('_')[1]}s on CPUs {v}" for k, v in exp.pinning.items()))
     if exp.kafka is not None:

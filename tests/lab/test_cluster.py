@@ -144,3 +144,45 @@ def test_teardown_stops_every_jvm(cluster):
     assert java_pids(cluster) == {h: [] for h in cluster.flink_hosts}
     with pytest.raises(FlinkError, match="unreachable"):
         FlinkClient(cluster.rest_url, timeout=3).overview()
+
+
+def test_a_state_bootstrap_gives_a_job_its_whole_state_at_once(cluster):
+    """profile/bootstrap.py writes 20,000 keys x 1,000 B into a savepoint on the cluster; the job started
+    from it on RocksDB checkpoints all of it at once (it has touched at most a few thousand keys), and the
+    audit still finds every record exactly once."""
+    from khaos_controller.profile import bootstrap
+    from khaos_controller.profile.ownjobs import OwnJobs
+
+    client = FlinkClient(cluster.rest_url)
+    size = bootstrap.StateSize(keys=20_000, state_bytes=1_000)
+    t0 = time.monotonic()
+    savepoint = bootstrap.write(client, str(JAR), size, OwnJobs(), "t", timeout_s=300)
+    print(f"bootstrap of {size.total_bytes / 1e6:.0f} MB: {time.monotonic() - t0:.1f} s -> {savepoint}")
+    assert savepoint.startswith("file:") and savepoint.endswith("/bootstrap-20000x1000-t")
+    out = cluster.shared_dir / "jobs" / "boot-state" / "out"
+    ansible.run_playbook(
+        "deploy_job",
+        cluster.inventory,
+        base_dir=cluster.ansible_base,
+        extravars={
+            "checkpoint_interval": "3s",
+            "flink_job_name": "boot-state",
+            "flink_job_args": ["--rate", "200", "--output", str(out), "--keys", "20000", "--state-bytes", "1000"],
+            "flink_job_savepoint": savepoint,
+            "flink_job_config": {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "false"},
+            "flink_job_state_dir": str(cluster.ansible_base / "boot-state"),
+        },
+    )
+    job_id = client.running_job("boot-state")
+    deadline = time.monotonic() + 90
+    while not (latest := (client.checkpoints(job_id).get("latest") or {}).get("completed")):
+        assert time.monotonic() < deadline, "no checkpoint completed"
+        time.sleep(1)
+    assert latest["checkpointed_size"] > 0.9 * size.total_bytes, latest  # every key's payload, not a few
+    location = client.stop_with_savepoint(job_id)
+    deadline = time.monotonic() + 30
+    while client.job(job_id)["state"] != "FINISHED":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    result = audit.audit(out)
+    assert result.records > 0 and result.min_id == 0 and result.lost == 0 and result.duplicated == 0, (result, location)

@@ -91,7 +91,7 @@ public final class IotVehiclesJob {
         DataStream<Long> ids = (knobs.keys > 0
                         ? events.keyBy(e -> knobs.key(e.vehicleId), Types.LONG)
                         : events.keyBy(e -> e.vehicleId, Types.LONG))
-                .process(new VehicleState(knobs)).name("VehicleState").uid("vehicle-state")
+                .process(new VehicleState(knobs)).name("VehicleState").uid(VehicleState.UID)
                 .map(new Latency()).name("Latency").uid("latency");
         if (a.savepointSleepMs > 0) { // test knob: slow savepoints (slow stops); absent, the graph is as before
             ids = ids.transform("SavepointSleep", Types.LONG, new SavepointSleep(a.savepointSleepMs)).uid("savepoint-sleep");
@@ -115,16 +115,21 @@ public final class IotVehiclesJob {
      * --cpu-us it also reads and rewrites the key's payload and burns CPU on every event.
      */
     static final class VehicleState extends KeyedProcessFunction<Long, VehicleEvent, VehicleEvent> {
+        static final String UID = "vehicle-state";
         private final Knobs knobs;
         private transient ValueState<Tuple2<Long, Integer>> seen; // (count, last speed)
         private transient Knobs.Worker work; // null: no knob asks for work
 
         VehicleState(Knobs knobs) { this.knobs = knobs; }
 
+        /** (events seen, last speed) of a vehicle; the state bootstrap writes the same one. */
+        static ValueStateDescriptor<Tuple2<Long, Integer>> seenState() {
+            return new ValueStateDescriptor<>("seen", Types.TUPLE(Types.LONG, Types.INT));
+        }
+
         @Override
         public void open(OpenContext ctx) {
-            seen = getRuntimeContext().getState(
-                    new ValueStateDescriptor<>("seen", Types.TUPLE(Types.LONG, Types.INT)));
+            seen = getRuntimeContext().getState(seenState());
             work = knobs.work() ? knobs.open(getRuntimeContext()) : null;
         }
 

@@ -67,11 +67,14 @@ public final class Knobs implements Serializable {
     /** The key of a record whose key field is k. */
     public long key(long k) { return keys > 0 ? Hashing.mod(k, keys) : k; }
 
+    /** The payload state of a key (--state-bytes); the state bootstrap writes the same one. */
+    public static ValueStateDescriptor<byte[]> payloadState() {
+        return new ValueStateDescriptor<>("payload", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO);
+    }
+
     /** The per-subtask worker of a keyed function; call from open(). */
     public Worker open(RuntimeContext ctx) {
-        ValueState<byte[]> payload = stateBytes > 0
-                ? ctx.getState(new ValueStateDescriptor<>("payload", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO))
-                : null;
+        ValueState<byte[]> payload = stateBytes > 0 ? ctx.getState(payloadState()) : null;
         return new Worker(payload, stateBytes, new CpuBurner(cpuUs, clock()));
     }
 
