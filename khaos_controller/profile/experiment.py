@@ -100,6 +100,24 @@ class FailuresSection(Section):
     seed: int = Field(1, ge=0, description="seed of random target picks")
 
 
+class StoreSection(Section):
+    """Section clusters.store: a checkpoint store host in each lab (playbooks/checkpoint_store.yml)."""
+
+    upload_mbit: float = Field(
+        0, ge=0, le=100_000, description="link rate of what Flink sends the store, Mbit/s (0: unshaped)"
+    )
+    download_mbit: float = Field(
+        0, ge=0, le=100_000, description="link rate of what the store sends (restores), Mbit/s (0: unshaped)"
+    )
+
+    def extravars(self) -> dict:
+        """The checkpoint_store role's link variables."""
+        return {
+            "checkpoint_store_link_upload_mbit": self.upload_mbit,
+            "checkpoint_store_link_download_mbit": self.download_mbit,
+        }
+
+
 CPU_LIST = r"^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$"  # as taskset and the flink role take it
 
 
@@ -112,6 +130,11 @@ class ClustersSection(Section):
     inventories: list[str] = Field([], description="existing clusters (inventories) instead of labs")
     jobmanager_cpus: str = Field(
         "", pattern=CPU_LIST, description="CPUs the JobManager JVM is pinned to (a CPU list: 0, 0-3, 0,2); empty: any"
+    )
+    store: StoreSection | None = Field(
+        None,
+        description="labs only: a checkpoint store host in each lab; Flink checkpoints and savepoints go there over "
+        "a link of this bandwidth (docs/checkpoint-store.md); absent: the lab's shared directory",
     )
     taskmanager_cpus: str = Field(
         "",
@@ -219,6 +242,7 @@ class Experiment:
     lab_prefix: str = "kp"
     inventories: list[Path] = field(default_factory=list)
     pinning: dict[str, str] = field(default_factory=dict)  # flink role CPU lists given (flink_*_cpus)
+    store: dict | None = None  # labs with a checkpoint store: the checkpoint_store role's link variables
     warmup_s: float = 30.0
     settle_s: float = 15.0
     recovery_timeout_s: float = 180.0
@@ -355,6 +379,7 @@ def load(path: str | Path) -> Experiment:
             for part, cpus in (("jobmanager", f.clusters.jobmanager_cpus), ("taskmanager", f.clusters.taskmanager_cpus))
             if cpus
         },
+        store=f.clusters.store.extravars() if f.clusters.store is not None else None,
         warmup_s=float(m.warmup_s),
         settle_s=float(m.settle_s),
         recovery_timeout_s=float(m.recovery_timeout_s),

@@ -250,7 +250,7 @@ class Profiler:
                 if lab.hosts:
                     raise KhaosError(f"lab {lab.name} is already up: `khaos lab down --name {lab.name}` first")
                 brokers = 1 if i == 1 and exp.kafka is not None and exp.kafka.bootstrap is None else 0
-                lab.up(hosts=exp.hosts, kafka=brokers)
+                lab.up(hosts=exp.hosts, kafka=brokers, store=exp.store is not None)
                 self.clusters.append(
                     Cluster(lab.name, lab.inventory, cluster_facts(lab.inventory).rest_url, lab, lab.shared_dir)
                 )
@@ -267,13 +267,15 @@ class Profiler:
             + " ..."
         )
         plays = [("flink_cluster", c.inventory, f"{c.name}-cluster", c.name) for c in self.clusters]
+        if exp.store is not None and not exp.inventories:
+            plays += [("checkpoint_store", c.inventory, f"{c.name}-store", c.name) for c in self.clusters]
         if kafka_inventory is not None:
             plays.append(("kafka", kafka_inventory, "kafka", "kafka"))
         runs = [
             ansible.run_playbook_async(
                 play,
                 inv,
-                extravars=exp.pinning if play == "flink_cluster" else None,
+                extravars={"flink_cluster": exp.pinning, "checkpoint_store": exp.store}.get(play),
                 ident=ident,
                 base_dir=self.out / "ansible",
                 cancel=self.cancel.is_set,
@@ -286,7 +288,7 @@ class Profiler:
             if self.cancel.is_set():
                 raise Cancelled("cancelled")
             ansible.result_of(runner)
-            self.journal.write("cluster_ready" if play == "flink_cluster" else "kafka_ready", cluster=name)
+            self.journal.write(f"{play}_ready", cluster=name)
         if exp.kafka is not None:
             from ..kafka import admin
 

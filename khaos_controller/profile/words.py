@@ -32,6 +32,10 @@ def describe(prof) -> str:
             f"  state: every deployment starts from a savepoint of {size.keys:,} keys x {size.state_bytes:,} B "
             f"(~{size.total_bytes / 1e6:,.0f} MB), written once per cluster"
         )
+    if exp.store is not None:
+        up, down = exp.store["checkpoint_store_link_upload_mbit"], exp.store["checkpoint_store_link_download_mbit"]
+        link = f"{up:g} Mbit/s up, {down:g} down" if up or down else "unshaped"
+        lines.append(f"  store: a checkpoint store host per lab (link {link}); checkpoints and savepoints go there")
     if exp.pinning:
         lines.append("  pinned: " + ", ".join(f"{k.split('_')[1]}s on CPUs {v}" for k, v in exp.pinning.items()))
     if exp.kafka is not None:

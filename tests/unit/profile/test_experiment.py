@@ -118,3 +118,18 @@ def test_pinned_clusters_pass_cpu_lists_to_the_flink_role(tmp_path, jar_built):
     assert "pinned: jobmanagers on CPUs 0, taskmanagers on CPUs 1" in Profiler(exp, out=tmp_path / "o").describe()
     assert load_text(tmp_path, GOOD).pinning == {}  # an inventory's own settings are not overridden
     assert "clusters.taskmanager_cpus" in error_of(tmp_path, GOOD + "clusters: {taskmanager_cpus: 'one'}\n")
+
+
+def test_a_store_section_gives_each_lab_a_checkpoint_store_behind_a_shaped_link(tmp_path, jar_built):
+    from khaos_controller.profile.profiler import Profiler
+
+    exp = load_text(tmp_path, GOOD + "clusters: {count: 1, store: {upload_mbit: 40, download_mbit: 100}}\n")
+    assert exp.store == {"checkpoint_store_link_upload_mbit": 40, "checkpoint_store_link_download_mbit": 100}
+    assert (
+        "store: a checkpoint store host per lab (link 40 Mbit/s up, 100 down)"
+        in Profiler(exp, out=tmp_path / "o").describe()
+    )
+    assert load_text(tmp_path, GOOD).store is None
+    assert "clusters.store.upload_mbit: -1 must be >= 0" in error_of(
+        tmp_path, GOOD + "clusters: {store: {upload_mbit: -1}}\n"
+    )

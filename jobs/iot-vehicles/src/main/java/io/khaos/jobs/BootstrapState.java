@@ -8,6 +8,7 @@ import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.tuple.Tuple2;
+import org.apache.flink.configuration.StateBackendOptions;
 import org.apache.flink.state.api.OperatorIdentifier;
 import org.apache.flink.state.api.OperatorTransformation;
 import org.apache.flink.state.api.SavepointWriter;
@@ -25,7 +26,8 @@ import org.apache.flink.util.ParameterTool;
  * <pre>flink run -c io.khaos.jobs.BootstrapState iot-vehicles.jar --keys N --state-bytes B --savepoint DIR
  *     [--max-parallelism 128]</pre>
  *
- * A batch job; the savepoint is canonical, so a RocksDB or a heap job restores it. --max-parallelism must be
+ * A batch job on RocksDB (state of GBs does not fit a TaskManager's heap); the savepoint is canonical, so a
+ * RocksDB or a heap job restores it. --max-parallelism must be
  * the job's (128 for parallelism up to 128 unless the job sets its own).
  */
 public final class BootstrapState {
@@ -58,6 +60,8 @@ public final class BootstrapState {
                 .keyBy(k -> k, Types.LONG)
                 .transform(new Fill(knobs.stateBytes));
         SavepointWriter.newSavepoint(env, maxParallelism)
+                // RocksDB: the state spills to disk instead of filling the TaskManager's heap
+                .withConfiguration(StateBackendOptions.STATE_BACKEND, "rocksdb")
                 .withOperator(OperatorIdentifier.forUid(IotVehiclesJob.VehicleState.UID), state)
                 .write(target);
         env.execute("bootstrap-state " + knobs);
