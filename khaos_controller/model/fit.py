@@ -38,6 +38,7 @@ import pandas as pd
 from ..errors import KhaosError
 from ..jsonio import jsonable
 from ..schema import FAILURE_MODES, MAX_INTERVAL_S, MAX_LATENCY_MS, MAX_RATE, MAX_RECOVERY_S, MIN_INTERVAL_S
+from . import conformal
 from .features import (
     BASELINE_FEATURES,
     CAPACITY_FACTORS,
@@ -545,6 +546,7 @@ def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[
             "baseline": errors(y, base_pred),
             "physics": {**errors(y, preds[pick]), "feature_set": pick},
             "candidates": cands,
+            "interval": conformal.interval(y, preds[pick], folds),
         }
         heldout[target] = [
             {

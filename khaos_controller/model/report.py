@@ -11,8 +11,8 @@ from .greybox import fmt_level
 from .store import Error, Model, Spec
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+def _pct(x, sep: str = "") -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}{sep}%"
 
 
 def _num(x, digits=2) -> str:
@@ -60,6 +60,20 @@ def extrapolation_line(model: Model) -> str | None:
     )
 
 
+def heldout_line(target: str, t, unit: str) -> str:
+    """``recovery held-out: MAPE X %, MAE Y s, 90 % interval coverage Z % (baseline: MAPE ..., MAE ...)``."""
+    band = t.interval
+    if band is None:
+        cover = "no interval (too few failures)"
+    else:
+        got = "n/a" if band.coverage is None else f"{100 * band.coverage:.0f} %"
+        cover = f"{100 * band.level:.0f} % interval coverage {got} (x{band.ratio_lo:.2f} .. x{band.ratio_hi:.2f})"
+    return (
+        f"{target} held-out: MAPE {_pct(t.physics.mape, ' ')}, MAE {_num(t.physics.mae)} {unit}, {cover} "
+        f"(baseline: MAPE {_pct(t.baseline.mape, ' ')}, MAE {_num(t.baseline.mae)} {unit})"
+    )
+
+
 def format_report(model: Model) -> str:
     """The side-by-side CV table and the fitted formulas, as printed by ``khaos fit``."""
     r = model.rows
@@ -93,6 +107,8 @@ def format_report(model: Model) -> str:
             f"  {target + ' (' + unit + ')':<14}{_pct(t.baseline.mape):>14}{_pct(t.physics.mape):>14}"
             f"{_num(t.baseline.mae):>14}{_num(t.physics.mae):>14}"
         )
+    for target, unit in (("recovery", "s"), ("latency", "ms")):
+        lines.append(heldout_line(target, getattr(cv, target), unit))
     for target in ("recovery", "latency"):
         t = getattr(cv, target)
         cands = ", ".join(f"{k} {_pct(v.mape)}" for k, v in t.candidates.items())

@@ -138,6 +138,15 @@ class Error(_Strict):
     n_features: Int | None = None
 
 
+class Band(_Strict):
+    """A prediction interval: [prediction x ratio_lo, prediction x ratio_hi] (model/conformal.py)."""
+
+    level: Float = Field(gt=0, lt=1)
+    ratio_lo: Float = Field(ge=0)
+    ratio_hi: Float = Field(gt=0)
+    coverage: Float | None = Field(None, ge=0, le=1)  # held out: the share of failures inside
+
+
 class CVTarget(_Strict):
     """Held-out error of one target."""
 
@@ -146,6 +155,7 @@ class CVTarget(_Strict):
     baseline: Error
     physics: Error
     candidates: dict[str, Error]
+    interval: Band | None = None  # of the physics model; None: too few failures for its level
 
 
 class Heldout(_Strict):
