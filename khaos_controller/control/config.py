@@ -58,6 +58,11 @@ class Limits(Section):
 
     latency_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="the p99 latency limit L_max in ms")
     recovery_s: float = Field(gt=0, le=MAX_RECOVERY_S, description="the recovery time limit R_max in s")
+    recovery_bound: Literal["point", "upper"] = Field(
+        "point",
+        description="what is held to R_max: the predicted recovery (point) or the upper end of the model's 90 % "
+        "band (upper: the bad case; the model must have a band, docs/models.md)",
+    )
 
 
 class CISection(Section):

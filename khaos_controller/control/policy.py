@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..errors import KhaosError
 from ..model.predict import extrapolation_warnings, predict
 from ..model.store import Model
 from ..schema import check
@@ -31,6 +32,20 @@ _FIELDS = {
     "mtbf_h": (DaemonFile, "mtbf_h", "--mtbf-h"),
 }
 _FLAGS = {field: flag for _, field, flag in _FIELDS.values()} | {"": "--ci-min/--ci-max"}  # "": the ci range
+
+
+def recovery_band(cfg) -> float:
+    """1 (the point prediction), or with ``limits.recovery_bound: upper`` the model's 90 % band's upper ratio;
+    KhaosError when the model has no band."""
+    if cfg.limits.recovery_bound != "upper":
+        return 1.0
+    band = cfg.model.cv.recovery.interval
+    if band is None:
+        raise KhaosError(
+            f"limits.recovery_bound: upper needs a model with a recovery band; {cfg.model_path} has none "
+            "(fit it again with this version, from a profile of >= 19 failures)"
+        )
+    return max(1.0, band.ratio_hi)
 
 
 def _default(section, name: str):
@@ -57,6 +72,7 @@ class Policy:
     horizon_s: float = 300.0  # how long a decision stands, s (the savings are counted over it)
     cv_recovery: float = 0.0  # the model's held-out relative error of recovery (0.1 = 10 %)
     cv_latency: float = 0.0  # ... and of latency
+    recovery_band: float = 1.0  # what a predicted recovery is multiplied by before R_max (the band's upper ratio)
 
     def __post_init__(self) -> None:
         for section in (Limits, CISection, DaemonFile):
@@ -83,6 +99,7 @@ class Policy:
             mode=cfg.mode,
             slack_s_per_h=cfg.ci.slack_s_per_h,
             hysteresis=cfg.ci.hysteresis,
+            recovery_band=recovery_band(cfg),
         )
         if realize == "restart":
             return replace(

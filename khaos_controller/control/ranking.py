@@ -37,8 +37,9 @@ def violation_s(p: Policy, latency_ms: float, recovery_s: float, seconds: float)
 
 
 def candidate(p: Policy, ci: float, latency_ms: float, recovery_s: float) -> Candidate:
-    """The interval ``ci`` with its predictions: ratios to the limits, feasibility, expected violation s/h."""
-    lr, rr = latency_ms / p.l_max_ms, recovery_s / p.r_max_s
+    """The interval ``ci`` with its predictions: ratios to the limits (recovery: its bound, the prediction x
+    ``recovery_band``), feasibility, expected violation s/h (from the prediction itself: an expectation)."""
+    lr, rr = latency_ms / p.l_max_ms, recovery_s * p.recovery_band / p.r_max_s
     per_h = violation_s(p, latency_ms, recovery_s, 3600.0) if math.isfinite(recovery_s) else math.inf
     ok = bool(lr <= 1.0 and rr <= 1.0)  # NaN/inf ratios are never feasible
     return Candidate(float(ci), float(latency_ms), float(recovery_s), float(lr), float(rr), ok, float(per_h))

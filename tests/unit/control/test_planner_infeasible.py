@@ -21,6 +21,7 @@ from khaos_controller.control.config import load_config
 from khaos_controller.control.explain import explain
 from khaos_controller.control.planner import recommend
 from khaos_controller.control.policy import Policy
+from khaos_controller.errors import KhaosError
 from khaos_controller.model import fit, store
 from khaos_controller.model.store import Spec
 
@@ -29,14 +30,14 @@ EVERY_4_MIN = 1 / 15  # mtbf_h: failures every 4 minutes, as in the regime evalu
 SAFETY_NET_S = 60.0
 
 
-def pace_policy(tmp_path, model, limits: dict, ci: dict) -> Policy:
+def pace_policy(tmp_path, model, limits: dict, ci: dict, mtbf_h: float = EVERY_4_MIN) -> Policy:
     """The daemon's rules in pace mode (Policy.of on a real config; safety net 60 s)."""
     raw = {
         "job": "tj",
         "flink": {"rest_url": "http://127.0.0.1:1"},
         "model": str(store.save(model, tmp_path / "model.json")),
         "limits": limits,
-        "mtbf_h": EVERY_4_MIN,
+        "mtbf_h": mtbf_h,
         "ci": ci,
         "state_dir": str(tmp_path / "state"),
         "realize": {"mode": "pace"},
@@ -217,3 +218,21 @@ def test_recommend_takes_the_hysteresis_flag(tmp_path, capsys):
         args = parser.parse_args(argv + extra)
         args.func(args)
         assert f"action: {action}" in capsys.readouterr().out
+
+
+def test_the_upper_end_of_the_recovery_band_is_held_to_r_max_when_asked(tmp_path):
+    """limits.recovery_bound: upper holds prediction x the band's upper ratio to R_max; point (the default)
+    the prediction; upper with a model that has no band is one line at start."""
+    m = drain_model(CAP, lat=(100.0, 100.0))
+    with_band = m.model_copy(deep=True)
+    with_band.cv.recovery.interval = store.Band(level=0.9, ratio_lo=0.8, ratio_hi=1.5, coverage=0.9)
+    limits = {"latency_ms": 1000.0, "recovery_s": 60.0}
+    rare = 1000.0  # failures so rare that the longest interval within the limit wins
+    point = pace_policy(tmp_path, with_band, limits, {"min": 2, "max": 120}, rare)
+    upper = pace_policy(tmp_path, with_band, {**limits, "recovery_bound": "upper"}, {"min": 2, "max": 120}, rare)
+    assert (point.recovery_band, upper.recovery_band) == (1.0, 1.5)
+    at = 0.5 * CAP
+    d_point, d_upper = recommend(with_band, at, 30.0, point, now=0.0), recommend(with_band, at, 30.0, upper, now=0.0)
+    assert d_upper.ci_s < d_point.ci_s, (d_point.ci_s, d_upper.ci_s)  # the bad case asks for less replay
+    with pytest.raises(KhaosError, match="recovery_bound: upper needs a model with a recovery band"):
+        pace_policy(tmp_path, m, {**limits, "recovery_bound": "upper"}, {"min": 2, "max": 120})
