@@ -187,6 +187,17 @@ class FlinkClient:
             return False
         return all(v["status"] == RUNNING and v["tasks"].get(RUNNING, 0) == v["parallelism"] for v in job["vertices"])
 
+    def phase_seconds(self, job_id: str) -> dict[str, float]:
+        """Seconds the current attempts spent in each task state (CREATED, SCHEDULED, DEPLOYING, INITIALIZING
+        = restoring state, RUNNING), the longest over every subtask of every vertex (Flink's status-duration)."""
+        out: dict[str, float] = {}
+        for v in self.job(job_id).get("vertices", []):
+            for sub in self.get(f"/jobs/{job_id}/vertices/{v['id']}").get("subtasks", []):
+                for state, ms in (sub.get("status-duration") or {}).items():
+                    if isinstance(ms, (int, float)) and ms >= 0:
+                        out[state] = max(out.get(state, 0.0), ms / 1000.0)
+        return out
+
     def wait_running(self, job_id: str, timeout: float = 120, poll: float = 0.5) -> float:
         """Wait until every task of the job runs; returns the seconds waited."""
         start = time.monotonic()

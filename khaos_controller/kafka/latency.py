@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import KhaosError
 from . import admin
 
@@ -167,3 +169,9 @@ class OutputLatency(threading.Thread):
         """The last published second."""
         with self._lock:
             return self.buckets.rows[-1] if self.buckets.rows else None
+
+
+def p99_between(rows: list[LatencySecond], t0: float, t1: float) -> float:
+    """p99 of the per-second p99s of an output topic's latency seconds in [t0, t1) (NaN without output)."""
+    values = [r.p99_ms for r in rows if t0 <= r.second < t1 and r.count and r.p99_ms is not None]
+    return float(np.quantile(values, 0.99)) if values else float("nan")

@@ -41,6 +41,7 @@ from ..infra.inventory import cluster_facts
 from ..infra.lab import Lab
 from ..journal import Journal
 from ..kafka import feed as kfeed
+from ..kafka.latency import p99_between
 from ..progress import Bar
 from ..signals import on_stop
 from . import bootstrap, capacity, results, resume, waves, words
@@ -497,6 +498,7 @@ class Profiler:
         m = await_recovery(
             lambda: series(sampler), t_fail, self.params, deadline, self._sleep, t_detect=t_detect, baseline=window
         )
+        phases = restart_phases(client, job_id)
         row = {
             "trial": f"{unit.ident}-{mode}{rep}",
             "cluster": cluster.name,
@@ -515,6 +517,7 @@ class Profiler:
             else None,
             "detect_s": m.detect_s,
             "running_s": m.running_s,
+            **phases,
             "recovery_s": m.recovery_s,
             "recovered": m.recovered,
             "catchup_s": m.catchup_s,
@@ -529,7 +532,7 @@ class Profiler:
             "peak_backlog": m.peak_backlog,
         }
         if feed is not None and feed.spec.output_topic:  # end-to-end latency read from the job's output topic
-            p99 = output_p99(feed.latency_rows(unit.ident), *window)
+            p99 = p99_between(feed.latency_rows(unit.ident), *window)
             row["output_latency_p99_ms"] = p99
             if row["latency_p99_ms"] is None or row["latency_p99_ms"] != row["latency_p99_ms"]:
                 row["latency_p99_ms"] = p99  # a job without latency gauges: the latency a consumer sees
@@ -559,12 +562,6 @@ class Profiler:
         return results.write(self.rows, self.out, self.exp.name)
 
 
-def output_p99(rows: list, t0: float, t1: float) -> float:
-    """p99 of the per-second p99s of an output topic's latency seconds in [t0, t1) (NaN without output)."""
-    values = [r.p99_ms for r in rows if t0 <= r.second < t1 and r.count and r.p99_ms is not None]
-    return float(pd.Series(values).quantile(0.99)) if values else float("nan")
-
-
 def await_recovery(get_series, t_fail: float, params, deadline: float, sleep, **kw) -> FailureMeasure:
     """Measure the failure at ``t_fail`` every 2 s until it has recovered or ``deadline`` (epoch s) has
     passed, at least once: a slow host replacement can return after the deadline, and the measurement
@@ -581,6 +578,17 @@ def await_recovery(get_series, t_fail: float, params, deadline: float, sleep, **
     if m is None:
         raise KhaosError(f"no usable samples around the failure at {t_fail:.1f}: {why}")
     return m
+
+
+def restart_phases(client: FlinkClient, job_id: str) -> dict:
+    """The restarted tasks' deploy_s (scheduled and deploying) and restore_s (initializing: state read back
+    from the checkpoint), longest subtask; None each when Flink does not say."""
+    try:
+        s = client.phase_seconds(job_id)
+    except (KhaosError, KeyError, TypeError):
+        s = {}
+    deploy = s.get("SCHEDULED", 0.0) + s.get("DEPLOYING", 0.0) if "DEPLOYING" in s else None
+    return {"deploy_s": deploy, "restore_s": s.get("INITIALIZING")}
 
 
 def series(sampler: JobSampler) -> pd.DataFrame:
