@@ -166,7 +166,8 @@ def _profile(args):
         print("dry run: nothing was started")
         return
     df = prof.run()
-    print(f"{len(df)} failures measured; {len(prof.errors)} errors")
+    peak = f"; peak disk use of the labs {prof.cleanup.peak_bytes / 1e9:.1f} GB" if prof.cleanup.peak_bytes else ""
+    print(f"{len(df)} failures measured; {len(prof.errors)} errors{peak}")
     for e in prof.errors:
         print(f"  error: {e}")
     print(

@@ -268,6 +268,27 @@ class FlinkClient:
             )
         return trigger
 
+    def dispose_savepoint(self, path: str, timeout: float = 120.0, poll: float = 0.5) -> None:
+        """Delete a savepoint through Flink (POST /savepoint-disposal): the JobManager removes it from its
+        storage with its own access. FlinkError when Flink reports a failure or it is not done in time."""
+        answer = self.request("POST", "/savepoint-disposal", json={"savepoint-path": path})
+        trigger = answer.get("request-id") if isinstance(answer, dict) else None
+        if not isinstance(trigger, str):
+            raise FlinkError(f"Flink REST POST /savepoint-disposal: no request-id in {str(answer)[:80]}")
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.get(f"/savepoint-disposal/{trigger}")
+            status = st.get("status") if isinstance(st, dict) else None
+            if isinstance(status, dict) and status.get("id") == "COMPLETED":
+                cause = (st.get("operation") or {}).get("failure-cause")
+                if cause:
+                    text = str(cause.get("stack-trace") or cause).strip().splitlines()[0]
+                    raise FlinkError(f"disposal of savepoint {path}: {text[:300]}")
+                return
+            if time.monotonic() > deadline:
+                raise FlinkError(f"disposal of savepoint {path}: not done after {timeout:g} s")
+            time.sleep(poll)
+
     def savepoint_status(self, job_id: str, trigger: str) -> dict | None:
         """One look at a savepoint (or stop) trigger: {status: IN_PROGRESS or COMPLETED, location, failure};
         None when Flink does not know the trigger (HTTP 404: never received, or forgotten)."""

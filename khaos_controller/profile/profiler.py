@@ -45,9 +45,11 @@ from ..kafka.latency import p99_between
 from ..progress import Bar
 from ..signals import on_stop
 from . import bootstrap, capacity, results, resume, waves, words
+from .cleanup import Cleanup
 from .experiment import Experiment
+from .measure import await_recovery, restart_phases, series
 from .ownjobs import OwnJobs, check_clusters
-from .recovery import FailureMeasure, RecoveryParams, measure, steady_window
+from .recovery import RecoveryParams, steady_window
 
 # Twice a second: REST serves metrics from a cache refreshed at most once a second
 # (metrics.fetcher.update-interval) and only when asked, so a 1 Hz sampler triggers a refresh only
@@ -162,6 +164,7 @@ class Profiler:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "series").mkdir(exist_ok=True)
         self.journal = Journal(self.out / "journal.jsonl", fsync=False)
+        self.cleanup = Cleanup(self.journal)
         self.journal.write(
             "start", experiment=str(self.exp.path), experiment_sha256=self.fingerprint, failures=self.exp.failures
         )
@@ -206,7 +209,13 @@ class Profiler:
                 return self._write_results()
         finally:
             self._teardown()
-            self.journal.write("end", rows=len(self.rows), errors=self.errors, cancelled=self.cancel.is_set())
+            self.journal.write(
+                "end",
+                rows=len(self.rows),
+                errors=self.errors,
+                cancelled=self.cancel.is_set(),
+                peak_disk_bytes=self.cleanup.peak_bytes,
+            )
 
     def _on_signal(self, _signum: int) -> None:
         if not self.cancel.is_set():
@@ -327,6 +336,8 @@ class Profiler:
 
     def _teardown(self) -> None:
         for c in self.clusters:
+            if c.savepoint and c.lab is None:  # a lab's storage goes with the lab
+                self.cleanup.unit_done(c, FlinkClient(c.rest_url), "bootstrap", c.savepoint)
             if c.lab is not None:
                 c.lab.down(quiet=True)
                 if self.journal:
@@ -440,6 +451,7 @@ class Profiler:
         else:  # no output directory to audit (a job Khaos did not write): said once, at the start
             found = {"records": None, "lost": None, "duplicated": None}
         self.journal.write("audit", cluster=cluster.name, unit=unit.ident, savepoint=location, **found)
+        self.cleanup.unit_done(cluster, client, unit.ident, location)
         for r in rows:
             r.update(audit_records=found["records"], audit_lost=found["lost"], audit_duplicated=found["duplicated"])
         cs = exp.capacity or capacity.CapacitySpec(probe=False)
@@ -560,38 +572,3 @@ class Profiler:
 
     def _write_results(self) -> pd.DataFrame:
         return results.write(self.rows, self.out, self.exp.name)
-
-
-def await_recovery(get_series, t_fail: float, params, deadline: float, sleep, **kw) -> FailureMeasure:
-    """Measure the failure at ``t_fail`` every 2 s until it has recovered or ``deadline`` (epoch s) has
-    passed, at least once: a slow host replacement can return after the deadline, and the measurement
-    looks back over the series. KhaosError (with the measurement's reason) if no series could be judged."""
-    m = why = None
-    while True:
-        sleep(2)
-        try:
-            m = measure(get_series(), t_fail, params, **kw)
-        except KhaosError as e:
-            why = e
-        if (m is not None and m.recovered) or time.time() >= deadline:
-            break
-    if m is None:
-        raise KhaosError(f"no usable samples around the failure at {t_fail:.1f}: {why}")
-    return m
-
-
-def restart_phases(client: FlinkClient, job_id: str) -> dict:
-    """The restarted tasks' deploy_s (scheduled and deploying) and restore_s (initializing: state read back
-    from the checkpoint), longest subtask; None each when Flink does not say."""
-    try:
-        s = client.phase_seconds(job_id)
-    except (KhaosError, KeyError, TypeError):
-        s = {}
-    deploy = s.get("SCHEDULED", 0.0) + s.get("DEPLOYING", 0.0) if "DEPLOYING" in s else None
-    return {"deploy_s": deploy, "restore_s": s.get("INITIALIZING")}
-
-
-def series(sampler: JobSampler) -> pd.DataFrame:
-    """The sampler's rows that reached Flink (a failed REST call is a hole, not a down second)."""
-    df = sampler.frame()
-    return df[df["error"].isna()].reset_index(drop=True)

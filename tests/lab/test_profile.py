@@ -61,6 +61,11 @@ def test_parallel_profile_measures_real_failures(tmp_path, jar_built):
     journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
     injects = [j for j in journal if j["event"] == "inject"]
     assert len(injects) == 4
+    # each unit's savepoint was disposed through Flink (none kept), the labs' disk use sampled per unit
+    assert len([j for j in journal if j["event"] == "savepoint_disposed"]) == 2, [
+        j for j in journal if j["event"] == "savepoint_kept"
+    ]
+    assert len([j for j in journal if j["event"] == "disk"]) == 2 and journal[-1]["peak_disk_bytes"] > 1e8
     for j in injects:
         assert j["kills"] and all(k["dead"] for k in j["kills"])
         assert all(k.get("pid") or k.get("pids") for k in j["kills"])

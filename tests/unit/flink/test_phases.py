@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from khaos_controller.flink.client import FlinkClient, FlinkError
-from khaos_controller.profile.profiler import restart_phases
+from khaos_controller.profile.measure import restart_phases
 
 
 class Answers(FlinkClient):

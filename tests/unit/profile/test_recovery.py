@@ -517,7 +517,7 @@ def test_every_failure_of_a_unit_is_judged_against_the_steady_state_before_the_f
 
 
 def test_a_failure_is_measured_once_even_when_the_wait_ends_after_its_deadline():
-    from khaos_controller.profile.profiler import await_recovery
+    from khaos_controller.profile.measure import await_recovery
 
     df, (truth,) = synth()
     naps = []
