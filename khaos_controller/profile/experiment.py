@@ -16,7 +16,17 @@ from pydantic import Field, field_validator, model_validator
 from .. import REPO_ROOT
 from ..errors import KhaosError
 from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resolve
-from ..schema import MAX_DURATION_S, MAX_RATE, FailureMode, Section, dir_problem, field_error, read_mapping, validate
+from ..schema import (
+    MAX_DURATION_S,
+    MAX_LATENCY_MS,
+    MAX_RATE,
+    FailureMode,
+    Section,
+    dir_problem,
+    field_error,
+    read_mapping,
+    validate,
+)
 from .bootstrap import StateSize, state_size
 from .capacity import CapacitySection, CapacitySpec
 
@@ -169,6 +179,12 @@ class MeasurementSection(Section):
         description="bands rule: the latency band reaches at least this far above the baseline's center, ms "
         "(raise it above the job's checkpoint spikes when the baseline holds few checkpoints)",
     )
+    latency_limit_ms: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_LATENCY_MS,
+        description="the regime's L_max: each row's pre_late_share is the share of steady seconds whose p99 is above it",
+    )
     lag_throughput: bool = Field(
         True,
         description="lag rule: also the records-in rate of the last vertex back in its band (records in network "
@@ -255,6 +271,7 @@ class Experiment:
     lag_floor_s: float = 1.0
     lag_throughput: bool = True
     latency_floor_ms: float = 200.0
+    latency_limit_ms: float | None = None
     trace: Path | None = None  # a recorded trace replayed around failure points instead of fixed rates
     points: list[dict] = field(default_factory=list)  # failure points [{t, target_rate, avg_rate}]
     utilizations: list[float] = field(default_factory=list)  # levels instead of rates (rates is then empty)
@@ -394,6 +411,7 @@ def load(path: str | Path) -> Experiment:
         lag_floor_s=float(m.lag_floor_s),
         lag_throughput=m.lag_throughput,
         latency_floor_ms=float(m.latency_floor_ms),
+        latency_limit_ms=m.latency_limit_ms,
         utilizations=[float(u) for u in (wl_f.utilizations or [])] if wl_f is not None else [],
         capacity=CapacitySpec.of(f.capacity) if f.capacity is not None or (wl_f and wl_f.utilizations) else None,
     )

@@ -127,6 +127,7 @@ class Profiler:
             lag_floor_s=exp.lag_floor_s,
             lag_throughput=exp.lag_throughput,
             latency_floor_ms=exp.latency_floor_ms,
+            latency_limit_ms=exp.latency_limit_ms,
         )
 
     # ---- plan ----------------------------------------------------------------------------
@@ -535,6 +536,8 @@ class Profiler:
             "catchup_s": m.catchup_s,
             "pre_rate": m.pre_rate,
             "latency_p99_ms": m.pre_latency_p99_ms,
+            "latency_mean_ms": m.pre_latency_mean_ms,
+            "late_share": m.pre_late_share,
             "peak_lag_ms": m.peak_lag_ms,
             "checkpoint_duration_ms": (summary.get("end_to_end_duration") or {}).get("avg"),
             "checkpoint_size_bytes": (summary.get("state_size") or summary.get("checkpointed_size") or {}).get("avg"),

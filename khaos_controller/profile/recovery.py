@@ -96,6 +96,7 @@ class RecoveryParams:
     lag_quantile: float = 0.95  # the baseline's high-water mark, ignoring its 5 % highest samples
     lag_tolerance: float = 0.5  # ... plus half of it again
     lag_floor_s: float = 1.0  # never below one second of input at the pre-failure rate
+    latency_limit_ms: float | None = None  # L_max: pre_late_share is the share of steady seconds above it
     lag_floor_records: float = 100.0  # ... nor below 100 records (tiny rates)
     # ... and the records-in rate of the last vertex back inside its band: the source's backlog reaches the
     # band while tens of thousands of records still sit in network buffers (measured: 6-7 s of drain)
@@ -114,6 +115,8 @@ class FailureMeasure:
     catchup_s: float  # recovery_s - running_s
     pre_rate: float  # mean rate_in over the baseline (throughput if rate_in is missing)
     pre_latency_p99_ms: float
+    pre_latency_mean_ms: float  # mean of the steady window's per-second p99s (the latency model's statistic)
+    pre_late_share: float  # share of the steady window's seconds whose p99 is above latency_limit_ms (NaN: no limit)
     peak_lag_ms: float  # max lag_ms from t_fail to the recovery point (or end of window)
     peak_backlog: float
     caught_up_records: float  # ~ integral of (throughput - pre_rate) from running to recovered
@@ -142,6 +145,19 @@ def steady_window(t_first: float, p: RecoveryParams) -> tuple[float, float]:
     A later failure's own pre-failure window holds the previous catch-up's tail (latency seconds above
     normal after the source lag is gone), which widens its bands and ends its recovery early."""
     return (t_first - p.baseline_s, t_first)
+
+
+def steady_latency(base: pd.DataFrame, limit_ms: float | None) -> tuple[float, float]:
+    """(mean per-second p99, share of seconds with p99 > limit_ms) of a steady window; one value per second
+    (the sampler looks twice a second at the last complete second, ``sink_second`` where the job says it)."""
+    lat = base.dropna(subset=["latency_p99_ms"])
+    if "sink_second" in lat and lat["sink_second"].notna().any():
+        lat = lat.dropna(subset=["sink_second"]).drop_duplicates("sink_second", keep="last")
+    values = lat["latency_p99_ms"].to_numpy(float)
+    if not len(values):
+        return _NAN, _NAN
+    late = float(np.mean(values > limit_ms)) if limit_ms else _NAN
+    return float(np.mean(values)), late
 
 
 def expected_peak_lag_s(ci_s: float, t_since_checkpoint_s: float | None, downtime_s: float) -> float:
@@ -409,6 +425,7 @@ def measure(
     period = _period(df)
     pre_lat = base["latency_p99_ms"].dropna()
     pre_lat_p99 = float(pre_lat.quantile(0.99)) if len(pre_lat) else _NAN
+    pre_lat_mean, late = steady_latency(base, p.latency_limit_ms)
     prior = df.loc[df["t"] <= t_fail, "restarts"].dropna()
     r0 = float(prior.iloc[-1]) if len(prior) else _NAN
 
@@ -489,6 +506,8 @@ def measure(
         catchup_s=rec_start - t_run if recovered else _NAN,
         pre_rate=float(pre_rate),
         pre_latency_p99_ms=pre_lat_p99,
+        pre_latency_mean_ms=pre_lat_mean,
+        pre_late_share=late,
         peak_lag_ms=peak_lag,
         peak_backlog=peak("backlog"),
         caught_up_records=caught,

@@ -526,3 +526,18 @@ def test_a_failure_is_measured_once_even_when_the_wait_ends_after_its_deadline()
     assert m.recovery_s == pytest.approx(truth_s(truth), abs=1.5)
     with pytest.raises(KhaosError, match="no usable samples around the failure at .*: only 0 samples"):
         await_recovery(lambda: df[df["t"] > truth["t_fail"]], truth["t_fail"], RecoveryParams(), 0.0, naps.append)
+
+
+def test_the_steady_latency_statistics_count_each_second_once():
+    from khaos_controller.profile.recovery import steady_latency
+
+    # the sampler sees each second twice; one second (the checkpoint's) is slow
+    base = pd.DataFrame(
+        {
+            "latency_p99_ms": [100.0, 100.0, 700.0, 700.0, 100.0, 100.0, float("nan")],
+            "sink_second": [1, 1, 2, 2, 3, 3, 4],
+        }
+    )
+    mean, late = steady_latency(base, 500.0)
+    assert mean == pytest.approx(300.0) and late == pytest.approx(1 / 3)
+    assert np.isnan(steady_latency(base, None)[1]) and np.isnan(steady_latency(base.iloc[6:], 500.0)[0])
