@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from ..infra.inventory import cluster_facts
 from ..model import fit as model_fit
 from ..model import store
 from ..profile import workload
+from ..profile.ownjobs import OwnJobs, check_clusters
 from ..progress import Bar
 from ..signals import interrupt, on_stop
 from . import report
@@ -159,8 +161,13 @@ class Runner:
                 "taskmanager.load-balance.mode": "slots",
             }
         }
+        # a named cluster must run no job of anyone else: flink_cluster.yml restarts its TaskManagers
+        cluster = [SimpleNamespace(name=str(self.inventory), rest_url=self.rest_url)]
+        own = OwnJobs("evaluation", "evaluate")
+        check_clusters(own, cluster, deployed=False)
         self.say(f"playbooks/flink_cluster.yml ({slots(ev)} slots per TaskManager)")
         self.playbook("flink_cluster", "eval-cluster", {})
+        check_clusters(own, cluster, deployed=True)  # a JobManager with high availability may recover jobs
         self.client = FlinkClient(self.rest_url)
 
     def _deploy(self, trace: pd.Series) -> float:

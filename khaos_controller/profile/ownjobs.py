@@ -18,7 +18,8 @@ from ..flink.client import TERMINAL, FlinkClient, FlinkError
 class OwnJobs:
     """The ids of the jobs this profile run submitted (shared by its cluster threads)."""
 
-    def __init__(self):
+    def __init__(self, noun: str = "profiler", verb: str = "profile"):
+        self.noun, self.verb = noun, verb  # who refuses, in its one-line error
         self._ids: set[str] = set()
         self._lock = threading.Lock()
 
@@ -38,8 +39,8 @@ class OwnJobs:
         if foreign:
             names = ", ".join(f"{j['jid']} ({j['name']})" for j in foreign)
             raise KhaosError(
-                f"cluster {cluster} ({client.url}) runs jobs the profiler did not submit: {names}; "
-                "profile only clusters of its own (nothing was done to it)"
+                f"cluster {cluster} ({client.url}) runs jobs the {self.noun} did not submit: {names}; "
+                f"{self.verb} only clusters of its own (nothing was done to it)"
             )
 
     def clear(self, client: FlinkClient, cluster: str, timeout: float = 60) -> None:
@@ -64,5 +65,5 @@ def check_clusters(own: OwnJobs, clusters: list, deployed: bool) -> None:
         except FlinkError as e:
             if deployed or e.status is not None:
                 raise KhaosError(
-                    f"cluster {c.name}: cannot tell which jobs run on it ({e}): not profiling it"
+                    f"cluster {c.name}: cannot tell which jobs run on it ({e}): nothing was done to it"
                 ) from None

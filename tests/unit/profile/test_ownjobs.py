@@ -89,7 +89,7 @@ def test_clusters_are_checked_before_and_after_deployment(monkeypatch):
     answers["http://a"] = FlinkError("Flink REST at http://a is unreachable (connection refused)")
     answers["http://b"] = []
     check_clusters(OwnJobs(), clusters, deployed=False)  # no JobManager yet: nothing runs there
-    with pytest.raises(KhaosError, match="cluster c1: cannot tell which jobs run on it .*: not profiling it"):
+    with pytest.raises(KhaosError, match="cluster c1: cannot tell which jobs run on it .*: nothing was done to it"):
         check_clusters(OwnJobs(), clusters, deployed=True)
     answers["http://a"] = FlinkError("Flink REST GET /jobs/overview: HTTP 401: Unauthorized", status=401)
     with pytest.raises(KhaosError, match="cannot tell"):  # something answers: it must say which jobs run
@@ -97,3 +97,25 @@ def test_clusters_are_checked_before_and_after_deployment(monkeypatch):
     answers["http://a"] = [{"jid": PROD, "name": "prod", "state": "RUNNING"}]
     with pytest.raises(KhaosError, match=f"cluster c1 \\(http://a\\) runs jobs the profiler did not submit: {PROD}"):
         check_clusters(OwnJobs(), clusters, deployed=False)
+
+
+def test_an_evaluation_refuses_a_named_cluster_that_runs_a_foreign_job(monkeypatch, tmp_path):
+    """Before flink_cluster.yml restarts its TaskManagers, and in the evaluation's own words."""
+    from khaos_controller.evaluate import runner
+    from khaos_controller.profile import ownjobs
+
+    flink = FakeCluster({PROD: ("prod", "RUNNING")})
+    monkeypatch.setattr(ownjobs, "FlinkClient", lambda url: flink)
+    facts = SimpleNamespace(addresses={}, shared_dir=None, rest_url=flink.url, hostvars={})
+    monkeypatch.setattr(runner, "cluster_facts", lambda inventory: facts)
+    monkeypatch.setattr(runner, "slots", lambda ev: 2)
+    ev = SimpleNamespace(lab=None, inventory=tmp_path / "prod.yml", kafka=None, tm_memory="1g", output=tmp_path)
+    r = runner.Runner(ev, progress=False)
+    played = []
+    monkeypatch.setattr(r, "playbook", lambda name, ident, extravars: played.append(name))
+    with pytest.raises(KhaosError, match=r"runs jobs the evaluation did not submit: a+ \(prod\); evaluate only"):
+        r._cluster()
+    assert played == [] and flink.done == []
+    flink.jobs[PROD] = ("prod", "FINISHED")
+    r._cluster()
+    assert played == ["flink_cluster"]
