@@ -382,16 +382,21 @@ class Daemon:
         self.iteration += 1
         now = self.clock()
         self.reload_model()
+        unfinished = None  # a change left pending (by us or anyone) is finished first
         if self.realizer.changes_job:
-            self.reconcile(at_start=False)  # a change left pending (by us or anyone) is finished first
+            r = self.reconcile(at_start=False)
+            unfinished = r if r is not None and r.status == "failed" else None
         obs = self.collector.snapshot(self.cfg.loop.window_s)  # collect
         alerts = self.health.check(obs)
         step = self.plan(obs, now)  # plan
         if alerts:
             step.job_alerts = alerts
             step.decision.alert = True
+        if unfinished is not None:
+            step.decision.alert = True  # the job may be down or doubled until the pending change is finished
         if step.decision.action == "change":
-            step.realization = self.realizer.realize(step)  # realize
+            # no new change on top of one still pending: the failed reconciliation is this step's outcome
+            step.realization = unfinished or self.realizer.realize(step)  # realize
             if step.realization.status == "failed":
                 step.decision.alert = True  # the job may be down until the next step reconciles it
         step.ts = now

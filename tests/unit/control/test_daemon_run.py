@@ -37,7 +37,8 @@ def test_reconcile_finishes_a_pending_change(tmp_path, model_file):
 
 
 def test_every_step_finishes_a_pending_change_and_alerts_when_it_cannot(tmp_path, model_file):
-    d = make_daemon(tmp_path, model_file, collector=FakeCollector(rate=300, ci_s=20))
+    # no cooldown, and 20 s breaks R_max at this rate: every step would move the job to 10 s
+    d = make_daemon(tmp_path, model_file, collector=FakeCollector(rate=1600, ci_s=20), ci={"cooldown_s": 0})
     d.cfg.record.parent.mkdir(parents=True)
     pending = {"name": "tj", "pending": {"phase": "stopping", "old_s": 20.0, "new_s": 11.0}, "history": []}
     d.cfg.record.write_text(json.dumps(pending))
@@ -47,10 +48,16 @@ def test_every_step_finishes_a_pending_change_and_alerts_when_it_cannot(tmp_path
     assert d.playbook.reconciled == 1  # nothing pending: no playbook run
     d.cfg.record.write_text(json.dumps(pending))
     d.playbook.fail = "reconfigure.yml: flink_reconfigure: the stop has no known outcome yet"
-    d.step()  # a failure is an alert, not the end of the daemon; the next step tries again
-    d.step()
+    d.playbook.calls.clear()
+    steps = [d.step(), d.step()]  # a failure is an alert, not the end of the daemon; the next step tries again
     assert d.playbook.reconciled == 3 and d.metrics.get("khaos_reconciliation_failures_total") == 2
     assert [e["status"] for e in journal(d) if e["event"] == "reconcile"] == ["ok", "failed", "failed"]
+    # no new change is started on top of the pending one: the failed reconciliation is the step's outcome
+    assert d.playbook.calls == []
+    assert all(s.decision.alert for s in steps)
+    changes = [s for s in steps if s.decision.action == "change"]
+    assert changes, [s.decision.action for s in steps]
+    assert all(s.realization.status == "failed" and "no known outcome" in s.realization.error for s in changes)
 
 
 class FlinkStub:
