@@ -19,6 +19,10 @@ def _fit(args) -> None:
     store.save(model, out)
     print(report.format_report(model))
     print(f"model: {out}")
+    if args.overhead:
+        from . import overhead
+
+        print("\n".join(overhead.report(df)))
     if args.plot:
         print(f"plot: {report.plot(model, args.plot)}")
 
@@ -45,6 +49,12 @@ def add_cli(subparsers) -> None:
         "--capacity",
         type=number(0, MAX_RATE, open_low=True),
         help="the job's maximum throughput in events/s, if known (default: the profile's measured capacity, else estimated)",
+    )
+    p.add_argument(
+        "--overhead",
+        action="store_true",
+        help="also fit what checkpoints cost the running job (capacity lost, latency added; model/overhead.py) and "
+        "print its held-out errors (needs a profile with a capacity probe)",
     )
     p.set_defaults(func=_fit)
     p = subparsers.add_parser("promote", help="replace the daemon's model only if the new one's CV error is not worse")
