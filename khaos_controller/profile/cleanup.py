@@ -5,6 +5,7 @@ that a long profile of GB-sized state stays bounded and reports its peak."""
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def disk_bytes(root: Path) -> int:
                 st = os.lstat(os.path.join(base, name))
             except OSError:
                 continue
-            total += st.st_size if not os.path.islink(os.path.join(base, name)) else 0
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
     return total
 
 
