@@ -183,7 +183,7 @@ class MeasurementSection(Section):
         None,
         gt=0,
         le=MAX_LATENCY_MS,
-        description="the regime's L_max: each row's pre_late_share is the share of steady seconds whose p99 is above it",
+        description="the regime's L_max: each row's late_share is the share of steady seconds whose p99 is above it",
     )
     lag_throughput: bool = Field(
         True,
@@ -367,6 +367,10 @@ def load(path: str | Path) -> Experiment:
             path, "failures.margin_s", f"{fl.margin_s:g}s must be shorter than the smallest interval {min(cis):g}s"
         )
     inventories = [Path(p) for p in f.clusters.inventories]
+    if inventories and f.clusters.store is not None:
+        raise field_error(
+            path, "clusters.store", "is for labs: an inventory names its own store (group checkpoint_store)"
+        )
     for inv in inventories:
         if not inv.exists():
             raise field_error(path, "clusters.inventories", f"{inv} does not exist")

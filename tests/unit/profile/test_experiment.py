@@ -133,3 +133,10 @@ def test_a_store_section_gives_each_lab_a_checkpoint_store_behind_a_shaped_link(
     assert "clusters.store.upload_mbit: -1 must be >= 0" in error_of(
         tmp_path, GOOD + "clusters: {store: {upload_mbit: -1}}\n"
     )
+
+
+def test_a_store_section_with_inventories_is_refused(tmp_path, jar_built):
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all: {}\n")
+    text = GOOD + f"clusters: {{inventories: [{inv}], store: {{upload_mbit: 40}}}}\n"
+    assert "clusters.store: is for labs: an inventory names its own store" in error_of(tmp_path, text)
