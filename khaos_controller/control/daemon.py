@@ -420,6 +420,11 @@ class Daemon:
                     self.step()
                 except KhaosError as e:  # e.g. the journal became unwritable: say so, keep going
                     event(logging.ERROR, "step_failed", error=str(e))
+                except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+                    # an answer of a shape nobody expected (a proxy's page, another Flink version): an
+                    # alert, never the end of the daemon; the next step asks again
+                    why = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+                    event(logging.ERROR, "step_failed", error=f"an answer of an unexpected shape ({why})")
                 if once:
                     break
                 next_at = max(next_at + self.cfg.loop.period_s, time.monotonic())

@@ -394,9 +394,11 @@ def _failure(op: dict) -> str:
 
 def _error_text(resp: requests.Response) -> str:
     try:
-        errors = resp.json().get("errors", [])
+        body = resp.json()
     except ValueError:
         return resp.text.strip().splitlines()[0][:300] if resp.text.strip() else resp.reason
+    # Flink answers {"errors": [...]}; a proxy or another server may answer a list or a scalar
+    errors = body.get("errors", []) if isinstance(body, dict) else body if isinstance(body, list) else [body]
     if not errors:
         return resp.reason
     # Flink puts a whole stack trace in errors[]: keep the most telling line.

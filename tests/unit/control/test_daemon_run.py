@@ -214,3 +214,30 @@ def test_once_runs_one_iteration(tmp_path, model_file, flink_stub, own_signals):
     d = daemon.Daemon(cfg, advisor=True, collector=FakeCollector(rate=300, ci_s=20))
     assert d.run(once=True) == 0
     assert [e["event"] for e in journal(d)] == ["start", "decision", "stop"]
+
+
+def test_an_answer_of_an_unexpected_shape_is_an_alert_not_the_end(
+    tmp_path, model_file, flink_stub, own_signals, caplog
+):
+    """A proxy's page or another Flink version: the step fails with one line, the daemon keeps running."""
+    cfg = fast_config(tmp_path, model_file, flink_stub)
+    odd = FakeCollector(rate=300, ci_s=20)
+    odd.snapshot = lambda window_s: [][0]  # what indexing a list where a dict was expected does
+    d = daemon.Daemon(cfg, advisor=True, collector=odd)
+    assert d.run(once=True) == 0
+    failed = [r for r in caplog.records if r.getMessage() == "step_failed"]
+    assert failed, [r.getMessage() for r in caplog.records]
+    assert [e["event"] for e in journal(d)] == ["start", "stop"]
+
+
+def test_a_json_array_error_body_is_one_line():
+    import requests
+
+    from khaos_controller.flink.client import _error_text
+
+    resp = requests.Response()
+    resp.status_code, resp.reason = 502, "Bad Gateway"
+    resp._content = b'["upstream timed out", "retry later"]'
+    assert _error_text(resp) == "upstream timed out"
+    resp._content = b"42"
+    assert _error_text(resp) == "42"
