@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import time
@@ -270,12 +271,15 @@ def record(
 
 
 def save(rec: Recording, path: str | Path) -> Path:
-    """Write the recording as one Parquet file (to ``path.tmp``, then renamed)."""
+    """Write the recording as one Parquet file (to ``path.tmp``, then renamed), readable by its owner only:
+    it holds a production topic's records."""
     path = Path(path)
     table = rec.table.replace_schema_metadata({META_KEY: json.dumps(rec.meta()).encode()})
     tmp = path.with_name(path.name + ".tmp")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        tmp.unlink(missing_ok=True)  # a leftover of another user's mode is not reused
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -184,3 +184,12 @@ def test_a_job_without_a_lag_gauge_is_not_waited_for():
     assert not no_lag_gauge([quiet] * (NO_LAG_SAMPLES - 1))  # its source may not have registered it yet
     assert not no_lag_gauge([quiet] * NO_LAG_SAMPLES + [{**quiet, "lag_ms": 900.0}])  # a lag: wait for it
     assert not no_lag_gauge([{**quiet, "all_running": False}] * 20)  # not running yet
+
+
+def test_a_recording_is_readable_by_its_owner_only(tmp_path):
+    import stat
+
+    path = _recording(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds a production topic's records
+    assert recording.load(path).meta()["format"] == recording.FORMAT
+    assert not path.with_name(path.name + ".tmp").exists()
