@@ -6,6 +6,7 @@ says what was asked of which cluster and what went wrong.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -46,7 +47,15 @@ class FlinkClient:
             self.url = "http://" + self.url
         self.timeout = timeout
         self.run_timeout = max(timeout, 60.0)  # a job submission compiles the job graph: it takes longer
-        self.session = requests.Session()
+        self._local = threading.local()  # one HTTP session per thread: requests.Session is not thread-safe
+
+    @property
+    def session(self) -> requests.Session:
+        """The calling thread's HTTP session (the daemon's collector, pacer and loop each have one)."""
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = requests.Session()
+        return s
 
     # ---- transport ------------------------------------------------------------------
     def request(self, method: str, path: str, **kw) -> Any:
