@@ -32,7 +32,9 @@ same way and the next generation rolls back from its savepoint. A job that does 
 left alone (never cancelled: it may have committed output). Anything whose outcome is not known
 (timeouts, REST errors, a crash, a stop still under way) stays pending in the record and
 :func:`reconcile` finishes it: the module runs it before every change and the daemon on every loop.
-No path cancels a job; the only stop is stop-with-savepoint.
+No path cancels a job; the only stop is stop-with-savepoint. A live job of the record's name that is
+neither the record's job nor a generation of its lineage is someone else's (another controller, a
+manual submit): a change or a reconcile refuses it in one line and touches nothing.
 """
 
 from __future__ import annotations
@@ -293,6 +295,7 @@ def _reconfigure(client: FlinkClient, path: Path, new_s: float, savepoint_dir: s
     if len(jobs) != 1:
         raise KhaosError(f"need exactly one running job named {record['name']!r} on {client.url}, found {len(jobs)}")
     old_job = jobs[0]
+    _own(record, old_job, path)
     old_s = client.checkpoint_interval_ms(old_job) / 1000
     if abs(old_s - new_s) < 0.001:
         return {"changed": False, "job_id": old_job, "old_s": old_s, "new_s": new_s}
@@ -476,6 +479,7 @@ def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
         raise KhaosError(f"{len(live)} jobs named {record['name']!r} run ({', '.join(live)}): not touching any")
     if pending.get("phase") == "deploying":  # a deploy that crashed after writing the record
         if live:
+            _own(record, live[0], path, pending)
             _event(record, "deployed", job_id=live[0])
             _finish(path, record, live[0], 0, record.get("checkpoint_interval_s"), pending.get("savepoint"))
             return {"action": "adopted", "job_id": live[0]}
@@ -502,6 +506,7 @@ def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
         live = [j["jid"] for j in client.live_jobs(record["name"])]
     if live:  # a job of the change runs (the new one or the rollback): adopt it
         jid = live[0]
+        _own(record, jid, path, pending)
         try:
             _wait(client, jid, client.checkpoint_interval_ms(jid) / 1000, timeout)
         except Stuck as e:
@@ -520,6 +525,18 @@ def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
     gen = int(pending.get("generation") or int(record.get("generation") or 0) + 1)
     result = _bring_up(client, path, record, gen, float(pending["new_s"]), float(pending["old_s"]), restore, timeout)
     return {"action": "restored", **result}
+
+
+def _own(record: dict, jid: str, path: Path, pending: dict | None = None) -> None:
+    """KhaosError unless ``jid`` is this record's job or a generation of its lineage (the ids Khaos gives
+    the jobs it submits for it): a job of the same name started by anyone else is never touched."""
+    start = int(record.get("generation") or 0)
+    ours = {record.get("job_id"), (pending or {}).get("job_id")} | {job_id(record, g) for g in range(start + 4)}
+    if jid not in ours:
+        raise KhaosError(
+            f"the live job {jid} named {record['name']!r} is not one of {path}'s (neither its job "
+            f"{record.get('job_id')} nor a generation of its lineage): someone else's job, not touching it"
+        )
 
 
 def _generation_of(record: dict, jid: str, pending: dict) -> int:

@@ -283,3 +283,19 @@ def test_savepoint_status_is_none_for_a_trigger_flink_does_not_know():
     assert client.savepoint_status("j1", "t")["status"] == "IN_PROGRESS"
     assert client.savepoint_status("j1", "t")["location"] == "file:///sp/savepoint-1"
     assert client.savepoint_status("j1", "t")["failure"] == "CheckpointException"
+
+
+def test_a_live_job_of_the_same_name_that_is_not_the_records_is_never_touched(setup):
+    flink, path, old = setup
+    flink.jobs.pop(old)  # someone else's job of the same name runs instead (another deployer, a manual submit)
+    flink.add_job("f" * 32)
+    with pytest.raises(KhaosError, match=r"the live job f{32} named .* is not one of .*someone else's job"):
+        deployment.reconfigure(flink, path, "10s", timeout=0.1)
+    assert flink.posts == [] and pending(path) is None
+    # a pending change finds the foreign job where its own should be: it is not adopted either
+    record = deployment.load(path)
+    record["pending"] = {"phase": "stopped", "job_id": old, "savepoint": "file:///sp/savepoint-2", "generation": 1}
+    deployment.save(path, record)
+    with pytest.raises(KhaosError, match="someone else's job, not touching it"):
+        deployment.reconcile(flink, path, timeout=0.1)
+    assert deployment.load(path)["job_id"] == old and flink.live() == ["f" * 32]
