@@ -191,7 +191,7 @@ class RetentionSection(Section):
     journal_mb: float = Field(64.0, gt=0, le=100_000, description="the journal rotates when it is this large, MB")
     journal_files: int = Field(5, ge=1, le=1000, description="rotated journals kept (JOURNAL.1 ... JOURNAL.N)")
     savepoints: int = Field(
-        5, ge=1, le=1000, description="savepoints of its changes kept per job (older file:// ones are removed)"
+        5, ge=1, le=1000, description="savepoints of its changes kept per job (older ones disposed through Flink)"
     )
 
 

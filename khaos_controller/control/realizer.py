@@ -252,7 +252,7 @@ class PlaybookRealizer(Realizer):
     def _run(self, extravars: dict, target_ci_s: float) -> Restarted:
         from ..infra import ansible
 
-        t0 = time.monotonic()
+        t0, started = time.monotonic(), time.time()
         # cancel=...: without a callback ansible-runner installs its own SIGTERM/SIGINT handlers that
         # SIGKILL the playbook; the daemon lets a running reconfiguration finish instead.
         (self.playbook or ansible.run_playbook)(
@@ -269,6 +269,11 @@ class PlaybookRealizer(Realizer):
         except (KhaosError, ValueError):
             return r
         downs = down_times(rec)
+        for kept in [h for h in rec.get("history") or [] if h.get("action") == "savepoint_kept"]:
+            if kept.get("ts", 0) >= started:  # a disposal Flink refused: storage fills until it is mended
+                event(
+                    logging.WARNING, "ALERT", job=self.job, kind="savepoint_disposal_failed", detail=kept.get("error")
+                )
         r.job_id, r.interval_s = rec.get("job_id"), rec.get("checkpoint_interval_s")
         r.savepoint, r.down_s = rec.get("last_savepoint"), downs[-1] if downs else None
         return r

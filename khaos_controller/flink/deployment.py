@@ -32,7 +32,9 @@ same way and the next generation rolls back from its savepoint. A job that does 
 left alone (never cancelled: it may have committed output). Anything whose outcome is not known
 (timeouts, REST errors, a crash, a stop still under way) stays pending in the record and
 :func:`reconcile` finishes it: the module runs it before every change and the daemon on every loop.
-No path cancels a job; the only stop is stop-with-savepoint. A live job of the record's name that is
+No path cancels a job; the only stop is stop-with-savepoint. Savepoints of the record's changes beyond
+``keep_savepoints`` are disposed through Flink (POST /savepoint-disposal); a refusal is a
+``savepoint_kept`` history entry (the daemon alerts) and is tried again at the next change. A live job of the record's name that is
 neither the record's job nor a generation of its lineage is someone else's (another controller, a
 manual submit): a change or a reconcile refuses it in one line and touches nothing.
 """
@@ -53,7 +55,7 @@ from .client import TERMINAL, FlinkClient, FlinkError, SavepointError, trigger_i
 from .lock import JobLock
 
 HISTORY_KEEP = 200  # record history entries kept (the newest)
-KEEP_SAVEPOINTS = 5  # savepoints of its changes a record keeps on disk (the newest; file:// only)
+KEEP_SAVEPOINTS = 5  # savepoints of its changes a record keeps (the newest; older ones disposed through Flink)
 
 
 def seconds(text: str | float) -> float:
@@ -339,7 +341,7 @@ def _bring_up(
     """Generation ``gen`` on the new interval, else a rollback to the old one; records the outcome."""
     try:
         jid = launch(client, record, gen, new_s, restore, timeout)
-        return _finish(path, record, jid, gen, new_s, restore)
+        return _finish(client, path, record, jid, gen, new_s, restore)
     except (Stuck, Unknown) as e:
         record["pending"].update(phase="starting", job=job_id(record, gen))
         _try_save(path, record)
@@ -354,7 +356,7 @@ def _bring_up(
         try:
             roll_from = _stop(client, path, record, e.job_id, timeout)
         except SavepointError as e2:  # it runs on, on the interval it chose
-            _finish(path, record, e.job_id, gen, e.interval_s, restore)
+            _finish(client, path, record, e.job_id, gen, e.interval_s, restore)
             raise KhaosError(f"{error}; its stop failed ({e2}): it runs on that interval") from None
     _event(record, "resubmit_failed", interval_s=new_s, error=error, restore=roll_from)
     record["pending"].update(phase="rollback", generation=roll_gen, savepoint=roll_from, error=error)
@@ -366,32 +368,36 @@ def _bring_up(
             f"resubmit failed ({error}) and so did the rollback ({e2}): the job's state is in "
             f"{roll_from} (recorded as pending in {path}); fix the cause, then reconcile"
         ) from None
-    return {**_finish(path, record, jid, roll_gen, old_s, roll_from), "error": error}
+    return {**_finish(client, path, record, jid, roll_gen, old_s, roll_from), "error": error}
 
 
-def _finish(path: Path, record: dict, jid: str, gen: int, interval_s: float, savepoint: str | None) -> dict:
+def _finish(
+    client: FlinkClient, path: Path, record: dict, jid: str, gen: int, interval_s: float, savepoint: str | None
+) -> dict:
     record.update(job_id=jid, generation=gen, checkpoint_interval_s=interval_s, pending=None)
     if savepoint:
         record["last_savepoint"] = savepoint
-        _keep_savepoints(record, savepoint)
+        _keep_savepoints(client, record, savepoint)
     _event(record, "running", job_id=jid, generation=gen, interval_s=interval_s, savepoint=savepoint)
     _try_save(path, record)
     return {"job_id": jid, "interval_s": interval_s, "savepoint": savepoint, "generation": gen}
 
 
-def _keep_savepoints(record: dict, savepoint: str) -> None:
-    """Remember the savepoint; remove the oldest ones the record's changes made beyond
-    ``record["keep_savepoints"]`` (default KEEP_SAVEPOINTS). Only file:// savepoints this machine sees
-    are removed; others are left to the storage's own lifecycle rules (docs/ansible.md)."""
-    import shutil
-
+def _keep_savepoints(client: FlinkClient, record: dict, savepoint: str) -> None:
+    """Remember the savepoint; dispose of the oldest ones the record's changes made beyond
+    ``record["keep_savepoints"]`` (default KEEP_SAVEPOINTS) through Flink (POST /savepoint-disposal: the
+    JobManager deletes them with its own access, on a shared directory or S3 alike). A disposal Flink
+    refuses is a ``savepoint_kept`` history entry and is tried again at the next change."""
     kept = [sp for sp in record.get("savepoints") or [] if sp != savepoint] + [savepoint]
     keep = max(1, int(record.get("keep_savepoints") or KEEP_SAVEPOINTS))
+    failed = []
     for old in kept[:-keep]:
-        local = Path(old.removeprefix("file:").removeprefix("//")) if old.startswith("file:") else None
-        if local is not None and local.is_dir() and local.name.startswith("savepoint-"):
-            shutil.rmtree(local, ignore_errors=True)
-    record["savepoints"] = kept[-keep:]
+        try:
+            client.dispose_savepoint(old, timeout=60)
+        except FlinkError as e:
+            failed.append(old)
+            _event(record, "savepoint_kept", savepoint=old, error=str(e))
+    record["savepoints"] = failed + kept[-keep:]
 
 
 def _stop(client: FlinkClient, path: Path, record: dict, jid: str, timeout: float) -> str:
@@ -481,11 +487,11 @@ def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
         if live:
             _own(record, live[0], path, pending)
             _event(record, "deployed", job_id=live[0])
-            _finish(path, record, live[0], 0, record.get("checkpoint_interval_s"), pending.get("savepoint"))
+            _finish(client, path, record, live[0], 0, record.get("checkpoint_interval_s"), pending.get("savepoint"))
             return {"action": "adopted", "job_id": live[0]}
         jid = launch(client, record, 0, record.get("checkpoint_interval_s"), pending.get("savepoint"), timeout)
         _event(record, "deployed", job_id=jid)
-        _finish(path, record, jid, 0, record.get("checkpoint_interval_s"), pending.get("savepoint"))
+        _finish(client, path, record, jid, 0, record.get("checkpoint_interval_s"), pending.get("savepoint"))
         return {"action": "restored", "job_id": jid}
     old_job = pending.get("job_id")
     if live == [old_job] or (not live and pending.get("phase") == "stopping"):  # the stop's outcome is not known
@@ -513,7 +519,7 @@ def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
             raise KhaosError(f"{e}; the change stays pending in {path}") from None
         interval = client.checkpoint_interval_ms(jid) / 1000
         gen = _generation_of(record, jid, pending)
-        _finish(path, record, jid, gen, interval, pending.get("savepoint"))
+        _finish(client, path, record, jid, gen, interval, pending.get("savepoint"))
         return {"action": "adopted", "job_id": jid, "interval_s": interval}
     restore = pending.get("savepoint")
     if not restore:
@@ -567,7 +573,7 @@ def deploy(client: FlinkClient, path: Path, record: dict, savepoint: str | None,
         save(path, record)
         jid = launch(client, record, 0, record.get("checkpoint_interval_s"), savepoint, timeout)
         _event(record, "deployed", job_id=jid)
-        _finish(path, record, jid, 0, record.get("checkpoint_interval_s"), savepoint)
+        _finish(client, path, record, jid, 0, record.get("checkpoint_interval_s"), savepoint)
         return {"changed": True, "job_id": jid, "jar_id": record.get("jar_id")}
     finally:
         lock.release()

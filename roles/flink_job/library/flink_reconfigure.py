@@ -13,7 +13,7 @@ options:
   savepoint_dir: {type: str, description: Savepoint target directory (default the cluster's).}
   timeout: {type: int, default: 180, description: Seconds a savepoint or a resubmit may take.}
   reconcile: {type: bool, default: false, description: Only finish a change a crash left pending.}
-  keep_savepoints: {type: int, default: 5, description: Savepoints of its changes a job keeps (file:// ones are removed beyond).}
+  keep_savepoints: {type: int, default: 5, description: Savepoints of its changes a job keeps (older ones disposed through Flink).}
 """
 
 from pathlib import Path

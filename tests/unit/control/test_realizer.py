@@ -43,3 +43,25 @@ def test_playbook_extravars(tmp_path, model_file):
         "flink_job_savepoint_dir": "file:///sp",
     }
     assert realizer.PlaybookRealizer(cfg).extravars(2.5)["checkpoint_interval"] == "2.5s"
+
+
+def test_a_savepoint_flink_would_not_dispose_of_is_an_alert(tmp_path, model_file, caplog):
+    import json
+    import logging
+
+    cfg = daemon_config.load_config(write_config(tmp_path, model_file))
+    cfg.record.parent.mkdir(parents=True, exist_ok=True)
+
+    def playbook(name, inventory, **kw):  # the change ran; one old savepoint could not be disposed of
+        history = [
+            {"ts": time.time() - 3600, "action": "savepoint_kept", "savepoint": "s3://b/old", "error": "earlier"},
+            {"ts": time.time(), "action": "savepoint_kept", "savepoint": "s3://b/sp-1", "error": "Access Denied"},
+        ]
+        cfg.record.write_text(json.dumps({"name": "tj", "job_id": "j2", "history": history}))
+
+    r = realizer.PlaybookRealizer(cfg)
+    r.playbook = playbook
+    with caplog.at_level(logging.WARNING, logger="khaos"):
+        r.change(11.0)
+    alerts = [rec for rec in caplog.records if rec.getMessage() == "ALERT"]
+    assert len(alerts) == 1 and "Access Denied" in str(alerts[0].__dict__)  # this change's refusal only

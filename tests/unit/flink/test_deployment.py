@@ -299,3 +299,27 @@ def test_a_live_job_of_the_same_name_that_is_not_the_records_is_never_touched(se
     with pytest.raises(KhaosError, match="someone else's job, not touching it"):
         deployment.reconcile(flink, path, timeout=0.1)
     assert deployment.load(path)["job_id"] == old and flink.live() == ["f" * 32]
+
+
+def test_savepoints_beyond_the_kept_ones_are_disposed_through_flink_and_a_refusal_is_kept_for_later():
+    disposed = []
+
+    class Disposer:
+        def dispose_savepoint(self, path, timeout):
+            if path.endswith("-2"):
+                raise FlinkError(f"disposal of savepoint {path}: java.io.IOException: Access Denied")
+            disposed.append(path)
+
+    record = {"keep_savepoints": 3, "savepoints": [f"s3://b/savepoint-{i}" for i in range(1, 6)]}
+    deployment._keep_savepoints(Disposer(), record, "s3://b/savepoint-6")
+    assert disposed == ["s3://b/savepoint-1", "s3://b/savepoint-3"]
+    assert record["savepoints"] == [
+        "s3://b/savepoint-2",
+        "s3://b/savepoint-4",
+        "s3://b/savepoint-5",
+        "s3://b/savepoint-6",
+    ]
+    [entry] = record["history"]
+    assert entry["action"] == "savepoint_kept" and "Access Denied" in entry["error"]
+    deployment._keep_savepoints(Disposer(), record, "s3://b/savepoint-7")  # tried again at the next change
+    assert "s3://b/savepoint-4" in disposed and record["savepoints"][0] == "s3://b/savepoint-2"
