@@ -291,8 +291,9 @@ class FlinkClient:
             if isinstance(status, dict) and status.get("id") == "COMPLETED":
                 cause = (st.get("operation") or {}).get("failure-cause")
                 if cause:
-                    text = str(cause.get("stack-trace") or cause).strip().splitlines()[0]
-                    raise FlinkError(f"disposal of savepoint {path}: {text[:300]}")
+                    raise FlinkError(
+                        f"disposal of savepoint {path}: {_root_cause(str(cause.get('stack-trace') or cause))}"
+                    )
                 return
             if time.monotonic() > deadline:
                 raise FlinkError(f"disposal of savepoint {path}: not done after {timeout:g} s")
@@ -399,6 +400,13 @@ def _failure(op: dict) -> str:
     cause = op.get("failure-cause") or {}
     text = (cause.get("stack-trace") or cause.get("class") or "unknown cause").strip().splitlines()
     return text[0] if text else "unknown cause"
+
+
+def _root_cause(trace: str) -> str:
+    """The telling line of a Java stack trace: its last ``Caused by:``, else its first line."""
+    lines = [ln.strip() for ln in trace.splitlines() if ln.strip()]
+    causes = [ln.removeprefix("Caused by: ") for ln in lines if ln.startswith("Caused by:")]
+    return (causes[-1] if causes else lines[0] if lines else "no reason given")[:300]
 
 
 def _error_text(resp: requests.Response) -> str:
