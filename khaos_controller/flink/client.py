@@ -402,11 +402,16 @@ def _failure(op: dict) -> str:
     return text[0] if text else "unknown cause"
 
 
-def _root_cause(trace: str) -> str:
-    """The telling line of a Java stack trace: its last ``Caused by:``, else its first line."""
+def _telling_line(trace: str) -> str:
+    """The most telling line of a Java stack trace: its last ``Caused by:`` line, else its first ('' if empty)."""
     lines = [ln.strip() for ln in trace.splitlines() if ln.strip()]
-    causes = [ln.removeprefix("Caused by: ") for ln in lines if ln.startswith("Caused by:")]
-    return (causes[-1] if causes else lines[0] if lines else "no reason given")[:300]
+    causes = [ln for ln in lines if ln.startswith("Caused by:")]
+    return (causes[-1] if causes else lines[0] if lines else "")[:300]
+
+
+def _root_cause(trace: str) -> str:
+    """The telling line of a stack trace without its ``Caused by:`` prefix."""
+    return _telling_line(trace).removeprefix("Caused by: ") or "no reason given"
 
 
 def _error_text(resp: requests.Response) -> str:
@@ -419,6 +424,4 @@ def _error_text(resp: requests.Response) -> str:
     if not errors:
         return resp.reason
     # Flink puts a whole stack trace in errors[]: keep the most telling line.
-    lines = [ln.strip() for e in errors for ln in str(e).splitlines() if ln.strip()]
-    causes = [ln for ln in lines if ln.startswith("Caused by:")]
-    return (causes[-1] if causes else lines[0])[:300]
+    return _telling_line("\n".join(str(e) for e in errors))
