@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from support import SMALL_EXPERIMENT
 
 from khaos_controller.chaos import plan as chaos
 from khaos_controller.errors import KhaosError
 from khaos_controller.flink.client import FlinkClient, FlinkError
 from khaos_controller.profile import experiment
 
-GOOD = """
-name: t
-job: {jar: build/jobs/iot-vehicles.jar}
-checkpoint_intervals: [4, 12]
-workload: {rates: [1000, 3000]}
-failures: {modes: [process, host], margin_s: 1.5}
-"""
+GOOD = SMALL_EXPERIMENT
 GROUPS = {
     "all": ["a-1", "a-2", "a-3"],
     "flink_jobmanager": ["a-1"],

@@ -6,18 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import SMALL_EXPERIMENT
 
 from khaos_controller.errors import KhaosError
 from khaos_controller.journal import Journal
 from khaos_controller.profile import experiment, resume
 
-EXP = """
-name: t
-job: {jar: build/jobs/iot-vehicles.jar}
-checkpoint_intervals: [4, 12]
-workload: {rates: [1000, 3000]}
-failures: {modes: [process, host], margin_s: 1.5}
-"""
+EXP = SMALL_EXPERIMENT
 
 
 def row(unit: str, mode: str, recovery_s: float) -> dict:
