@@ -352,12 +352,22 @@ def unit_rate(level: float, capacity: float) -> float:
     return float(max(1, round(level * capacity)))
 
 
-def probe_all(exp, clusters: list, journal, say: Callable[[str], None], own: OwnJobs) -> None:
+def probe_all(exp, clusters: list, journal, say: Callable[[str], None], own: OwnJobs, kept=None) -> None:
     """The saturation probe on every cluster at once (threads); sets each cluster's ``capacity``.
 
     ``exp`` is the :class:`~.experiment.Experiment`, ``clusters`` the profiler's clusters (``name``,
-    ``rest_url``, ``shared_dir``), ``own`` the jobs the profile run submitted. A cluster whose probe
-    fails raises KhaosError after all have ended."""
+    ``rest_url``, ``shared_dir``), ``own`` the jobs the profile run submitted, ``kept`` {cluster: capacity}
+    an earlier run of the same experiment probed (a resumed profile: those clusters are not probed again).
+    A cluster whose probe fails raises KhaosError after all have ended."""
+    kept = kept or {}
+    for c in clusters:
+        if c.name in kept:
+            c.capacity = kept[c.name]
+            journal.write("capacity_kept", cluster=c.name, capacity=c.capacity)
+            say(f"capacity of {c.name}: {c.capacity:.0f} events/s, probed by the run this one resumes")
+    clusters = [c for c in clusters if c.name not in kept]
+    if not clusters:
+        return
     spec = exp.capacity
     cis = sorted(exp.checkpoint_intervals)
     ci_s = spec.probe_ci_s or cis[len(cis) // 2]

@@ -187,7 +187,8 @@ class Profiler:
                 if self.exp.job.bootstrap is not None:
                     self._bootstrap()
                 if self.exp.capacity is not None and self.exp.capacity.probe:
-                    capacity.probe_all(self.exp, self.clusters, self.journal, self._say, self.own)
+                    kept = resume.probed(self.out / "journal.jsonl", self.fingerprint) if self.reused else {}
+                    capacity.probe_all(self.exp, self.clusters, self.journal, self._say, self.own, kept)
                 if not self.audit:
                     self.journal.write("audit_skipped", reason="the job's arguments have no {output}")
                     self._say("no file audit: the job's arguments have no {output} (audit columns stay empty)")

@@ -20,15 +20,13 @@ def fingerprint(experiment_file: Path) -> str:
     return hashlib.sha256(Path(experiment_file).read_bytes()).hexdigest()[:16]
 
 
-def finished(journal: Path, experiment_fp: str) -> dict[str, list[dict]]:
-    """{unit ident: its result rows} for every unit the journal records as done by a run of this experiment.
-    KhaosError when it records finished units of another experiment."""
-    done: dict[str, list[dict]] = {}
+def _entries(journal: Path):
+    """(fingerprint of the run that wrote it, entry) for every line of the journal; nothing when there is none."""
     current = None  # the fingerprint of the run whose lines are being read
     try:
         lines = Path(journal).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        return done
+        return
     except OSError as e:
         raise KhaosError(f"profile journal {journal}: {e.strerror or e}") from None
     for n, line in enumerate(lines, 1):
@@ -36,15 +34,34 @@ def finished(journal: Path, experiment_fp: str) -> dict[str, list[dict]]:
             entry = json.loads(line)
         except ValueError:
             if n == len(lines):
-                break  # the last line of a run that was killed while writing it
+                return  # the last line of a run that was killed while writing it
             raise KhaosError(f"profile journal {journal}, line {n}: not JSON (a damaged journal)") from None
         if entry.get("event") == "start":
             current = entry.get("experiment_sha256")
-        elif entry.get("event") == "unit_done":
-            if current != experiment_fp:
+        yield current, entry
+
+
+def finished(journal: Path, experiment_fp: str) -> dict[str, list[dict]]:
+    """{unit ident: its result rows} for every unit the journal records as done by a run of this experiment.
+    KhaosError when it records finished units of another experiment."""
+    done: dict[str, list[dict]] = {}
+    for fp, entry in _entries(journal):
+        if entry.get("event") == "unit_done":
+            if fp != experiment_fp:
                 raise KhaosError(
                     f"output {Path(journal).parent} holds finished units of another experiment file: "
                     "give another --out, or remove that directory to start over"
                 )
             done[entry["unit"]] = entry["rows"]
     return done
+
+
+def probed(journal: Path, experiment_fp: str) -> dict[str, float]:
+    """{cluster: capacity} of the FIRST saturation probe a run of this experiment journaled per cluster: a
+    resumed profile keeps the rates its first units were given, instead of probing again (a probe of the same
+    cluster varies by ~10 %, which would move the utilization levels between units)."""
+    first: dict[str, float] = {}
+    for fp, entry in _entries(journal):
+        if fp == experiment_fp and entry.get("event") == "capacity_probe":
+            first.setdefault(entry["cluster"], float(entry["capacity"]))
+    return first

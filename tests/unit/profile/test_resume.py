@@ -87,3 +87,30 @@ def test_no_journal_means_nothing_to_resume(tmp_path):
     (tmp_path / "exp.yml").write_text(EXP)
     (tmp_path / "other.yml").write_text(EXP + "\n# a comment changes the file\n")
     assert resume.fingerprint(tmp_path / "exp.yml") != resume.fingerprint(tmp_path / "other.yml")
+
+
+def test_a_resumed_profile_keeps_the_first_probe_of_its_own_experiment(tmp_path):
+    j = Journal(tmp_path / "journal.jsonl", fsync=False)
+    j.write("start", experiment_sha256="other")
+    j.write("capacity_probe", cluster="c1", capacity=9999.0)
+    for capacity in (3538.0, 3201.0):  # this experiment's first run, then its first resume
+        j.write("start", experiment_sha256="mine")
+        j.write("capacity_probe", cluster="c1", capacity=capacity)
+    j.write("capacity_probe", cluster="c2", capacity=2000.0)
+    assert resume.probed(tmp_path / "journal.jsonl", "mine") == {"c1": 3538.0, "c2": 2000.0}
+    assert resume.probed(tmp_path / "missing.jsonl", "mine") == {}
+
+
+def test_kept_capacities_are_not_probed_again_and_say_so(tmp_path):
+    from types import SimpleNamespace
+
+    from khaos_controller.profile import capacity
+
+    c1 = SimpleNamespace(name="c1", capacity=None, rest_url="http://127.0.0.1:9/never-called")
+    said: list[str] = []
+    j = Journal(tmp_path / "journal.jsonl", fsync=False)
+    capacity.probe_all(SimpleNamespace(), [c1], j, said.append, own=None, kept={"c1": 3538.0})
+    assert c1.capacity == 3538.0
+    assert said == ["capacity of c1: 3538 events/s, probed by the run this one resumes"]
+    line = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
+    assert line["event"] == "capacity_kept" and line["capacity"] == 3538.0
