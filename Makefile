@@ -17,7 +17,7 @@ JOB_JAR := build/jobs/iot-vehicles.jar
 JOB_JARS := $(JOB_JAR) build/jobs/ysb.jar build/jobs/plain-kafka.jar
 JOB_SRC := $(shell find jobs tests/support/jobs -path jobs/kafka-dist -prune -o -path jobs/s3proxy-dist -prune -o -path '*/target' -prune -o \( -name '*.java' -o -name pom.xml \) -print 2>/dev/null)
 MVN := mvn -q -B
-DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless maven procps python3 python3-venv util-linux
+DEBS := openssh-server openssh-client tini iproute2 openjdk-17-jdk-headless maven procps python3 python3-venv util-linux systemd
 
 .PHONY: help deps venv debs dist kafka-dist store-dist job lint test test-unit demo bench clean
 help:
