@@ -157,11 +157,14 @@ def _profile(args):
         out_dir(args.out, "--out")
     from .profile import profiler  # pandas & co. only for a valid experiment
 
-    prof = profiler.Profiler(exp, out=args.out, keep=args.keep)
+    prof = profiler.Profiler(exp, out=args.out, keep=args.keep, only=args.only or [])
     print(prof.describe())
     if args.dry_run:
+        chosen = {u.ident for u in prof.pending()}
         for u in prof.units():
-            kept = " (finished earlier: kept)" if u.ident in prof.reused else ""
+            kept = (
+                " (finished earlier: kept)" if u.ident in prof.reused else "" if u.ident in chosen else " (not chosen)"
+            )
             print(f"  unit {u.ident}: " + ", ".join(f"{m} #{r + 1}" for m, r in u.failures) + kept)
         print("dry run: nothing was started")
         return
@@ -317,6 +320,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         help="output directory (default: the experiment's output); a rerun into it keeps the units that finished",
     )
     pf.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
+    pf.add_argument(
+        "--only",
+        action="append",
+        metavar="PATTERN",
+        help="run only the units whose name matches (shell-style, e.g. '*-ci2-*'; repeatable); "
+        "with a rerun into the same --out, units in another order or a part at a time",
+    )
     pf.add_argument(
         "--keep", action="store_true", help="keep the copies' Kafka topics and consumer groups (kafka section)"
     )

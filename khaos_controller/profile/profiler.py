@@ -97,9 +97,10 @@ class Unit:
 class Profiler:
     """Runs an experiment: clusters in parallel, one unit at a time each, real failures, measured."""
 
-    def __init__(self, exp: Experiment, out: Path | None = None, progress: bool = True, keep: bool = False):
+    def __init__(self, exp: Experiment, out: Path | None = None, progress: bool = True, keep: bool = False, only=()):
         self.exp = exp
         self.keep = keep  # keep the copies' Kafka topics and groups
+        self.only = list(only)  # unit ident patterns (fnmatch): run only these units; [] = all
         self.bootstrap: str | None = None
         self.prefix = kfeed.run_prefix(exp.name)
         self.audit = any("{output}" in a for a in exp.job.args)  # the file audit needs the job's output dir
@@ -148,8 +149,9 @@ class Profiler:
         return [Unit(i, ci, round(rate, 1), list(failures), pt) for i, (ci, rate, pt) in enumerate(grid, 1)]
 
     def pending(self) -> list[Unit]:
-        """The units still to run: every unit but those a run of this experiment finished into this output."""
-        return [u for u in self.units() if u.ident not in self.reused]
+        """The units still to run: every unit (or those ``only`` names) but those a run of this experiment
+        finished into this output."""
+        return [u for u in resume.named(self.units(), self.only) if u.ident not in self.reused]
 
     def describe(self) -> str:
         """The plan in plain words."""

@@ -8,6 +8,7 @@ finished units of another experiment is refused with one line, so results never 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from pathlib import Path
@@ -65,3 +66,14 @@ def probed(journal: Path, experiment_fp: str) -> dict[str, float]:
         if fp == experiment_fp and entry.get("event") == "capacity_probe":
             first.setdefault(entry["cluster"], float(entry["capacity"]))
     return first
+
+
+def named(units: list, patterns: list[str]) -> list:
+    """The units whose ident matches one of ``patterns`` (shell-style, e.g. ``*-ci2-*``; all without any):
+    a rerun may take the units in another order or a part at a time. KhaosError for a pattern naming none."""
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(u.ident, pattern) for u in units):
+            raise KhaosError(
+                f"--only {pattern!r} names no unit of this experiment (khaos profile --dry-run lists them)"
+            )
+    return [u for u in units if not patterns or any(fnmatch.fnmatchcase(u.ident, p) for p in patterns)]

@@ -24,8 +24,10 @@ def describe(prof) -> str:
         f"  recovery: {exp.recovery} rule (docs/recovery.md)"
         + ("" if prof.audit else "; no file audit: the job's arguments have no {output}"),
     ]
+    if prof.only:
+        lines.append(f"  only: {len(pending)} units matching {', '.join(prof.only)} still to run (--only)")
     if prof.reused:
-        lines.append(f"  resuming: {len(units) - len(pending)} units finished earlier are kept, {len(pending)} to run")
+        lines.append(f"  resuming: {len(prof.reused)} units finished earlier are kept, {len(pending)} to run")
     if exp.job.bootstrap is not None:
         size = exp.job.bootstrap
         lines.append(

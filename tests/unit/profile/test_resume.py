@@ -114,3 +114,25 @@ def test_kept_capacities_are_not_probed_again_and_say_so(tmp_path):
     assert said == ["capacity of c1: 3538 events/s, probed by the run this one resumes"]
     line = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
     assert line["event"] == "capacity_kept" and line["capacity"] == 3538.0
+
+
+def test_only_runs_the_named_units_and_a_pattern_naming_none_is_one_line(exp, tmp_path):
+    from khaos_controller.profile.profiler import Profiler
+
+    out = tmp_path / "out"
+    first = [row("u01-ci12-r1000", "process", 9.5)]
+    journal_of(out, resume.fingerprint(exp.path), {"u01-ci12-r1000": first})
+    prof = Profiler(exp, out=out, progress=False, only=["*-ci4-*", "u01-*"])
+    assert [u.ident for u in prof.pending()] == ["u03-ci4-r1000", "u04-ci4-r3000"]  # u01 finished earlier
+    assert "only: 2 units matching *-ci4-*, u01-* still to run (--only)" in prof.describe()
+    with pytest.raises(KhaosError, match=r"^--only '\*-ci7-\*' names no unit of this experiment"):
+        Profiler(exp, out=out, progress=False, only=["*-ci7-*"]).pending()
+
+
+def test_the_dry_run_marks_the_units_only_leaves_out(exp, tmp_path, capsys):
+    from khaos_controller import cli
+
+    cli.main(["profile", str(exp.path), "--out", str(tmp_path / "o"), "--dry-run", "--only", "*-ci4-*"])
+    text = capsys.readouterr().out
+    assert "unit u01-ci12-r1000: process #1, host #1 (not chosen)" in text
+    assert "unit u03-ci4-r1000: process #1, host #1\n" in text
