@@ -360,7 +360,7 @@ class Daemon:
             fc, rate = self.plan_rate(obs)
             # the job's capacity on this cluster (busy time) where the model knows capacity (collector.py)
             cap = obs.capacity if obs.capacity and measured_capacity(cfg.model) else None
-            lat, rec_s = predict(cfg.model, rate, current, cfg.mode, capacity=cap)
+            lat, rec_s = predict(cfg.model, rate, current, cfg.mode, capacity=cap, measured_at_ci=current)
             d = recommend(
                 cfg.model,
                 rate,

@@ -136,12 +136,13 @@ def recommend(
     capacity: float | None = None,
 ) -> Decision:
     """Pick the interval to run at ``rate`` events/s (see the module docstring for the rules); ``capacity``:
-    the job's capacity on its cluster, events/s, estimated online (None: the model's profiled one)."""
+    the job's capacity on its cluster, events/s, estimated online at ``current_ci`` (None: the model's
+    profiled one; with a checkpoint overhead model each candidate gets the capacity at its interval)."""
     p = policy
     finite(rate, "rate", 0)
     finite(current_ci, "current CI", 0)
-    cands = candidates(model, rate, p, capacity)
-    cur = candidate_at(model, rate, current_ci, p, capacity)
+    cands = candidates(model, rate, p, capacity, current_ci)
+    cur = candidate_at(model, rate, current_ci, p, capacity, current_ci)
     cooldown = Cooldown(last_change_ts, time.time() if now is None else now, breach_overrides_cooldown)
     d = decide(p, cands, cur, cooldown)
     d.rate, d.checkpoint_cost_s = float(rate), checkpoint_cost(model)

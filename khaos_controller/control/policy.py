@@ -124,17 +124,22 @@ def candidate_intervals(ci_min: float, ci_max: float, step: float) -> np.ndarray
     return np.round(c, 9)
 
 
-def candidates(model: Model, rate: float, p: Policy, capacity: float | None) -> list[Candidate]:
+def candidates(
+    model: Model, rate: float, p: Policy, capacity: float | None, measured_at_ci: float | None = None
+) -> list[Candidate]:
     """Every candidate interval of ``p`` with the model's predictions at ``rate`` events/s (``capacity``:
-    the job's own, events/s; None: the model's profiled one)."""
+    the job's own, events/s, measured while ``measured_at_ci`` was in force; None: the model's profiled one)."""
     cis = candidate_intervals(p.ci_min, p.ci_max, p.ci_step)
-    lat, rec = predict(model, rate, cis, p.mode, capacity=capacity)
+    lat, rec = predict(model, rate, cis, p.mode, capacity=capacity, measured_at_ci=measured_at_ci)
     return [candidate(p, c, a, b) for c, a, b in zip(cis, lat, rec)]
 
 
-def candidate_at(model: Model, rate: float, ci: float, p: Policy, capacity: float | None) -> Candidate:
+def candidate_at(
+    model: Model, rate: float, ci: float, p: Policy, capacity: float | None, measured_at_ci: float | None = None
+) -> Candidate:
     """The interval ``ci`` (e.g. the current one) with the model's predictions, as :func:`candidates`."""
-    return candidate(p, float(ci), *predict(model, rate, float(ci), p.mode, capacity=capacity))
+    lat, rec = predict(model, rate, float(ci), p.mode, capacity=capacity, measured_at_ci=measured_at_ci)
+    return candidate(p, float(ci), lat, rec)
 
 
 def measured_capacity(model: Model) -> bool:

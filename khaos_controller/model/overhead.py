@@ -14,8 +14,9 @@ One row per profiled deployment (its failures share the steady window before the
   original Khaos model's features.
 
 Errors are held out by deployment (leave one out): MAPE and MAE of the capacity and of the latency,
-beside the baselines'. ``khaos fit`` does not use this yet; the planner's catch-up law will shrink the
-capacity by ``k d`` once the costly profile has validated it (docs/models.md)."""
+beside the baselines'. ``khaos fit`` stores the fit in the model (:func:`for_model`, ``Model.overhead``) where
+the profile's capacity column is its reference capacity: the recovery fit and every prediction then use the
+capacity at the interval, ``cap(ci)``, in the catch-up law (model/predict.py ``capacity_at``)."""
 
 from __future__ import annotations
 
@@ -131,3 +132,39 @@ def report(results: pd.DataFrame) -> list[str]:
             f"(baseline: MAPE {100 * b['mape']:.1f} %, MAE {b['mae']:.0f} {unit})"
         )
     return lines
+
+
+def for_model(results: pd.DataFrame) -> dict | None:
+    """The fields of a model's OverheadFit (model/store.py) from a profile's results; None where the profile
+    has no capacity probe or steady latency per deployment, fewer than 3 deployments, no checkpoint duration,
+    or a capacity column that is not the probed reference (its capacities already carry the overhead)."""
+    if "capacity" not in results or "capacity_probe" not in results:
+        return None
+    cap, ref = (pd.to_numeric(results[c], errors="coerce") for c in ("capacity", "capacity_probe"))
+    if not np.allclose(cap, ref, rtol=1e-6, equal_nan=True):
+        return None
+    try:
+        rows = deployments(results)
+    except KhaosError:
+        return None
+    if len(rows) < 3 or not rows["ckpt_s"].mean() > 0:
+        return None
+    m = fit(rows)
+    return {
+        "k": m.k,
+        "checkpoint_s": float(rows["ckpt_s"].mean()),
+        "capacity_ref": float(rows["cap_ref"].median()),
+        "l0_ms": max(0.0, m.l0_ms),
+        "a_ms": m.a_ms,
+        "deployments": len(rows),
+    }
+
+
+def shrink(rows: pd.DataFrame, ov: dict) -> pd.DataFrame:
+    """Fit rows (model/fit.py: columns ci, rate, ckpt_s, cap = the reference capacity) with ``cap`` and ``u``
+    at their interval: cap x (1 - k min(1, C/ci)), C the row's checkpoint duration (else the mean)."""
+    out = rows.copy()
+    ck = out["ckpt_s"].where(np.isfinite(out["ckpt_s"]) & (out["ckpt_s"] > 0), ov["checkpoint_s"])
+    out["cap"] = out["cap"] * (1 - ov["k"] * duty(out["ci"], ck))
+    out["u"] = out["rate"] / out["cap"]
+    return out

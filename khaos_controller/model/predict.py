@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import KhaosError
 from .greybox import correction, raw_predict
+from .overhead import duty
 from .store import REFERENCE_MODE, Model, Spec
 
 
@@ -26,7 +27,13 @@ def spec_predict(spec: Spec, ci, rate, mode, capacity=None) -> np.ndarray:
 
 
 def predict(
-    model: Model, rate: float, ci, mode: str = REFERENCE_MODE, which: str = "physics", capacity: float | None = None
+    model: Model,
+    rate: float,
+    ci,
+    mode: str = REFERENCE_MODE,
+    which: str = "physics",
+    capacity: float | None = None,
+    measured_at_ci: float | None = None,
 ) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Predicted (p99 latency in ms, recovery time in s) at ``rate`` events/s and a ``ci`` s interval.
 
@@ -34,7 +41,8 @@ def predict(
     a checkpoint (the profiled worst case); ``inf`` means the job is predicted never to catch up
     (rate at or above the capacity). ``capacity`` is the job's capacity on the cluster it runs on, events/s
     (estimated online like the profiler does, profile/capacity.py); default: the profiled clusters' median.
-    Arrays of ``ci`` give arrays back.
+    ``measured_at_ci``: the interval in force when ``capacity`` was measured (with a checkpoint overhead
+    model, see :func:`capacity_at`). Arrays of ``ci`` give arrays back.
     """
     if which not in ("physics", "baseline"):
         raise KhaosError(f"unknown model family {which!r} (physics or baseline)")
@@ -49,6 +57,8 @@ def predict(
         raise KhaosError(f"rate must be > 0 events/s, got {rate}")
     if capacity is not None and not (np.isfinite(capacity) and capacity > 0):
         raise KhaosError(f"capacity must be > 0 events/s, got {capacity}")
+    if which == "physics":
+        capacity = capacity_at(model, ci, capacity, measured_at_ci)
     lat = spec_predict(getattr(model.latency, which), ci, rate, mode, capacity)
     rec = spec_predict(getattr(model.recovery, which), ci, rate, mode, capacity)
     if scalar:
@@ -56,9 +66,26 @@ def predict(
     return lat, rec
 
 
+def capacity_at(model: Model, ci, capacity: float | None = None, measured_at_ci: float | None = None):
+    """The capacity the catch-up law uses at interval(s) ``ci``: with the model's checkpoint overhead
+    (``Model.overhead``) the reference capacity (``capacity``, turned into the reference when it was measured
+    at ``measured_at_ci``; default the profile's) times 1 - k min(1, C/ci), one per interval; without one
+    ``capacity`` as given (None: the spec's own)."""
+    ov = model.overhead
+    if ov is None:
+        return capacity
+    ref = ov.capacity_ref if capacity is None else float(capacity)
+    if capacity is not None and measured_at_ci is not None:
+        ref /= 1 - ov.k * float(duty(measured_at_ci, ov.checkpoint_s))
+    return ref * (1 - ov.k * duty(np.atleast_1d(np.asarray(ci, float)), ov.checkpoint_s))
+
+
 def reference_capacity(model: Model) -> float | None:
-    """The capacity a prediction assumes when given none: the profiled clusters' median measured capacity
-    (or the fitted one of a drain model); None when the model has no capacity."""
+    """The capacity a prediction assumes when given none: the profile's reference capacity with a checkpoint
+    overhead model, else the profiled clusters' median measured capacity (or the fitted one of a drain
+    model); None when the model has no capacity."""
+    if model.overhead is not None:
+        return float(model.overhead.capacity_ref)
     for pair in (model.recovery, model.latency):
         if pair.physics.constants.capacity is not None:
             return float(pair.physics.constants.capacity)

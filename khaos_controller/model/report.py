@@ -126,8 +126,23 @@ def format_report(model: Model) -> str:
     if c.state_model is not None:
         k = c.state_model
         lines.append(f"  state_gb = {k.intercept:.4g} + {k.rate:.4g}*rate + {k.ci:.4g}*ci")
+    if model.overhead is not None:
+        lines.append(overhead_line(model))
     lines.append(f"data {model.data_hash[:19]}..., created {model.created}")
     return "\n".join(lines)
+
+
+def overhead_line(model: Model) -> str:
+    """What checkpoints cost the capacity, as the catch-up law uses it (Model.overhead)."""
+    o = model.overhead
+    lo, hi = model.ranges.ci_s
+    at = ", ".join(
+        f"{o.capacity_ref * (1 - o.k * min(1.0, o.checkpoint_s / ci)):,.0f}/s at {ci:g} s" for ci in (lo, hi)
+    )
+    return (
+        f"checkpoint overhead: capacity = {o.capacity_ref:,.0f} x (1 - {o.k:.3f} x min(1, {o.checkpoint_s:.1f} s / CI)) "
+        f"({at}; {o.deployments} deployments): the catch-up law drains a replay at it"
+    )
 
 
 def plot(model: Model, path: str | Path) -> Path:

@@ -229,6 +229,19 @@ class CheckpointStats(_Strict):
     n: Int = Field(ge=1)
 
 
+class OverheadFit(_Strict):
+    """What checkpoints cost the job's capacity (model/overhead.py): at interval ci the job processes
+    ``capacity_ref x (1 - k x min(1, checkpoint_s / ci))`` events/s. The fit and every prediction of the
+    catch-up law use that capacity, not the reference one."""
+
+    k: Float = Field(ge=0, lt=1)  # capacity lost at a duty cycle of 1, as a fraction of the reference
+    checkpoint_s: Float = Field(gt=0)  # profiled mean checkpoint duration C, s
+    capacity_ref: Float = Field(gt=0)  # events/s at the longest interval: the profile's reference capacity
+    l0_ms: Float = Field(ge=0)  # mean per-second p99 = l0 + a x min(1, C/ci) / (1 - u_eff)
+    a_ms: Float = Field(ge=0)
+    deployments: Int = Field(ge=3)
+
+
 class Model(_Strict):
     """A fitted model: what `khaos fit` writes and the daemon, the planner and the evaluation read."""
 
@@ -242,6 +255,7 @@ class Model(_Strict):
     rows: Rows
     ranges: Ranges
     checkpoint_duration_s: CheckpointStats | None = None
+    overhead: OverheadFit | None = None  # a profile with capacity and steady latency per deployment
     recovery: Pair
     latency: Pair
     cv: CV

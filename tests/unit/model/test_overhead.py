@@ -54,3 +54,87 @@ def test_a_profile_without_a_capacity_probe_is_one_line():
         overhead.deployments(profile().drop(columns=["capacity_probe"]))
     with pytest.raises(KhaosError, match=">= 3 deployments, the profile has 2"):
         overhead.heldout(overhead.deployments(profile().head(4)))
+
+
+def costly(k=0.35, ckpt=6.0, ref=3500.0, noise=0.02, seed=5) -> pd.DataFrame:
+    """A profile whose capacity column is the probed reference while the job runs at cap(ci) = ref (1 - k d):
+    recovery by the catch-up law at u_eff = rate / cap(ci) (downtime 8 s, age = the interval)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ci in (2, 5, 15, 45, 120):
+        d = min(1.0, ckpt / ci)
+        for level in (0.3, 0.4, 0.5, 0.55):
+            rate = level * ref
+            cap = ref * (1 - k * d)
+            u = rate / cap
+            for mode in ("process", "host"):
+                down = 8.0 + 4.0 * (mode == "host")
+                rec = down + (down + ci) * u / (1 - u)
+                rows.append(
+                    {
+                        "trial": f"u-ci{ci}-u{level}-{mode}0",
+                        "ci_s": ci,
+                        "rate": rate,
+                        "mode": mode,
+                        "recovered": True,
+                        "recovery_s": rec * rng.normal(1, noise),
+                        "latency_p99_ms": 200.0 * rng.normal(1, noise),
+                        "since_checkpoint_s": ci - 1.0,
+                        "running_s": down,
+                        "restored_checkpoint_age_s": ci,
+                        "checkpoint_duration_ms": 1000 * ckpt * rng.normal(1, noise),
+                        "capacity_busy": cap * rng.normal(1, noise),
+                        "capacity_probe": ref,
+                        "capacity": ref,
+                        "utilization_target": level,
+                        "latency_mean_ms": 90 + 60 * d / (1 - u),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_the_fit_keeps_the_overhead_and_the_catch_up_law_uses_the_capacity_at_each_interval():
+    from khaos_controller.model import fit as model_fit
+    from khaos_controller.model.predict import capacity_at, predict
+
+    m = model_fit.fit(costly())
+    assert m.overhead is not None and m.overhead.k == pytest.approx(0.35, abs=0.03)
+    assert m.overhead.capacity_ref == 3500.0 and m.overhead.deployments == 20
+    # 55 % of the reference is 85 % of what the job has at 2 s (3500 x 0.65): the law sees the difference
+    short, long = (predict(m, 0.55 * 3500, ci, "process")[1] for ci in (2.0, 120.0))
+    u2 = 0.55 / 0.65
+    assert short == pytest.approx(8 + 10 * u2 / (1 - u2), rel=0.2)
+    assert short > 2 * predict(m, 0.3 * 3500, 2.0, "process")[1]
+    assert np.isfinite(long)
+    # above what 2 s leaves (3500 x 0.65 = 2275/s) a 2 s interval never catches up; 120 s does
+    assert predict(m, 2500.0, 2.0, "process")[1] == np.inf and np.isfinite(predict(m, 2500.0, 120.0, "process")[1])
+    # an online capacity measured at 2 s is the reference x 0.65: turned back, then shrunk per interval
+    at = capacity_at(m, [2.0, 120.0], capacity=0.65 * 3500, measured_at_ci=2.0)
+    assert at[0] == pytest.approx(0.65 * 3500, rel=0.05) and at[1] == pytest.approx(3500 * (1 - 0.35 * 0.05), rel=0.05)
+
+
+def test_a_profile_whose_capacity_column_is_not_the_reference_gets_no_overhead():
+    df = costly()
+    df["capacity"] = df["capacity_busy"]  # capacities measured at the interval already carry the overhead
+    assert overhead.for_model(df) is None
+    assert overhead.for_model(df.drop(columns=["capacity_probe"])) is None
+    assert overhead.for_model(costly().head(4)) is None  # 2 deployments
+
+
+def test_with_the_overhead_the_short_intervals_recovery_near_capacity_is_not_under_predicted():
+    from khaos_controller.control.planner import recommend
+    from khaos_controller.control.policy import Policy
+    from khaos_controller.model import fit as model_fit
+    from khaos_controller.model.predict import predict
+
+    aware = model_fit.fit(costly())
+    blind = model_fit.fit(costly().assign(capacity=lambda d: d["capacity"] * 1.01))  # not the reference: no overhead
+    assert blind.overhead is None
+    u = 0.62 / 0.65  # 62 % of the reference is 95 % of what a 2 s interval leaves
+    truth = 8 + 10 * u / (1 - u)
+    assert predict(aware, 0.62 * 3500, 2.0, "process")[1] == pytest.approx(truth, rel=0.25)
+    assert predict(blind, 0.62 * 3500, 2.0, "process")[1] < truth / 2
+    assert aware.cv.recovery.physics.mape < 0.5 * blind.cv.recovery.physics.mape
+    p = Policy(l_max_ms=1000, r_max_s=120, ci_min=2, ci_max=120, dead_band_s=0, cooldown_s=0)
+    low, high = (recommend(aware, level * 3500, 60.0, p).best_ci_s for level in (0.3, 0.6))
+    assert low >= 2 * high and high > 2 * 6.0  # never the intervals a 6 s checkpoint keeps busy
