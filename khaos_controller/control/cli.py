@@ -12,12 +12,16 @@ from .config import CISection, DaemonFile, Limits
 
 
 def _run(args) -> None:
-    from .config import check_inventory, exposed_metrics, load_config
+    from ..errors import KhaosError
+    from .config import check_inventory, exposed_metrics, load_config, metrics_clash
 
     # the config and every file it names (outside advisor mode, restart needs an inventory), before the
     # daemon (and its imports) start
     cfg = load_config(args.config, require_inventory=not args.advisor)
     hosts = check_inventory(cfg)
+    clash = metrics_clash(cfg)
+    if clash:
+        raise KhaosError(clash)
     warning = exposed_metrics(cfg)
     if warning:
         print(f"khaos: warning: {warning}", file=sys.stderr)

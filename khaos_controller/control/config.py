@@ -340,6 +340,36 @@ def check_inventory(cfg: Config) -> int:
     return len({h for g, v in data.items() if g != "_meta" and isinstance(v, dict) for h in v.get("hosts", [])})
 
 
+def metrics_clash(cfg: Config) -> str | None:
+    """The problem when another daemon config beside this one (a bastion keeps one per job in one
+    directory) serves /metrics on the same port and an overlapping address, else None. Files that are
+    not daemon configs of another job are ignored."""
+    m = cfg.file.metrics
+    if m is None or m.port == 0:
+        return None
+    anywhere = {"0.0.0.0", "::", "[::]"}
+    for other in sorted(cfg.path.parent.glob("*.y*ml")):
+        if other.resolve() == cfg.path.resolve():
+            continue
+        try:
+            raw = read_mapping(other, "config")[1]
+            f = DaemonFile.model_validate(raw)
+        except (KhaosError, ValueError):
+            continue
+        o = f.metrics
+        if (
+            o is not None
+            and f.job != cfg.job
+            and o.port == m.port
+            and (o.host == m.host or anywhere & {o.host, m.host})
+        ):
+            return (
+                f"{cfg.path}: metrics.port {m.port} is also the port of the daemon of job {f.job!r} ({other}): "
+                "give each job on this host its own metrics.port"
+            )
+    return None
+
+
 def exposed_metrics(cfg: Config) -> str | None:
     """A warning when /metrics binds to every interface or a public address, else None."""
     m = cfg.file.metrics

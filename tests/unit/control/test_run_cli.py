@@ -43,3 +43,20 @@ def test_check_prints_one_line_and_starts_nothing(tmp_path, model_file):
     [line] = proc.stdout.strip().splitlines()
     assert line.startswith(f"{path}: ok: job 'tj' on http://127.0.0.1:1, limits 1000 ms / 25 s, CI 2-20 s"), line
     assert not (tmp_path / "journal.jsonl").exists()  # nothing started, nothing journaled
+
+
+def test_a_second_job_on_the_same_metrics_port_is_one_line_naming_the_first(tmp_path, model_file):
+    first = write_config(tmp_path, model_file, metrics={"port": 9790})
+    first.rename(tmp_path / "tj.yml")
+    second = write_config(tmp_path, model_file, job="other", metrics={"host": "0.0.0.0", "port": 9790})
+    proc = subprocess.run(
+        [sys.executable, "-m", "khaos_controller.cli", "run", "--check", str(second)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"khaos: error: {second}: metrics.port 9790 is also the port of the daemon of job 'tj' ({tmp_path / 'tj.yml'}): "
+        "give each job on this host its own metrics.port"
+    )
+    # its own port: no clash; the same job's config under another name is not another daemon
+    ok = write_config(tmp_path, model_file, job="other", metrics={"port": 9791})
+    assert subprocess.run([sys.executable, "-m", "khaos_controller.cli", "run", "--check", str(ok)]).returncode == 0
