@@ -88,6 +88,18 @@ class Observation:
         return d
 
 
+def running_since(detail: dict, now: float) -> float | None:
+    """When the job last became RUNNING, on OUR clock (``now``: our time of the answer): Flink's
+    timestamps are the JobManager's clock, so only its difference to the answer's own ``now`` is used
+    (a JobManager clock minutes off must not make the job look up for minutes, or not yet up). None
+    when Flink gives no time."""
+    running_ms = detail.get("timestamps", {}).get("RUNNING") or detail.get("start-time") or 0
+    jm_now_ms = detail.get("now") or 0
+    if not (running_ms > 0 and jm_now_ms > 0):
+        return None
+    return now - max(0.0, jm_now_ms - running_ms) / 1000.0
+
+
 class FlinkCollector:
     """Samples the job named `job` every `sample_s` seconds in a thread; `snapshot()` summarises the window.
 
@@ -149,8 +161,7 @@ class FlinkCollector:
                 self._points.clear()
                 self._looks.clear()
                 self._restarts = -1  # unknown until the first sample
-                running_ms = detail.get("timestamps", {}).get("RUNNING") or detail.get("start-time") or 0
-                self._running_since = running_ms / 1000.0 if running_ms > 0 else None
+                self._running_since = running_since(detail, now)
         with self._lock:
             self._jobs_running, self._state, self._error = row["jobs_running"], row["state"], None
             self._all_running = bool(row["all_running"])

@@ -91,3 +91,16 @@ def test_a_step_without_a_fresh_capacity_keeps_the_last_estimate(monkeypatch):
     now[0] = 1000.0 + col.CAPACITY_HOLD_S + 1
     window(now[0])
     assert c.snapshot(15).capacity is None
+
+
+@pytest.mark.parametrize("skew_s", [-600.0, 0.0, 600.0])
+def test_uptime_is_measured_on_one_clock_whatever_the_jobmanagers_says(skew_s):
+    from khaos_controller.control.collector import running_since
+
+    now = 1_800_000_000.0
+    jm = (now + skew_s) * 1000  # the JobManager's clock, 10 min off
+    detail = {"now": jm, "timestamps": {"RUNNING": jm - 42_000}}
+    assert running_since(detail, now) == pytest.approx(now - 42.0)
+    assert running_since({"now": jm, "start-time": jm - 5_000}, now) == pytest.approx(now - 5.0)
+    assert running_since({"timestamps": {"RUNNING": jm}}, now) is None  # no "now": no time to compare with
+    assert running_since({"now": jm, "timestamps": {"RUNNING": jm + 3_000}}, now) == now  # never in the future
