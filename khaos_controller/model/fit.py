@@ -200,6 +200,10 @@ def _prepare(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     bad = ~base_ok
     count(rec_drop, bad, "ci_s/rate/mode missing or not positive")
     count(lat_drop, bad, "ci_s/rate/mode missing or not positive")
+    over = base_ok & _overloaded(df)  # no failure injected: the job never caught up (profile/measure.py)
+    count(rec_drop, over, "overloaded (the job did not keep up: no failure injected)")
+    count(lat_drop, over, "overloaded (the job did not keep up: no steady state)")
+    base_ok &= ~over
     not_rec = base_ok & ~d["recovered"]
     count(rec_drop, not_rec, "not recovered within the profile's timeout")
     bad_rec = base_ok & d["recovered"] & ~(np.isfinite(d["recovery_s"]) & (d["recovery_s"] > 0))
@@ -216,6 +220,13 @@ def _prepare(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     }
     used = rec_ok | lat_ok
     return d[rec_ok].reset_index(drop=True), d[lat_ok].reset_index(drop=True), {**rows, "_used": used, "_clean": d}
+
+
+def _overloaded(df: pd.DataFrame) -> np.ndarray:
+    """Rows of a unit whose job never caught up with its input (``recovery_rule`` overloaded)."""
+    if "recovery_rule" not in df:
+        return np.zeros(len(df), bool)
+    return df["recovery_rule"].astype(str).eq("overloaded").to_numpy()
 
 
 def data_hash(clean: pd.DataFrame, used: pd.Series) -> str:

@@ -71,9 +71,11 @@ def deployments(results: pd.DataFrame) -> pd.DataFrame:
         raise KhaosError(f"the overhead model needs column(s) {', '.join(missing)} (a profile with a capacity probe)")
     key = results["trial"].astype(str).str.rsplit("-", n=1).str[0] if "trial" in results else results.index
     d = results[list(COLUMNS)].rename(columns=COLUMNS).apply(pd.to_numeric, errors="coerce")
+    if "recovery_rule" in results:  # a job that never caught up has a capacity but no steady latency
+        d.loc[results["recovery_rule"].astype(str).eq("overloaded").to_numpy(), "lat"] = np.nan
     d = d.groupby(key.to_numpy()).first()
     d["ckpt_s"] = d.pop("ckpt_ms") / 1000.0
-    ok = np.isfinite(d).all(axis=1) & (d["ci"] > 0) & (d["cap"] > 0) & (d["cap_ref"] > 0)
+    ok = np.isfinite(d.drop(columns="lat")).all(axis=1) & (d["ci"] > 0) & (d["cap"] > 0) & (d["cap_ref"] > 0)
     return d[ok].reset_index(drop=True)
 
 
@@ -83,16 +85,22 @@ def fit(rows: pd.DataFrame) -> Overhead:
     lost = 1 - rows["cap"].to_numpy(float) / rows["cap_ref"].to_numpy(float)
     k = float(np.clip(np.dot(x, lost) / np.dot(x, x), 0.0, 0.99)) if np.dot(x, x) > 0 else 0.0
     partial = Overhead(k, 0.0, 0.0)
+    steady = rows[np.isfinite(rows["lat"])]  # overloaded deployments: capacity only
     f = _latency_feature(
-        rows["ci"], rows["ckpt_s"], rows["rate"], partial.capacity(rows["ci"], rows["ckpt_s"], rows["cap_ref"])
+        steady["ci"],
+        steady["ckpt_s"],
+        steady["rate"],
+        partial.capacity(steady["ci"], steady["ckpt_s"], steady["cap_ref"]),
     )
     X = np.column_stack([np.ones(len(f)), f])
-    (l0, a), *_ = np.linalg.lstsq(X, rows["lat"].to_numpy(float), rcond=None)
+    (l0, a), *_ = np.linalg.lstsq(X, steady["lat"].to_numpy(float), rcond=None)
     return Overhead(k, float(l0), float(max(a, 0.0)))
 
 
 def _errors(obs, pred) -> dict:
     obs, pred = np.asarray(obs, float), np.asarray(pred, float)
+    keep = np.isfinite(obs)  # no steady latency in an overloaded deployment
+    obs, pred = obs[keep], pred[keep]
     return {"mape": float(np.mean(np.abs(pred - obs) / np.abs(obs))), "mae": float(np.mean(np.abs(pred - obs)))}
 
 

@@ -1,5 +1,6 @@
 """Measuring one failure from outside the job: wait until it has recovered (judged by profile/recovery.py
-on the job sampler's series) and read how long the restarted tasks spent deploying and restoring state."""
+on the job sampler's series) and read how long the restarted tasks spent deploying and restoring state; the
+row of a failure left out because the job could not keep up with its input at all (:func:`overloaded_row`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 from ..errors import KhaosError
 from ..flink.client import FlinkClient
 from ..flink.sampler import JobSampler
-from .recovery import FailureMeasure, measure
+from .recovery import FailureMeasure, measure, steady_latency
 
 
 def await_recovery(get_series, t_fail: float, params, deadline: float, sleep, **kw) -> FailureMeasure:
@@ -46,3 +47,33 @@ def series(sampler: JobSampler) -> pd.DataFrame:
     """The sampler's rows that reached Flink (a failed REST call is a hole, not a down second)."""
     df = sampler.frame()
     return df[df["error"].isna()].reset_index(drop=True)
+
+
+def overloaded_row(unit, cluster: str, mode: str, rep: int, t: float, steady: pd.DataFrame, summary: dict, limit_ms):
+    """The row of a failure NOT injected: the job never caught up with its input at this interval and rate
+    (it processes less than arrives), so a failure would never recover; the profile saves the recovery
+    timeout and says so (``recovered`` false, ``recovery_rule`` overloaded). ``steady``: the series of the
+    window before ``t`` (its rate and latency columns are still measured), ``summary``: Flink's checkpoint
+    summary (duration and size)."""
+    lat = steady["latency_p99_ms"].dropna() if "latency_p99_ms" in steady else pd.Series(dtype=float)
+    mean, late = steady_latency(steady, limit_ms) if len(lat) else (None, None)
+    rate_in = steady["rate_in"].dropna() if "rate_in" in steady else pd.Series(dtype=float)
+    return {
+        "trial": f"{unit.ident}-{mode}{rep}",
+        "cluster": cluster,
+        "ci_s": unit.ci_s,
+        "rate": unit.rate,
+        "mode": mode,
+        "rep": rep,
+        "t_fail": t,
+        "recovery_s": None,
+        "recovered": False,
+        "pre_rate": float(rate_in.mean()) if len(rate_in) else None,
+        "latency_p99_ms": float(lat.quantile(0.99)) if len(lat) else None,
+        "latency_mean_ms": mean,
+        "late_share": late,
+        "checkpoint_duration_ms": (summary.get("end_to_end_duration") or {}).get("avg"),
+        "checkpoint_size_bytes": (summary.get("state_size") or summary.get("checkpointed_size") or {}).get("avg"),
+        "recovery_rule": "overloaded",
+        "recovery_signals": "",
+    }

@@ -47,7 +47,7 @@ from ..signals import on_stop
 from . import bootstrap, capacity, results, resume, waves, words
 from .cleanup import Cleanup
 from .experiment import Experiment
-from .measure import await_recovery, restart_phases, series
+from .measure import await_recovery, overloaded_row, restart_phases, series
 from .ownjobs import OwnJobs, check_clusters
 from .recovery import RecoveryParams, steady_window
 
@@ -428,11 +428,15 @@ class Profiler:
         try:
             # it starts behind its input (the replay, or a source that begins at --start): the warm-up
             # begins once it has caught up, so that the baseline is a steady state
-            waited = waves.wait_caught_up(self, sampler, unit)
-            self.journal.write("caught_up", cluster=cluster.name, unit=unit.ident, waited_s=round(waited, 1))
+            waited = waves.wait_caught_up(self, sampler, unit)  # None: it never does at this interval and rate
+            if waited is not None:
+                self.journal.write("caught_up", cluster=cluster.name, unit=unit.ident, waited_s=round(waited, 1))
             self._sleep(exp.warmup_s)
             first = None  # every failure of the deployment is judged against the steady state before the first
             for k, (mode, rep) in enumerate(unit.failures):
+                if waited is None:  # a failure would never recover: not injected, the steady columns measured
+                    rows.append(self._overloaded(cluster, unit, client, job_id, sampler, mode, rep))
+                    continue
                 self._wait_checkpoint_after_restart(client, job_id)
                 if feed is not None:
                     feed.check()  # the replay still runs: the backlog the job catches up on is real
@@ -558,16 +562,29 @@ class Profiler:
         self._progress(row)
         return row
 
+    def _overloaded(self, cluster, unit, client, job_id, sampler, mode, rep) -> dict:
+        t, df = time.time(), series(sampler)
+        summary = client.checkpoints(job_id).get("summary", {})
+        steady = df[df["t"] >= t - self.params.baseline_s]
+        row = overloaded_row(unit, cluster.name, mode, rep, t, steady, summary, self.exp.latency_limit_ms)
+        self.journal.write("measure", cluster=cluster.name, unit=unit.ident, row=row)
+        self._progress(row)
+        return row
+
     # ---- output --------------------------------------------------------------------------
     def _progress(self, row: dict) -> None:
         with self._lock:
             self._done += 1
             done = self._done
         rec = f"{row['recovery_s']:.1f}s" if row["recovered"] else "not recovered"
+        how = (
+            "not injected: the job does not keep up with this rate at this interval"
+            if row["recovery_rule"] == "overloaded"
+            else f"recovery {rec} (detect {row['detect_s']:.1f}s, running {row['running_s']:.1f}s)"
+        )
         self._say(
             f"{done}/{self.exp.failures} {row['cluster']} CI {row['ci_s']:g}s rate {row['rate']:g}/s "
-            f"{row['mode']:<7}: recovery {rec} (detect {row['detect_s']:.1f}s, running {row['running_s']:.1f}s)"
-            f" | {(time.monotonic() - self._started) / 60:.1f} min"
+            f"{row['mode']:<7}: {how} | {(time.monotonic() - self._started) / 60:.1f} min"
         )
         if self.bar is not None:
             self.bar.advance()

@@ -98,14 +98,15 @@ def no_lag_gauge(rows: list[dict]) -> bool:
     return len(running) >= NO_LAG_SAMPLES and all(v is None or v != v for v in lags)
 
 
-def wait_caught_up(prof, sampler, unit) -> float:
+def wait_caught_up(prof, sampler, unit) -> float | None:
     """Block until the new job has caught up with its input (the replay, or a source that starts at
     --start: it is behind by its deploy time), so that the warm-up that follows learns a steady state; at
-    once for a job without a lag gauge; seconds waited (a timeout only writes a note)."""
+    once for a job without a lag gauge. Seconds waited; None (and a ``not_caught_up`` note) when it did
+    not within CAUGHT_UP_TIMEOUT_S: the job processes less than arrives at this interval and rate."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < CAUGHT_UP_TIMEOUT_S:
         if caught_up(sampler.rows, unit.rate) or no_lag_gauge(sampler.rows):
             return time.monotonic() - t0
         prof._sleep(1)
     prof.journal.write("not_caught_up", unit=unit.ident, waited_s=CAUGHT_UP_TIMEOUT_S)
-    return time.monotonic() - t0
+    return None

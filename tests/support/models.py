@@ -1,6 +1,9 @@
-"""Models for tests: the lab profile's fit with a recovery that grows with the rate."""
+"""Models and profiles for tests: the lab profile's fit with a recovery that grows with the rate; a synthetic costly profile."""
 
 from __future__ import annotations
+
+import numpy as np
+import pandas as pd
 
 from khaos_controller.model import fit
 from khaos_controller.model.store import Model
@@ -76,3 +79,40 @@ def drain_model(capacity: float = 5000.0, lat=(100.0, 1000.0), queue_ms: float =
         }
     )
     return m
+
+
+def costly_profile(k=0.35, ckpt=6.0, ref=3500.0, noise=0.02, seed=5) -> pd.DataFrame:
+    """A profile whose capacity column is the probed reference while the job runs at cap(ci) = ref (1 - k d):
+    recovery by the catch-up law at u_eff = rate / cap(ci) (downtime 8 s, age = the interval)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ci in (2, 5, 15, 45, 120):
+        d = min(1.0, ckpt / ci)
+        for level in (0.3, 0.4, 0.5, 0.55):
+            rate = level * ref
+            cap = ref * (1 - k * d)
+            u = rate / cap
+            for mode in ("process", "host"):
+                down = 8.0 + 4.0 * (mode == "host")
+                rec = down + (down + ci) * u / (1 - u)
+                rows.append(
+                    {
+                        "trial": f"u-ci{ci}-u{level}-{mode}0",
+                        "ci_s": ci,
+                        "rate": rate,
+                        "mode": mode,
+                        "recovered": True,
+                        "recovery_s": rec * rng.normal(1, noise),
+                        "latency_p99_ms": 200.0 * rng.normal(1, noise),
+                        "since_checkpoint_s": ci - 1.0,
+                        "running_s": down,
+                        "restored_checkpoint_age_s": ci,
+                        "checkpoint_duration_ms": 1000 * ckpt * rng.normal(1, noise),
+                        "capacity_busy": cap * rng.normal(1, noise),
+                        "capacity_probe": ref,
+                        "capacity": ref,
+                        "utilization_target": level,
+                        "latency_mean_ms": 90 + 60 * d / (1 - u),
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from support.models import costly_profile as costly
 
 from khaos_controller.errors import KhaosError
 from khaos_controller.model import overhead
@@ -54,43 +55,6 @@ def test_a_profile_without_a_capacity_probe_is_one_line():
         overhead.deployments(profile().drop(columns=["capacity_probe"]))
     with pytest.raises(KhaosError, match=">= 3 deployments, the profile has 2"):
         overhead.heldout(overhead.deployments(profile().head(4)))
-
-
-def costly(k=0.35, ckpt=6.0, ref=3500.0, noise=0.02, seed=5) -> pd.DataFrame:
-    """A profile whose capacity column is the probed reference while the job runs at cap(ci) = ref (1 - k d):
-    recovery by the catch-up law at u_eff = rate / cap(ci) (downtime 8 s, age = the interval)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for ci in (2, 5, 15, 45, 120):
-        d = min(1.0, ckpt / ci)
-        for level in (0.3, 0.4, 0.5, 0.55):
-            rate = level * ref
-            cap = ref * (1 - k * d)
-            u = rate / cap
-            for mode in ("process", "host"):
-                down = 8.0 + 4.0 * (mode == "host")
-                rec = down + (down + ci) * u / (1 - u)
-                rows.append(
-                    {
-                        "trial": f"u-ci{ci}-u{level}-{mode}0",
-                        "ci_s": ci,
-                        "rate": rate,
-                        "mode": mode,
-                        "recovered": True,
-                        "recovery_s": rec * rng.normal(1, noise),
-                        "latency_p99_ms": 200.0 * rng.normal(1, noise),
-                        "since_checkpoint_s": ci - 1.0,
-                        "running_s": down,
-                        "restored_checkpoint_age_s": ci,
-                        "checkpoint_duration_ms": 1000 * ckpt * rng.normal(1, noise),
-                        "capacity_busy": cap * rng.normal(1, noise),
-                        "capacity_probe": ref,
-                        "capacity": ref,
-                        "utilization_target": level,
-                        "latency_mean_ms": 90 + 60 * d / (1 - u),
-                    }
-                )
-    return pd.DataFrame(rows)
 
 
 def test_the_fit_keeps_the_overhead_and_the_catch_up_law_uses_the_capacity_at_each_interval():
