@@ -250,6 +250,7 @@ _HEAVY = {
     "recommend": ("control.cli", "recommend a checkpoint interval for a rate under latency and recovery limits"),
     "run": ("control.cli", "run the runtime controller: keep a job's checkpoint interval inside its limits"),
     "replay": ("kafka.cli", "produce a recorded or synthetic workload into one Kafka topic per copy, never early"),
+    "tradeoff": ("profile.tradeoff", "tables of a profile: capacity, latency and recovery per interval"),
 }
 
 

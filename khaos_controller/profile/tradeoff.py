@@ -1,0 +1,106 @@
+"""What a profile says about the interval: per (interval, utilization level) the capacity checkpoints
+leave, the steady latency, and the recovery of each failure mode; per interval what a checkpoint takes
+(`khaos tradeoff RESULTS`, markdown on stdout). The numbers an operator weighs before trusting a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import KhaosError
+
+NEEDS = ("ci_s", "rate", "mode", "recovered", "recovery_s")
+
+
+def _num(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce") if col in df else pd.Series(np.nan, index=df.index)
+
+
+def units(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per deployment (interval x rate): level, capacity left (% of the reference), steady latency
+    (mean per-second p99, share of late seconds), mean recovery per failure mode, and a status (ok, not
+    recovered, overloaded: no failure injected)."""
+    missing = [c for c in NEEDS if c not in df]
+    if missing:
+        raise KhaosError(f"results lack column(s) {', '.join(missing)} (is it a khaos profile results.csv?)")
+    d = df.assign(
+        ci_s=_num(df, "ci_s"),
+        rate=_num(df, "rate"),
+        level=_num(df, "utilization_target"),
+        cap_pct=100 * _num(df, "capacity_busy") / _num(df, "capacity_probe"),
+        latency_mean_ms=_num(df, "latency_mean_ms"),
+        late_pct=100 * _num(df, "late_share"),
+        recovery_s=_num(df, "recovery_s").where(df["recovered"].astype(str).str.lower().isin(["true", "1"])),
+        overloaded=df["recovery_rule"].astype(str).eq("overloaded") if "recovery_rule" in df else False,
+    )
+    out = []
+    for (ci, rate), g in d.groupby(["ci_s", "rate"], sort=True):
+        rec = {m: g.loc[g["mode"] == m, "recovery_s"].mean() for m in sorted(set(g["mode"]))}
+        status = "overloaded" if g["overloaded"].any() else "ok" if g["recovery_s"].notna().all() else "not recovered"
+        steady = g[~g["overloaded"]]
+        out.append(
+            {
+                "ci_s": ci,
+                "level_pct": 100 * g["level"].iloc[0],
+                "rate": rate,
+                "capacity_pct": g["cap_pct"].median(),
+                "latency_mean_ms": steady["latency_mean_ms"].median(),
+                "late_pct": steady["late_pct"].median(),
+                **{f"recovery_{m}_s": v for m, v in rec.items()},
+                "status": status,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def checkpoints(df: pd.DataFrame) -> pd.DataFrame:
+    """Per interval: median checkpoint duration (s) and size (MB), and what it writes per hour (MB: size x
+    3600 / max(interval, duration); full snapshots, an upper bound for incremental ones)."""
+    d = pd.DataFrame(
+        {
+            "ci_s": _num(df, "ci_s"),
+            "dur": _num(df, "checkpoint_duration_ms") / 1000,
+            "mb": _num(df, "checkpoint_size_bytes") / 1e6,
+        }
+    )
+    g = d.groupby("ci_s").median()
+    g["mb_per_h"] = g["mb"] * 3600 / np.maximum(g.index.to_numpy(float), g["dur"])
+    return g.reset_index().rename(columns={"dur": "duration_s", "mb": "size_mb"})
+
+
+def _cell(v, fmt: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt)
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """Both tables as markdown."""
+    u, c = units(df), checkpoints(df)
+    modes = [col for col in u.columns if col.startswith("recovery_")]
+    head = ["CI s", "level %", "rate/s", "capacity % of ref", "mean p99 ms", "late s %"]
+    head += [f"recovery {m.split('_')[1]} s" for m in modes] + ["status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in u.itertuples(index=False):
+        r = r._asdict()
+        cells = [_cell(r["ci_s"], "g"), _cell(r["level_pct"], ".0f"), _cell(r["rate"], ".0f")]
+        cells += [_cell(r["capacity_pct"], ".0f"), _cell(r["latency_mean_ms"], ".0f"), _cell(r["late_pct"], ".0f")]
+        cells += [_cell(r[m], ".1f") for m in modes] + [r["status"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| CI s | checkpoint s | size MB | MB written per hour |", "|---|---|---|---|"]
+    for r in c.itertuples(index=False):
+        lines.append(
+            f"| {r.ci_s:g} | {_cell(r.duration_s, '.1f')} | {_cell(r.size_mb, '.0f')} | {_cell(r.mb_per_h, ',.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def add_cli(subparsers) -> None:
+    """Register ``khaos tradeoff``."""
+    p = subparsers.add_parser("tradeoff", help="tables of a profile: capacity, latency and recovery per interval")
+    p.add_argument("results", help="a profile's results.csv (or .parquet)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> None:
+    from ..model.fit import load_results
+
+    print(markdown(load_results(args.results)))
