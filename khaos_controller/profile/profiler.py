@@ -213,6 +213,8 @@ class Profiler:
                 return self._write_results()
         finally:
             self._teardown()
+            if self.cancel.is_set() and self.rows:
+                self._write_results()  # the finished units' rows; a rerun resumes the rest
             self.journal.write(
                 "end",
                 rows=len(self.rows),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from support import SMALL_EXPERIMENT
 
@@ -136,3 +137,21 @@ def test_the_dry_run_marks_the_units_only_leaves_out(exp, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "unit u01-ci12-r1000: process #1, host #1 (not chosen)" in text
     assert "unit u03-ci4-r1000: process #1, host #1\n" in text
+
+
+def test_a_cancelled_profile_writes_the_rows_of_its_finished_units(exp, tmp_path, monkeypatch):
+    from khaos_controller.profile.profiler import Cancelled, Profiler
+
+    out = tmp_path / "out"
+    first = [row("u01-ci12-r1000", "process", 9.5), row("u01-ci12-r1000", "host", 21.0)]
+    journal_of(out, resume.fingerprint(exp.path), {"u01-ci12-r1000": first})
+    prof = Profiler(exp, out=out, progress=False)
+
+    def cancelled_while_labs_come_up():
+        prof.cancel.set()
+        raise Cancelled("cancelled")
+
+    monkeypatch.setattr(prof, "_setup_clusters", cancelled_while_labs_come_up)
+    with pytest.raises(Cancelled):
+        prof.run()
+    assert sorted(pd.read_csv(out / "results.csv")["recovery_s"]) == [9.5, 21.0]
