@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -35,6 +35,9 @@ MAX_RATE = 10_000_000  # events/s into one job
 MAX_RECOVERY_S = 1_000_000  # a recovery (or its limit), s
 MAX_LATENCY_MS = DAY * 1000  # a latency (or its limit), ms
 MAX_DURATION_S = 10_000_000  # ~116 days: a workload's length (a trace, a replay, a recording), s
+# A job's parallelism: Flink's default key-group count (max parallelism) is 128 up to parallelism 128 and
+# grows past it; 256 is beyond every cluster Khaos profiles or evaluates on (one slot per core).
+MAX_PARALLELISM = 256
 FailureMode = Literal["process", "host"]  # what a profile kills: a TaskManager JVM, or its whole host
 FAILURE_MODES = typing.get_args(FailureMode)
 
@@ -59,6 +62,19 @@ class Section(BaseModel):
                 )
             }
         return data
+
+
+class JobBase(Section):
+    """The part of a job section the profile's and the evaluation's share: the arguments and the parallelism.
+    Each adds its jar (and what else it needs)."""
+
+    args: list[str] | None = Field(
+        None,
+        description="program arguments; {output}, {start_ms}, {trace}, {rate} (profiles only) and with kafka "
+        "{bootstrap}, {topic}, {group}, {output_topic} are filled in per run; without {output} there is no "
+        "sink audit (default: the sample job's)",
+    )
+    parallelism: int = Field(2, ge=1, le=MAX_PARALLELISM, description="job parallelism")
 
 
 def _nullable(f: FieldInfo) -> bool:

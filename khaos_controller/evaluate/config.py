@@ -19,10 +19,20 @@ from ..control.config import CISection, Limits, LoopSection
 from ..errors import KhaosError
 from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resolve
 from ..model import store
-from ..schema import MAX_DURATION_S, MAX_RATE, FailureMode, Section, dir_problem, field_error, read_mapping, validate
+from ..profile.experiment import TRACE_ARGS
+from ..schema import (
+    MAX_DURATION_S,
+    MAX_RATE,
+    FailureMode,
+    JobBase,
+    Section,
+    dir_problem,
+    field_error,
+    read_mapping,
+    validate,
+)
 
 KHAOS = "khaos"  # the name of the Khaos-managed copy (khaos-pace, khaos-restart when there are two)
-DEFAULT_ARGS = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
 LOOP_DEFAULTS = {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5}
 Interval = Annotated[float, Field(ge=1, le=3600)]
 Realize = Literal["pace", "restart"]
@@ -33,17 +43,10 @@ def is_khaos(copy: str) -> bool:
     return copy == KHAOS or copy.startswith(f"{KHAOS}-")
 
 
-class JobSection(Section):
-    """Section job: the job every copy runs."""
+class JobSection(JobBase):
+    """Section job: the job every copy runs (its args and parallelism: schema.JobBase)."""
 
     jar: str = Field("build/jobs/iot-vehicles.jar", min_length=1, description="the job's jar")
-    args: list[str] | None = Field(
-        None,
-        description="program arguments; {trace}, {output}, {start_ms} and with kafka {bootstrap}, {topic}, "
-        "{group}, {output_topic} are filled in per copy (default: the sample job, replaying the trace or "
-        "reading its topic); without {output} there is no sink audit",
-    )
-    parallelism: int = Field(2, ge=1, le=64, description="parallelism of each copy")
 
 
 class WorkloadSection(Section):
@@ -254,7 +257,7 @@ def load(path: str | Path) -> Evaluation:
     statics = [float(c) for c in f.statics]
     jar = _file(path, "job.jar", f.job.jar)
     spec = resolve(f.kafka, path, path.parent) if f.kafka is not None else None
-    args = list(f.job.args if f.job.args is not None else (SAMPLE_ARGS if spec is not None else DEFAULT_ARGS))
+    args = list(f.job.args if f.job.args is not None else (SAMPLE_ARGS if spec is not None else TRACE_ARGS))
     if spec is None and "{trace}" not in args:
         raise field_error(path, "job.args", "must pass {trace} to the job (or read Kafka: a kafka section)")
     check_args(path, args, spec)

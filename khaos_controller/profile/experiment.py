@@ -21,6 +21,7 @@ from ..schema import (
     MAX_LATENCY_MS,
     MAX_RATE,
     FailureMode,
+    JobBase,
     Section,
     dir_problem,
     field_error,
@@ -37,18 +38,12 @@ DEFAULT_ARGS = ["--rate", "{rate}", "--output", "{output}", "--start", "{start_m
 TRACE_ARGS = ["--trace", "{trace}", "--output", "{output}", "--start", "{start_ms}"]
 
 
-class JobSection(Section):
-    """Section job: the job to profile."""
+class JobSection(JobBase):
+    """Section job: the job to profile (its args and parallelism: schema.JobBase)."""
 
     jar: str = Field(min_length=1, description="the job's jar file (the sample job: build/jobs/iot-vehicles.jar)")
     name: str = Field("iot-vehicles", min_length=1, description="job name (pipeline.name)")
     entry_class: str = Field("", description="main class (empty: from the jar manifest)")
-    args: list[str] | None = Field(
-        None,
-        description="program arguments; {rate}, {output}, {start_ms}, {trace} and with kafka {bootstrap}, "
-        "{topic}, {group}, {output_topic} are filled in per run; without {output} there is no file audit",
-    )
-    parallelism: int = Field(2, ge=1, le=256, description="job parallelism")
     config: dict[str, str | int | float | bool] = Field(
         {},
         description="per-job Flink settings (flinkConfiguration), e.g. state.backend.type: rocksdb, "
