@@ -82,6 +82,22 @@ def _nullable(f: FieldInfo) -> bool:
     return typing.get_origin(t) in (typing.Union, types.UnionType) and type(None) in typing.get_args(t)
 
 
+def resolve_path(base: Path, value: str | Path) -> Path:
+    """Where a path named in a config file is, in one order for every config: an absolute one (``~``
+    expanded) as it is; else the first that exists of: beside the config file (``base``, its directory),
+    the current directory, the repository (the examples name repository paths such as
+    build/jobs/iot-vehicles.jar); else (a file still to be written) beside the config file."""
+    from . import REPO_ROOT
+
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return Path(os.path.normpath(p))
+    for root in (Path(base), Path.cwd(), REPO_ROOT):
+        if (root / p).exists():
+            return Path(os.path.normpath(root / p))
+    return Path(os.path.normpath(Path(base) / p))
+
+
 def field_error(path: Path | str, where: str, what: str) -> KhaosError:
     """`FILE: field: what is wrong`."""
     return KhaosError(f"{path}: {where}: {what}")

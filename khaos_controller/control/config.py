@@ -31,6 +31,7 @@ from ..schema import (
     field_error,
     file_problem,
     read_mapping,
+    resolve_path,
     url_problem,
     validate,
 )
@@ -206,7 +207,7 @@ class DaemonFile(Section):
     inventory: str | None = Field(
         None,
         min_length=1,
-        description="the Ansible inventory reconfigure.yml runs on (required with realize.mode restart, unless --advisor); relative paths are relative to the config file",
+        description="the Ansible inventory reconfigure.yml runs on (required with realize.mode restart, unless --advisor); a relative path is looked for beside the config file first",
     )
     model: str = Field(
         min_length=1, description="the model file written by khaos fit (checked at start, reloaded when it changes)"
@@ -299,11 +300,6 @@ class Config:
     def record(self) -> Path:
         """The deployment record written by deploy_job.yml and read/updated by reconfigure.yml."""
         return self.state_dir / f"{self.job}.json"
-
-
-def _resolve(base: Path, p: str) -> Path:
-    q = Path(p).expanduser()
-    return q if q.is_absolute() else Path(os.path.normpath(base / q))
 
 
 def inventory_problem(inventory: Path) -> str | None:
@@ -406,13 +402,13 @@ def load_config(path: str | Path, require_inventory: bool = False) -> Config:
     path, raw = read_mapping(path, "config")
     f: DaemonFile = validate(DaemonFile, raw, path)
     base = path.resolve().parent
-    inventory = _resolve(base, f.inventory) if f.inventory else None
+    inventory = resolve_path(base, f.inventory) if f.inventory else None
     if require_inventory and f.realize.mode == "restart" and inventory is None:
         raise field_error(path, "inventory", "missing: realize.mode restart runs reconfigure.yml on it")
     why = inventory_problem(inventory) if inventory is not None else None
     if why:
         raise field_error(path, "inventory", why)
-    model_path = _resolve(base, f.model)
+    model_path = resolve_path(base, f.model)
     try:
         model = store.load(model_path)
     except KhaosError as e:
@@ -422,11 +418,11 @@ def load_config(path: str | Path, require_inventory: bool = False) -> Config:
     if missing:
         raise field_error(path, "mode", missing)
     state_dir = (
-        _resolve(base, f.state_dir)
+        resolve_path(base, f.state_dir)
         if f.state_dir
         else Path((inventory and inventory_state_dir(inventory)) or DEFAULT_STATE_DIR)
     )
-    journal = _resolve(base, f.journal) if f.journal else state_dir / f"{f.job}.journal.jsonl"
+    journal = resolve_path(base, f.journal) if f.journal else state_dir / f"{f.job}.journal.jsonl"
     why = dir_problem(state_dir)
     if why:
         raise field_error(path, "state_dir" if f.state_dir else "state_dir (default)", why)

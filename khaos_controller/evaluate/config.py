@@ -29,6 +29,7 @@ from ..schema import (
     dir_problem,
     field_error,
     read_mapping,
+    resolve_path,
     validate,
 )
 
@@ -237,13 +238,12 @@ class Evaluation:
 
 
 def _file(path: Path, where: str, value: str) -> Path:
-    p = Path(value)
-    for cand in (p, REPO_ROOT / p, path.parent / p):
-        if cand.exists():
-            if not cand.is_file() and where != "cluster.inventory":
-                raise field_error(path, where, f"{value} is not a file")
-            return cand.resolve()
-    raise field_error(path, where, f"{value} does not exist")
+    cand = resolve_path(path.parent, value)
+    if not cand.exists():
+        raise field_error(path, where, f"{value} does not exist")
+    if not cand.is_file() and where != "cluster.inventory":
+        raise field_error(path, where, f"{value} is not a file")
+    return cand.resolve()
 
 
 def load(path: str | Path) -> Evaluation:

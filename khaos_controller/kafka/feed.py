@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import KhaosError
-from ..schema import Section, field_error
+from ..schema import Section, field_error, resolve_path
 from . import admin, replay
 
 PLACEHOLDERS = ("{bootstrap}", "{topic}", "{group}", "{output_topic}")
@@ -117,8 +117,7 @@ def resolve(section: KafkaSection, path: Path, base: Path, where: str = "kafka")
     if section.recording is not None:
         from . import recording
 
-        p = Path(section.recording)
-        p = p if p.is_absolute() or p.exists() else base / p
+        p = resolve_path(base, section.recording)
         try:
             recording.load(p)
         except KhaosError as e:

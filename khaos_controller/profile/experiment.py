@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .. import REPO_ROOT
 from ..errors import KhaosError
 from ..kafka.feed import SAMPLE_ARGS, KafkaSection, KafkaSpec, check_args, resolve
 from ..schema import (
@@ -26,6 +25,7 @@ from ..schema import (
     dir_problem,
     field_error,
     read_mapping,
+    resolve_path,
     validate,
 )
 from .bootstrap import StateSize, state_size
@@ -294,17 +294,12 @@ def _bootstrap(path: Path, job: JobSection, args: list[str]) -> StateSize | None
         raise field_error(path, "job.bootstrap_state", str(e).removeprefix("job.bootstrap_state ")) from None
 
 
-def _path(base: Path, value: str) -> Path:
-    p = Path(value)
-    return p if p.is_absolute() else (REPO_ROOT / p if (REPO_ROOT / p).exists() else base / p)
-
-
 def load(path: str | Path) -> Experiment:
     """Read and check an experiment file; every problem is one line `FILE: field: problem`."""
     path, raw = read_mapping(path, "experiment")
     f: ExperimentFile = validate(ExperimentFile, raw, path)
     base = path.parent
-    jar = _path(base, f.job.jar)
+    jar = resolve_path(base, f.job.jar)
     if not jar.is_file():
         raise field_error(path, "job.jar", f"{jar} does not exist (build the sample job with `make job`)")
     spec = resolve(f.kafka, path, base) if f.kafka is not None else None
@@ -338,7 +333,7 @@ def load(path: str | Path) -> Experiment:
     elif wl_f.trace:
         from . import workload as wl
 
-        trace = _path(base, wl_f.trace)
+        trace = resolve_path(base, wl_f.trace)
         fp = wl_f.failure_points
         try:
             pts = wl.failure_points(
