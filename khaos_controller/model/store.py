@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from ..errors import KhaosError
 from ..jsonio import write_json
+from ..schema import validate
 
 SCHEMA = "khaos-model"
 # 2: measured capacity and utilization (ranges.utilization, constants.state_model, residual, cv.extrapolation).
@@ -280,14 +281,6 @@ class Model(_Strict):
         return None if mode in seen else f"{mode!r} was not profiled; the model knows {', '.join(seen)}"
 
 
-def _one_line(e: ValidationError) -> str:
-    err = e.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "top level"
-    msg = err["msg"].removeprefix("Value error, ")
-    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return f"{where}: {msg}{more}"
-
-
 def parse(data, where: str = "model") -> Model:
     """A Model from its JSON form; KhaosError (one line) if it is not a usable khaos model."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
@@ -298,10 +291,7 @@ def parse(data, where: str = "model") -> Model:
             f"{where} has schema version {v}, this khaos reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}: refit it with khaos fit"
         )
-    try:
-        return Model.model_validate(data)
-    except ValidationError as e:
-        raise KhaosError(f"{where}: {_one_line(e)}") from None
+    return validate(Model, data, where)
 
 
 def _unique(pairs: list) -> dict:

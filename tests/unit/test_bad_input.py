@@ -413,9 +413,9 @@ BAD = [
     model("model-json-list", "[1, 2, 3]", "not a khaos model"),
     model("model-wrong-schema", M(schema="other"), "not a khaos model"),
     model("model-schema-version-3", M(schema_version=3), "schema version 3"),
-    model("model-coef-nan", M(**k("recovery.physics.coef.0", NAN)), "recovery.physics.coef.0", "finite"),
-    model("model-coef-null", M(**k("recovery.physics.coef.0", None)), "recovery.physics.coef.0"),
-    model("model-coef-string", M(**k("latency.physics.coef.0", "12")), "latency.physics.coef.0"),
+    model("model-coef-nan", M(**k("recovery.physics.coef.0", NAN)), "recovery.physics.coef[0]", "finite"),
+    model("model-coef-null", M(**k("recovery.physics.coef.0", None)), "recovery.physics.coef[0]"),
+    model("model-coef-string", M(**k("latency.physics.coef.0", "12")), "latency.physics.coef[0]: '12' is not a number"),
     model(
         "model-intercept-huge",
         Edit("model", k("latency.physics.intercept", 12345.678), sub=("12345.678", "1e999")),
