@@ -100,6 +100,15 @@ def measured(train: pd.DataFrame) -> dict:
     }
 
 
+def catchup_s(behind_s, rate, capacity):
+    """The catch-up law, the one definition Khaos uses: seconds to drain ``behind_s`` seconds of input
+    arriving at ``rate`` with ``capacity`` (events/s), ``behind_s x rate / (capacity - rate)`` =
+    ``behind_s x u / (1 - u)``; inf at or above capacity. Scalars or arrays."""
+    behind_s, rate, capacity = (np.asarray(x, dtype=float) for x in (behind_s, rate, capacity))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(rate < capacity, behind_s * rate / np.where(rate < capacity, capacity - rate, 1.0), np.inf)
+
+
 def _or(observed: dict | None, key: str, estimate: np.ndarray) -> np.ndarray:
     """The observed values of ``key`` where finite, else the estimate."""
     if observed is None:
@@ -141,7 +150,7 @@ def columns(
         elif f == "L0*rate":
             cols.append(l0 * rate)
         elif f == "L0*rate/(cap-rate)":
-            cols.append(np.where(u < 1, l0 * u * spare, np.inf))
+            cols.append(catchup_s(l0, rate, cap))
         elif f == "ckpt/ci":
             cols.append(ckpt / ci)
         elif f == "ckpt/ci/(1-u)":

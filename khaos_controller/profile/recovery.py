@@ -174,10 +174,11 @@ def expected_peak_lag_s(ci_s: float, t_since_checkpoint_s: float | None, downtim
 
 
 def expected_catchup_s(peak_lag_s: float, rate: float, capacity: float) -> float:
-    """Seconds to drain ``peak_lag_s * rate`` records at ``capacity - rate`` records/s (inf if none spare)."""
-    if capacity <= rate:
-        return math.inf
-    return float(peak_lag_s * rate / (capacity - rate))
+    """Seconds to drain ``peak_lag_s * rate`` records at ``capacity - rate`` records/s (inf if none spare):
+    the catch-up law of model/features.py."""
+    from ..model.features import catchup_s
+
+    return float(catchup_s(peak_lag_s, rate, capacity))
 
 
 def _flag(v) -> float:
