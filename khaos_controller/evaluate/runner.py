@@ -143,7 +143,7 @@ class Runner:
         if ev.kafka is not None:
             from ..infra import kafka as infra_kafka
 
-            self.bootstrap = ev.kafka.bootstrap or infra_kafka.bootstrap_of(self.inventory)
+            self.bootstrap = ev.kafka.bootstrap or infra_kafka.inventory_bootstrap(self.inventory)
             if ev.kafka.bootstrap is None and (ansible.inventory_list(self.inventory).get("kafka") or {}).get("hosts"):
                 self.say(f"playbooks/kafka.yml ({self.bootstrap})")
                 self.playbook("kafka", "eval-kafka", {})

@@ -247,7 +247,7 @@ def delete_topic(client, name: str, check_mode: bool = False, timeout: float = 3
     return {"changed": True, "actions": ["delete"]}
 
 
-def bootstrap_of(inventory: str | Path) -> str:
+def inventory_bootstrap(inventory: str | Path) -> str:
     """A cluster's bootstrap address from its inventory: ``kafka_bootstrap`` (the lab inventory sets it), else
     ``<address>:<kafka_port>`` of every host of group kafka, the address being the one the broker advertises and
     listens on (``kafka_advertised_address``, else ``ansible_host``), as roles/khaos_defaults derives it.

@@ -257,7 +257,7 @@ class Profiler:
             check_clusters(self.own, self.clusters, deployed=False)  # before flink_cluster.yml touches them
             if exp.kafka is not None and exp.kafka.bootstrap is None:
                 inv = self._kafka_inventory()
-                self.bootstrap = infra_kafka.bootstrap_of(inv)
+                self.bootstrap = infra_kafka.inventory_bootstrap(inv)
                 if (ansible.inventory_list(inv).get(infra_kafka.KAFKA_GROUP) or {}).get("hosts"):
                     kafka_inventory = inv  # brokers Khaos deploys (else a Kafka named by kafka_bootstrap only)
         else:
@@ -331,7 +331,7 @@ class Profiler:
         """The first inventory with a kafka_bootstrap or a kafka group (KhaosError when none has either)."""
         for inv in self.exp.inventories:
             try:
-                infra_kafka.bootstrap_of(inv)
+                infra_kafka.inventory_bootstrap(inv)
                 return inv
             except KhaosError:
                 continue

@@ -52,7 +52,11 @@ def admin(lab):
 
 
 def test_inventory_names_the_broker(kafka_lab):
-    assert kafka.bootstrap_of(kafka_lab.inventory) == kafka_lab.kafka_bootstrap == f"{kafka_lab.host(BROKER).ip}:9092"
+    assert (
+        kafka.inventory_bootstrap(kafka_lab.inventory)
+        == kafka_lab.kafka_bootstrap
+        == f"{kafka_lab.host(BROKER).ip}:9092"
+    )
     facts = ansible.inventory_list(kafka_lab.inventory)
     assert facts["kafka"]["hosts"] == [BROKER]
     assert BROKER not in facts["flink_taskmanager"]["hosts"] + facts["flink_jobmanager"]["hosts"]
