@@ -233,7 +233,7 @@ class Profiler:
             raise Cancelled("cancelled")
 
     def _playbook(self, cluster: Cluster, playbook: str, ident: str, extravars: dict) -> ansible.PlaybookResult:
-        thread, runner = ansible.run_playbook_async(
+        run = ansible.run_playbook_async(
             playbook,
             cluster.inventory,
             extravars=extravars,
@@ -241,6 +241,10 @@ class Profiler:
             base_dir=self.out / "ansible",
             cancel=self.cancel.is_set,
         )
+        return self._await(*run)
+
+    def _await(self, thread, runner) -> ansible.PlaybookResult:
+        """The result of a run_playbook_async run, joined in short steps (a signal cancels it); Cancelled."""
         while thread.is_alive():
             thread.join(0.5)
         if self.cancel.is_set():
@@ -298,12 +302,8 @@ class Profiler:
             )
             for play, inv, ident, _ in plays
         ]
-        for (play, _, _, name), (thread, runner) in zip(plays, runs):
-            while thread.is_alive():
-                thread.join(0.5)
-            if self.cancel.is_set():
-                raise Cancelled("cancelled")
-            ansible.result_of(runner)
+        for (play, _, _, name), run in zip(plays, runs):
+            self._await(*run)
             self.journal.write(f"{play}_ready", cluster=name)
         if exp.kafka is not None:
             from ..kafka import admin
