@@ -250,8 +250,6 @@ def load(path: str | Path) -> Evaluation:
     """Read and check an evaluation file; every problem is one line `FILE: field: problem`. Files it names
     (jar, trace, model, results, inventory) are checked too, so a dry run that passes does not fail later
     for a config reason."""
-    from ..profile import workload
-
     path, raw = read_mapping(path, "evaluation")
     f: EvaluationFile = validate(EvaluationFile, raw, path)
     statics = [float(c) for c in f.statics]
@@ -261,90 +259,8 @@ def load(path: str | Path) -> Evaluation:
     if spec is None and "{trace}" not in args:
         raise field_error(path, "job.args", "must pass {trace} to the job (or read Kafka: a kafka section)")
     check_args(path, args, spec)
-    wl = f.workload
-    trace_file, synthetic = None, {}
-    if spec is not None and spec.recording is not None:
-        if wl.trace is not None:
-            raise field_error(path, "workload.trace", "kafka.recording replays the recorded rates: leave it out")
-        synthetic = {"seconds": wl.seconds, "recording": str(spec.recording)}  # its rates, looped to seconds
-    elif wl.trace is not None:
-        trace_file = _file(path, "workload.trace", wl.trace)
-        try:
-            workload.load_trace(trace_file)
-        except KhaosError as e:
-            raise field_error(path, "workload.trace", str(e)) from None
-    else:
-        synthetic = {
-            "seconds": wl.seconds,
-            "low": float(wl.low),
-            "high": float(wl.high),
-            "bursts": wl.bursts,
-            "noise": float(wl.noise),
-        }
-    kh = f.khaos
-    model_path, results = None, []
-    if kh.model is not None:
-        model_path = _file(path, "khaos.model", kh.model)
-        try:
-            model = store.load(model_path)
-        except KhaosError as e:
-            raise field_error(path, "khaos.model", str(e)) from None
-        missing = model.unprofiled(kh.mode)
-        if missing:
-            raise field_error(path, "khaos.mode", missing)
-    else:
-        from ..model import fit as model_fit
-
-        results = [
-            _file(path, "khaos.results", r) for r in (kh.results if isinstance(kh.results, list) else [kh.results])
-        ]
-        try:  # fitted at the start of the run: it must be fittable now
-            rec, _, _ = model_fit.usable(model_fit.load_results(results))
-        except KhaosError as e:
-            raise field_error(path, "khaos.results", str(e)) from None
-        profiled = sorted(set(rec["mode"]))
-        if kh.mode not in profiled:
-            raise field_error(
-                path, "khaos.mode", f"{kh.mode!r} was not profiled in khaos.results (they have {', '.join(profiled)})"
-            )
-    ci = validate(
-        CISection,
-        {"min": 2, "max": max(statics), "step": 1, "dead_band_s": 3, "cooldown_s": 60, **kh.ci},
-        path,
-        "khaos.ci",
-    )
-    if kh.start_ci_s is not None and not ci.min <= kh.start_ci_s <= ci.max:
-        raise field_error(
-            path,
-            "khaos.start_ci_s",
-            f"{kh.start_ci_s:g} s is outside the daemon's candidate range khaos.ci {ci.min:g}-{ci.max:g} s",
-        )
-    loop = validate(LoopSection, {**LOOP_DEFAULTS, **kh.loop}, path, "khaos.loop")
-    realize = kh.realize if isinstance(kh.realize, list) else [kh.realize]
-    khaos = {
-        "start_ci_s": {
-            m: float(
-                kh.start_ci_s
-                if kh.start_ci_s is not None
-                else (max(statics) if m == "pace" else statics[len(statics) // 2])
-            )
-            for m in realize
-        },
-        "realize": realize,
-        "mode": kh.mode,
-        "ci": ci.model_dump(),
-        "loop": loop.model_dump(exclude_none=True),
-    }
-    fl = f.failures
-    failures = {
-        "modes": list(fl.modes),
-        "target": fl.target,
-        "count": fl.count,
-        "first_s": float(fl.first_s),
-        "min_gap_s": float(fl.min_gap_s),
-    }
-    if fl.at is not None:
-        failures["at"] = sorted(float(a) for a in fl.at)
+    trace_file, synthetic = _workload(path, f.workload, spec)
+    model_path, results = _model(path, f.khaos)
     cl = f.cluster
     lab, inventory = cl.lab, None
     if cl.inventory is not None:
@@ -365,8 +281,8 @@ def load(path: str | Path) -> Evaluation:
         trace_file=trace_file,
         synthetic=synthetic,
         limits={"latency_ms": float(f.limits.latency_ms), "recovery_s": float(f.limits.recovery_s)},
-        khaos=khaos,
-        failures=failures,
+        khaos=_khaos(path, f.khaos, statics),
+        failures=_failures(f.failures),
         lab=lab,
         hosts=cl.hosts,
         inventory=inventory,
@@ -386,3 +302,96 @@ def load(path: str | Path) -> Evaluation:
     if why:
         raise field_error(path, "output" if f.output else "output (default)", why)
     return ev
+
+
+def _workload(path: Path, wl: WorkloadSection, spec: KafkaSpec | None) -> tuple[Path | None, dict]:
+    """(trace file, synthetic-day settings): a kafka recording's rates, a trace file (it must load), or the
+    synthetic day."""
+    from ..profile import workload
+
+    if spec is not None and spec.recording is not None:
+        if wl.trace is not None:
+            raise field_error(path, "workload.trace", "kafka.recording replays the recorded rates: leave it out")
+        return None, {"seconds": wl.seconds, "recording": str(spec.recording)}  # its rates, looped to seconds
+    if wl.trace is not None:
+        trace_file = _file(path, "workload.trace", wl.trace)
+        try:
+            workload.load_trace(trace_file)
+        except KhaosError as e:
+            raise field_error(path, "workload.trace", str(e)) from None
+        return trace_file, {}
+    return None, {
+        "seconds": wl.seconds,
+        "low": float(wl.low),
+        "high": float(wl.high),
+        "bursts": wl.bursts,
+        "noise": float(wl.noise),
+    }
+
+
+def _model(path: Path, kh: KhaosSection) -> tuple[Path | None, list[Path]]:
+    """(model file, results files) of the Khaos copy: a model that loads and knows the mode, or results that
+    can be fitted now (they are, at the start of the run)."""
+    if kh.model is not None:
+        model_path = _file(path, "khaos.model", kh.model)
+        try:
+            model = store.load(model_path)
+        except KhaosError as e:
+            raise field_error(path, "khaos.model", str(e)) from None
+        missing = model.unprofiled(kh.mode)
+        if missing:
+            raise field_error(path, "khaos.mode", missing)
+        return model_path, []
+    from ..model import fit as model_fit
+
+    results = [_file(path, "khaos.results", r) for r in (kh.results if isinstance(kh.results, list) else [kh.results])]
+    try:
+        rec, _, _ = model_fit.usable(model_fit.load_results(results))
+    except KhaosError as e:
+        raise field_error(path, "khaos.results", str(e)) from None
+    profiled = sorted(set(rec["mode"]))
+    if kh.mode not in profiled:
+        raise field_error(
+            path, "khaos.mode", f"{kh.mode!r} was not profiled in khaos.results (they have {', '.join(profiled)})"
+        )
+    return None, results
+
+
+def _khaos(path: Path, kh: KhaosSection, statics: list[float]) -> dict:
+    """The Khaos copies' settings: start interval per realizer, the daemon's ci and loop sections."""
+    ci = validate(
+        CISection,
+        {"min": 2, "max": max(statics), "step": 1, "dead_band_s": 3, "cooldown_s": 60, **kh.ci},
+        path,
+        "khaos.ci",
+    )
+    if kh.start_ci_s is not None and not ci.min <= kh.start_ci_s <= ci.max:
+        raise field_error(
+            path,
+            "khaos.start_ci_s",
+            f"{kh.start_ci_s:g} s is outside the daemon's candidate range khaos.ci {ci.min:g}-{ci.max:g} s",
+        )
+    loop = validate(LoopSection, {**LOOP_DEFAULTS, **kh.loop}, path, "khaos.loop")
+    realize = kh.realize if isinstance(kh.realize, list) else [kh.realize]
+    default = {"pace": max(statics), "restart": statics[len(statics) // 2]}
+    return {
+        "start_ci_s": {m: float(kh.start_ci_s if kh.start_ci_s is not None else default[m]) for m in realize},
+        "realize": realize,
+        "mode": kh.mode,
+        "ci": ci.model_dump(),
+        "loop": loop.model_dump(exclude_none=True),
+    }
+
+
+def _failures(fl: FailuresSection) -> dict:
+    """The failure schedule's settings."""
+    failures = {
+        "modes": list(fl.modes),
+        "target": fl.target,
+        "count": fl.count,
+        "first_s": float(fl.first_s),
+        "min_gap_s": float(fl.min_gap_s),
+    }
+    if fl.at is not None:
+        failures["at"] = sorted(float(a) for a in fl.at)
+    return failures
