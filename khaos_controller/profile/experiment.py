@@ -294,28 +294,20 @@ def _bootstrap(path: Path, job: JobSection, args: list[str]) -> StateSize | None
         raise field_error(path, "job.bootstrap_state", str(e).removeprefix("job.bootstrap_state ")) from None
 
 
-def load(path: str | Path) -> Experiment:
-    """Read and check an experiment file; every problem is one line `FILE: field: problem`."""
-    path, raw = read_mapping(path, "experiment")
-    f: ExperimentFile = validate(ExperimentFile, raw, path)
-    base = path.parent
-    jar = resolve_path(base, f.job.jar)
+def _job(path: Path, f: ExperimentFile, spec) -> JobSpec:
+    """The job section: its jar must exist; its arguments (given, or the sample job's for the workload)
+    must carry what the workload fills in."""
+    jar = resolve_path(path.parent, f.job.jar)
     if not jar.is_file():
         raise field_error(path, "job.jar", f"{jar} does not exist (build the sample job with `make job`)")
-    spec = resolve(f.kafka, path, base) if f.kafka is not None else None
-    wl_f = f.workload
-    if wl_f is None and (spec is None or spec.recording is None):
-        raise field_error(path, "workload", "missing: a list of input rates in events/s (or a trace)")
-    if wl_f is not None and spec is not None and spec.recording is not None:
-        raise field_error(path, "workload", "kafka.recording replays the recorded rates: leave workload out")
     if f.job.args is not None:
         args = f.job.args
     elif spec is not None:
         args = SAMPLE_ARGS
     else:
-        args = TRACE_ARGS if wl_f.trace else DEFAULT_ARGS
+        args = TRACE_ARGS if f.workload.trace else DEFAULT_ARGS
     check_args(path, list(args), spec)
-    job = JobSpec(
+    return JobSpec(
         jar=jar,
         name=f.job.name,
         entry_class=f.job.entry_class,
@@ -324,16 +316,20 @@ def load(path: str | Path) -> Experiment:
         config={k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in f.job.config.items()},
         bootstrap=_bootstrap(path, f.job, args),
     )
-    cis = [float(c) for c in f.checkpoint_intervals]
-    trace, points = None, []
+
+
+def _rates(path: Path, f: ExperimentFile, spec) -> tuple[list[float], Path | None, list[dict]]:
+    """(rates, trace, failure points): a recording's mean rate, a trace's failure points, fixed rates, or
+    none yet (utilization levels: each cluster's probe turns them into rates)."""
+    wl_f = f.workload
     if wl_f is None:  # a recording: one workload, its mean rate
         from ..kafka.feed import recording_rate
 
-        rates = [round(recording_rate(spec), 1)]
-    elif wl_f.trace:
+        return [round(recording_rate(spec), 1)], None, []
+    if wl_f.trace:
         from . import workload as wl
 
-        trace = resolve_path(base, wl_f.trace)
+        trace = resolve_path(path.parent, wl_f.trace)
         fp = wl_f.failure_points
         try:
             pts = wl.failure_points(
@@ -342,28 +338,48 @@ def load(path: str | Path) -> Experiment:
         except KhaosError as e:
             raise field_error(path, "workload.trace", str(e)) from None
         points = pts.to_dict("records")
-        rates = [float(p["avg_rate"]) for p in points]
-    elif wl_f.utilizations:  # rates from each cluster's probed capacity (profile/capacity.py)
+        return [float(p["avg_rate"]) for p in points], trace, points
+    if wl_f.utilizations:  # rates from each cluster's probed capacity (profile/capacity.py)
         if spec is not None:
             raise field_error(path, "workload.utilizations", "not with a kafka section (give rates)")
         if f.capacity is not None and not f.capacity.probe:
             raise field_error(path, "workload.utilizations", "needs the capacity probe (capacity.probe: true)")
-        rates = []
-    else:
-        rates = [float(r) for r in wl_f.rates]
-    fl = f.failures
-    if fl.timing == "before_checkpoint" and fl.margin_s >= min(cis):
-        raise field_error(
-            path, "failures.margin_s", f"{fl.margin_s:g}s must be shorter than the smallest interval {min(cis):g}s"
-        )
-    inventories = [Path(p) for p in f.clusters.inventories]
-    if inventories and f.clusters.store is not None:
+        return [], None, []
+    return [float(r) for r in wl_f.rates], None, []
+
+
+def _inventories(path: Path, clusters) -> list[Path]:
+    """The clusters section's inventories (each must exist; a store is for labs only)."""
+    inventories = [Path(p) for p in clusters.inventories]
+    if inventories and clusters.store is not None:
         raise field_error(
             path, "clusters.store", "is for labs: an inventory names its own store (group checkpoint_store)"
         )
     for inv in inventories:
         if not inv.exists():
             raise field_error(path, "clusters.inventories", f"{inv} does not exist")
+    return inventories
+
+
+def load(path: str | Path) -> Experiment:
+    """Read and check an experiment file; every problem is one line `FILE: field: problem`."""
+    path, raw = read_mapping(path, "experiment")
+    f: ExperimentFile = validate(ExperimentFile, raw, path)
+    spec = resolve(f.kafka, path, path.parent) if f.kafka is not None else None
+    wl_f = f.workload
+    if wl_f is None and (spec is None or spec.recording is None):
+        raise field_error(path, "workload", "missing: a list of input rates in events/s (or a trace)")
+    if wl_f is not None and spec is not None and spec.recording is not None:
+        raise field_error(path, "workload", "kafka.recording replays the recorded rates: leave workload out")
+    job = _job(path, f, spec)
+    cis = [float(c) for c in f.checkpoint_intervals]
+    rates, trace, points = _rates(path, f, spec)
+    fl = f.failures
+    if fl.timing == "before_checkpoint" and fl.margin_s >= min(cis):
+        raise field_error(
+            path, "failures.margin_s", f"{fl.margin_s:g}s must be shorter than the smallest interval {min(cis):g}s"
+        )
+    inventories = _inventories(path, f.clusters)
     output = Path(f.output or f"out/profile-{path.stem}")
     why = dir_problem(output)
     if why:
