@@ -391,6 +391,54 @@ def lag_band(base: pd.DataFrame, pre_rate: float, p: RecoveryParams) -> tuple[st
 # ---------------------------------------------------------------------------------------------- measure
 
 
+def _signals(base: pd.DataFrame, band: dict, pre_rate: float, p: RecoveryParams, t_fail: float) -> list[str]:
+    """The signals that judge the recovery: the lag band's one signal (and throughput if asked), or every
+    banded signal of p.signals (one of lag_ms and throughput among them); the lag rule adds its band."""
+    if p.rule == "lag":  # back inside the pre-failure lag band: one signal decides
+        sig, hi = lag_band(base, pre_rate, p)
+        band[sig] = (0.0, hi)
+        return [sig] + (["throughput"] if p.lag_throughput and "throughput" in band else [])
+    if p.rule != "bands":
+        raise KhaosError(f"unknown recovery rule {p.rule!r} (bands or lag)")
+    used = [s for s in p.signals if s in band]
+    if not {"lag_ms", "throughput"} & set(used):
+        raise KhaosError(
+            f"cannot judge recovery of the failure at {t_fail:.1f}: the series has neither "
+            "lag_ms nor throughput before it"
+        )
+    return used
+
+
+def _restart_times(after: pd.DataFrame, t_fail: float, r0: float, t_detect, t_running) -> tuple[float, float, bool]:
+    """(detected, running again, whether the series has all_running) of the failure at ``t_fail``; given
+    times (Flink's exception history) win, then Flink's own RUNNING timestamp of the first attempt after
+    the failure (exact, not rounded up to a sample), then the samples."""
+    t = after["t"].to_numpy()
+    ar = after["all_running"].to_numpy()
+    t_det = _first(t, (ar == 0.0) | (after["restarts"].to_numpy() > r0)) if t_detect is None else float(t_detect)
+    has_ar = bool(np.isfinite(ar).any())
+    exact = after.loc[(after["all_running"] == 1.0) & (after["running_since"] > t_fail), "running_since"]
+    if t_running is not None:
+        return t_det, float(t_running), has_ar
+    if len(exact):
+        return t_det, float(exact.iloc[0]), has_ar
+    if not math.isnan(t_det) and has_ar:  # running again after having been seen not running
+        t_down = _first(t, ar == 0.0)
+        return t_det, _first(t, (t >= (t_det if math.isnan(t_down) else max(t_det, t_down))) & (ar == 1.0)), has_ar
+    return t_det, _NAN, has_ar
+
+
+def _caught_up(samples: pd.DataFrame | None, seconds: pd.DataFrame, t_run: float, rec_start: float, pre_rate: float):
+    """Records processed beyond the arrival rate between running again and recovered: over the sample
+    series (``samples``, weighted by the sample gaps), else over whole seconds of sink counts."""
+    if samples is not None:
+        dt = samples["t"].diff()
+        win = (samples["t"] > t_run) & (samples["t"] <= rec_start) & samples["throughput"].notna()
+        return float(((samples.loc[win, "throughput"] - pre_rate) * dt[win]).sum())
+    win = (seconds["t"] >= t_run) & (seconds["t"] < rec_start) & seconds["throughput"].notna()
+    return float((seconds.loc[win, "throughput"] - pre_rate).sum())
+
+
 def measure(
     series: pd.DataFrame,
     t_fail: float,
@@ -410,19 +458,7 @@ def measure(
     base, base_s = _baseline(df, t_fail, p, baseline)
     band = _bands(base, p)
     pre_rate = base["rate_in"].mean() if base["rate_in"].notna().any() else base["throughput"].mean()
-    if p.rule == "lag":  # back inside the pre-failure lag band: one signal decides
-        sig, hi = lag_band(base, float(pre_rate), p)
-        band[sig] = (0.0, hi)
-        used = [sig] + (["throughput"] if p.lag_throughput and "throughput" in band else [])
-    elif p.rule == "bands":
-        used = [s for s in p.signals if s in band]
-        if not {"lag_ms", "throughput"} & set(used):
-            raise KhaosError(
-                f"cannot judge recovery of the failure at {t_fail:.1f}: the series has neither "
-                "lag_ms nor throughput before it"
-            )
-    else:
-        raise KhaosError(f"unknown recovery rule {p.rule!r} (bands or lag)")
+    used = _signals(base, band, float(pre_rate), p, t_fail)
     period = _period(df)
     pre_lat = base["latency_p99_ms"].dropna()
     pre_lat_p99 = float(pre_lat.quantile(0.99)) if len(pre_lat) else _NAN
@@ -431,25 +467,7 @@ def measure(
     r0 = float(prior.iloc[-1]) if len(prior) else _NAN
 
     after = df[(df["t"] > t_fail) & (df["t"] <= t_fail + p.timeout_s + p.consecutive_s + p.max_gap_s)]
-    t = after["t"].to_numpy()
-    ar = after["all_running"].to_numpy()
-    if t_detect is None:
-        t_det = _first(t, (ar == 0.0) | (after["restarts"].to_numpy() > r0))
-    else:
-        t_det = float(t_detect)
-    has_ar = bool(np.isfinite(ar).any())
-    # Flink's own RUNNING timestamp of the first attempt started after the failure (the probe's
-    # running_since), where the series has it: exact, not rounded up to a sample.
-    exact = after.loc[(after["all_running"] == 1.0) & (after["running_since"] > t_fail), "running_since"]
-    if t_running is not None:
-        t_run = float(t_running)
-    elif len(exact):
-        t_run = float(exact.iloc[0])
-    elif not math.isnan(t_det) and has_ar:  # running again after having been seen not running
-        t_down = _first(t, ar == 0.0)
-        t_run = _first(t, (t >= (t_det if math.isnan(t_down) else max(t_det, t_down))) & (ar == 1.0))
-    else:
-        t_run = _NAN
+    t_det, t_run, has_ar = _restart_times(after, t_fail, r0, t_detect, t_running)
 
     # Where the search for the normal run starts: running again; without a visible failure, at the
     # failure; without all_running in the series, at detection (signals alone must show normality).
@@ -482,13 +500,7 @@ def measure(
         seen = after[after["t"] <= last.iloc[0]] if recovered and len(last) else seen
     caught = _NAN
     if recovered and not math.isnan(t_run) and not math.isnan(pre_rate):
-        if timeline is after:
-            dt = df["t"].diff()
-            win = (df["t"] > t_run) & (df["t"] <= rec_start) & df["throughput"].notna()
-            caught = float(((df.loc[win, "throughput"] - pre_rate) * dt[win]).sum())
-        else:  # whole seconds of sink counts
-            win = (timeline["t"] >= t_run) & (timeline["t"] < rec_start) & timeline["throughput"].notna()
-            caught = float((timeline.loc[win, "throughput"] - pre_rate).sum())
+        caught = _caught_up(df if timeline is after else None, timeline, t_run, rec_start, float(pre_rate))
 
     def peak(col: str) -> float:
         v = upto[col].dropna()
