@@ -508,6 +508,45 @@ def _with_overhead(results: pd.DataFrame, rec: pd.DataFrame, lat: pd.DataFrame):
     return shrunk[0], shrunk[1], ov
 
 
+def _fit_target(target: str, rows_t: pd.DataFrame, col: str, capacity: float | None) -> tuple:
+    """One target's fit: every candidate feature set held out by the same folds, the best chosen; returns
+    (baseline and physics specs, CV errors, held-out predictions, the choice, candidates offered)."""
+    folds, protocol = cv_folds(rows_t)
+    y = rows_t[col].to_numpy()
+    base_pred = _heldout(rows_t, folds, lambda tr: _base_fitter(tr, col))
+    sets, offered = _candidates(target, rows_t)
+    measured_cap = has_capacity(rows_t)
+    modes = set(rows_t["mode"])
+    n_res = len(expand(RESIDUAL_FEATURES, modes))
+    cands, preds, fitters = {}, {}, {}
+    for name, (fs, residual) in sets.items():
+        fitters[name] = _fitter(col, name, fs, residual, capacity, measured_cap)
+        preds[name] = _heldout(rows_t, folds, fitters[name])
+        cands[name] = {**errors(y, preds[name]), "n_features": len(expand(fs, modes)) + residual * n_res}
+    pick = _choose(cands)
+    specs = {"baseline": _base_fitter(rows_t, col).model_dump(), "physics": fitters[pick](rows_t).model_dump()}
+    cv = {
+        "protocol": protocol,
+        "folds": len(folds),
+        "baseline": errors(y, base_pred),
+        "physics": {**errors(y, preds[pick]), "feature_set": pick},
+        "candidates": cands,
+        "interval": conformal.interval(y, preds[pick], folds),
+    }
+    heldout = [
+        {
+            "ci_s": float(r.ci),
+            "rate": float(r.rate),
+            "mode": r.mode,
+            "observed": float(o),
+            "baseline": float(b),
+            "physics": float(p),
+        }
+        for r, o, b, p in zip(rows_t.itertuples(), y, base_pred, preds[pick])
+    ]
+    return specs, cv, heldout, (rows_t, col, fitters[pick], pick), offered
+
+
 def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[str] = ()) -> Model:
     """Fit baseline and physics models for latency and recovery (see docs/models.md)."""
     rec, lat, rows = usable(results)
@@ -548,43 +587,9 @@ def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[
     offered: dict[str, int] = {}
     chosen: dict = {}
     for target, rows_t, col in (("recovery", rec, "recovery_s"), ("latency", lat, "latency_ms")):
-        folds, protocol = cv_folds(rows_t)
-        y = rows_t[col].to_numpy()
-        base_pred = _heldout(rows_t, folds, lambda tr, col=col: _base_fitter(tr, col))
-        sets, offered[target] = _candidates(target, rows_t)
-        measured_cap = has_capacity(rows_t)
-        modes = set(rows_t["mode"])
-        n_res = len(expand(RESIDUAL_FEATURES, modes))
-        cands, preds, fitters = {}, {}, {}
-        for name, (fs, residual) in sets.items():
-            fitters[name] = _fitter(col, name, fs, residual, capacity, measured_cap)
-            preds[name] = _heldout(rows_t, folds, fitters[name])
-            cands[name] = {**errors(y, preds[name]), "n_features": len(expand(fs, modes)) + residual * n_res}
-        pick = _choose(cands)
-        chosen[target] = (rows_t, col, fitters[pick], pick)
-        out[target] = {
-            "baseline": _base_fitter(rows_t, col).model_dump(),
-            "physics": fitters[pick](rows_t).model_dump(),
-        }
-        cv[target] = {
-            "protocol": protocol,
-            "folds": len(folds),
-            "baseline": errors(y, base_pred),
-            "physics": {**errors(y, preds[pick]), "feature_set": pick},
-            "candidates": cands,
-            "interval": conformal.interval(y, preds[pick], folds),
-        }
-        heldout[target] = [
-            {
-                "ci_s": float(r.ci),
-                "rate": float(r.rate),
-                "mode": r.mode,
-                "observed": float(o),
-                "baseline": float(b),
-                "physics": float(p),
-            }
-            for r, o, b, p in zip(rows_t.itertuples(), y, base_pred, preds[pick])
-        ]
+        out[target], cv[target], heldout[target], chosen[target], offered[target] = _fit_target(
+            target, rows_t, col, capacity
+        )
     cv["heldout"] = heldout
     cv["note"] = (
         "physics feature sets were chosen by this CV error among "
