@@ -254,11 +254,8 @@ _HEAVY = {
 }
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser (only the verb asked for imports its heavy modules)."""
-    p = Parser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
+def _add_dist(sub) -> None:
+    """`khaos dist`."""
     d = sub.add_parser(
         "dist",
         help="build a distribution offline (cached): Flink from the PyPI wheels, Kafka, S3Proxy and Flink's S3 "
@@ -276,6 +273,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="rebuild even if cached")
     d.set_defaults(func=_dist)
 
+
+def _add_demo(sub) -> None:
+    """`khaos demo`."""
     dm = sub.add_parser(
         "demo",
         help="the whole loop on a fresh local lab: profile, fit, daemon on a bastion "
@@ -314,6 +314,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     dm.add_argument("--out", default="out/demo", help="where the model, plots and journal go (default out/demo)")
     dm.set_defaults(func=_demo)
 
+
+def _add_profile(sub) -> None:
+    """`khaos profile`."""
     pf = sub.add_parser("profile", help="inject failures into parallel copies of a job and measure recovery (root)")
     pf.add_argument("experiment", help="experiment file, e.g. examples/experiment-lab.yml")
     pf.add_argument(
@@ -333,6 +336,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     pf.set_defaults(func=_profile)
 
+
+def _add_workload(sub) -> None:
+    """`khaos workload record | points | window`."""
     wl = sub.add_parser("workload", help="record a job's input rate, pick failure points, cut trace windows")
     wl_sub = wl.add_subparsers(dest="wl_cmd", required=True)
     rec = wl_sub.add_parser(
@@ -362,6 +368,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     win.add_argument("--out", required=True)
     wl.set_defaults(func=_workload)
 
+
+def _add_evaluate(sub) -> None:
+    """`khaos evaluate`."""
     ev = sub.add_parser(
         "evaluate",
         help="Khaos against static checkpoint intervals: same trace, same failures, "
@@ -382,20 +391,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=_evaluate)
 
-    # pandas/scikit-learn take seconds to import: load those commands only when they are asked
-    # for (a `khaos lab kill --at T` must start in milliseconds)
-    wanted = set(_HEAVY) if not argv or argv[0] in ("-h", "--help") else {argv[0]} & set(_HEAVY)
-    modules = {m for n, (m, _) in _HEAVY.items() if n in wanted}
-    for module in sorted(modules):
-        importlib.import_module(f".{module}", __package__).add_cli(sub)
-    for name, (module, text) in _HEAVY.items():
-        if module not in modules:
-            sub.add_parser(name, help=text, add_help=False)
 
-    from .infra import bastion
-
-    bastion.add_cli(sub)
-
+def _add_lab(sub) -> None:
+    """`khaos lab up | down | status | kill | restore | list`."""
     lab = sub.add_parser("lab", help="local test hosts (network namespaces + sshd); needs root")
     lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)
     for verb, text in (
@@ -431,6 +429,30 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             sp.add_argument("--at", type=_soon, help="kill at this time (epoch seconds, within a day) instead of now")
             sp.add_argument("--json", action="store_true", help="print what died as JSON")
     lab.set_defaults(func=_lab)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser (only the verb asked for imports its heavy modules)."""
+    p = Parser(prog="khaos", description="Keep a Flink job inside its latency and recovery SLOs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    for add in (_add_dist, _add_demo, _add_profile, _add_workload, _add_evaluate):
+        add(sub)
+    # pandas/scikit-learn take seconds to import: load those commands only when they are asked
+    # for (a `khaos lab kill --at T` must start in milliseconds)
+    wanted = set(_HEAVY) if not argv or argv[0] in ("-h", "--help") else {argv[0]} & set(_HEAVY)
+    modules = {m for n, (m, _) in _HEAVY.items() if n in wanted}
+    for module in sorted(modules):
+        importlib.import_module(f".{module}", __package__).add_cli(sub)
+    for name, (module, text) in _HEAVY.items():
+        if module not in modules:
+            sub.add_parser(name, help=text, add_help=False)
+
+    from .infra import bastion
+
+    bastion.add_cli(sub)
+
+    _add_lab(sub)
     return p
 
 
