@@ -143,6 +143,16 @@ def provision(conn, spec: ClusterSpec) -> dict:
     if not _lookup("keypair", conn.compute.find_keypair, prefix):
         _api("creating the keypair", conn.compute.create_keypair, name=prefix, public_key=spec.public_key)
         created.append(f"keypair {prefix}")
+    group = _groups(conn, spec, prefix, created)
+    _servers(conn, spec, prefix, group, (image, flavor, network), created)
+    if spec.bastion and not _floating_ips(conn, spec.name):
+        _bastion_ip(conn, spec, prefix, public, created)
+    return {"changed": bool(created), "created": created, "servers": inventory(conn, spec.name)}
+
+
+def _groups(conn, spec: ClusterSpec, prefix: str, created: list):
+    """The security groups (SSH and REST from the bastion or ssh_cidr; everything inside the group) and
+    the server group (anti-affinity by default); returns the server group."""
     if spec.bastion:  # SSH to the bastion from admin_cidr; to the cluster from the bastion only
         bastion_sg = _security_group(
             conn, f"{prefix}-bastion", spec.name, created, lambda g: [(22, 22, {"remote_ip_prefix": spec.admin_cidr})]
@@ -168,6 +178,12 @@ def provision(conn, spec: ClusterSpec) -> dict:
             "creating the server group", conn.compute.create_server_group, name=prefix, policy=spec.server_group_policy
         )
         created.append(f"server group {prefix}")
+    return group
+
+
+def _servers(conn, spec: ClusterSpec, prefix: str, group, boot: tuple, created: list) -> None:
+    """Create the servers that are missing (``boot``: image, flavor, network) and wait until they are up."""
+    image, flavor, network = boot
     wanted = [
         (server_name(spec.name, role, i), role, prefix, {"group": group.id})
         for role, count in (("jobmanager", 1), ("taskmanager", spec.taskmanagers), ("kafka", spec.kafka_brokers))
@@ -198,18 +214,20 @@ def provision(conn, spec: ClusterSpec) -> dict:
         created.append(f"server {name}")
     for s in booting:
         _api(f"waiting for server {s.name}", conn.compute.wait_for_server, s, wait=spec.boot_timeout)
-    if spec.bastion and not _floating_ips(conn, spec.name):
-        [bastion] = [s for s in cluster_servers(conn, spec.name) if s.name == f"{prefix}-bastion"]
-        [port] = _api("listing the bastion's port", lambda: list(conn.network.ports(device_id=bastion.id)))
-        ip = _api(
-            "creating the bastion's floating IP",
-            conn.network.create_ip,
-            floating_network_id=public.id,
-            port_id=port.id,
-            description=f"khaos_cluster={spec.name}",
-        )
-        created.append(f"floating IP {ip.floating_ip_address}")
-    return {"changed": bool(created), "created": created, "servers": inventory(conn, spec.name)}
+
+
+def _bastion_ip(conn, spec: ClusterSpec, prefix: str, public, created: list) -> None:
+    """A floating IP on the bastion's port, from the floating network ``public``."""
+    [bastion] = [s for s in cluster_servers(conn, spec.name) if s.name == f"{prefix}-bastion"]
+    [port] = _api("listing the bastion's port", lambda: list(conn.network.ports(device_id=bastion.id)))
+    ip = _api(
+        "creating the bastion's floating IP",
+        conn.network.create_ip,
+        floating_network_id=public.id,
+        port_id=port.id,
+        description=f"khaos_cluster={spec.name}",
+    )
+    created.append(f"floating IP {ip.floating_ip_address}")
 
 
 def _security_group(conn, name: str, cluster: str, created: list, rules):
