@@ -65,10 +65,13 @@ def _latency_feature(ci, ckpt_s, rate, cap) -> np.ndarray:
 
 
 def deployments(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per deployment (unit) with finite values; KhaosError when a column is missing."""
+    """One row per deployment (unit) with finite values, from its first failure's row (the later ones'
+    windows follow a catch-up); KhaosError when a column is missing."""
     missing = [c for c in COLUMNS if c not in results.columns]
     if missing:
         raise KhaosError(f"the overhead model needs column(s) {', '.join(missing)} (a profile with a capacity probe)")
+    if "t_fail" in results:  # each deployment's first failure: its window is the steady state before any
+        results = results.sort_values("t_fail", kind="stable")
     key = results["trial"].astype(str).str.rsplit("-", n=1).str[0] if "trial" in results else results.index
     d = results[list(COLUMNS)].rename(columns=COLUMNS).apply(pd.to_numeric, errors="coerce")
     if "recovery_rule" in results:  # a job that never caught up has a capacity but no steady latency

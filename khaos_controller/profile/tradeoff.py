@@ -17,9 +17,9 @@ def _num(df: pd.DataFrame, col: str) -> pd.Series:
 
 
 def units(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per deployment (interval x rate): level, capacity left (% of the reference), steady latency
-    (mean per-second p99, share of late seconds), mean recovery per failure mode, and a status (ok, not
-    recovered, overloaded: no failure injected)."""
+    """One row per deployment (interval x rate): level, capacity left (% of the reference) and steady latency
+    (mean per-second p99, share of late seconds) before its first failure, mean recovery per failure mode,
+    and a status (ok, not recovered, overloaded: no failure injected)."""
     missing = [c for c in NEEDS if c not in df]
     if missing:
         raise KhaosError(f"results lack column(s) {', '.join(missing)} (is it a khaos profile results.csv?)")
@@ -38,14 +38,15 @@ def units(df: pd.DataFrame) -> pd.DataFrame:
         rec = {m: g.loc[g["mode"] == m, "recovery_s"].mean() for m in sorted(set(g["mode"]))}
         status = "overloaded" if g["overloaded"].any() else "ok" if g["recovery_s"].notna().all() else "not recovered"
         steady = g[~g["overloaded"]]
+        first = g.sort_values("t_fail").iloc[0] if "t_fail" in g else g.iloc[0]  # its window is steady
         out.append(
             {
                 "ci_s": ci,
                 "level_pct": 100 * g["level"].iloc[0],
                 "rate": rate,
-                "capacity_pct": g["cap_pct"].median(),
-                "latency_mean_ms": steady["latency_mean_ms"].median(),
-                "late_pct": steady["late_pct"].median(),
+                "capacity_pct": first["cap_pct"],
+                "latency_mean_ms": first["latency_mean_ms"] if len(steady) else np.nan,
+                "late_pct": first["late_pct"] if len(steady) else np.nan,
                 **{f"recovery_{m}_s": v for m, v in rec.items()},
                 "status": status,
             }

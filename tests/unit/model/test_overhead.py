@@ -102,3 +102,11 @@ def test_with_the_overhead_the_short_intervals_recovery_near_capacity_is_not_und
     p = Policy(l_max_ms=1000, r_max_s=120, ci_min=2, ci_max=120, dead_band_s=0, cooldown_s=0)
     low, high = (recommend(aware, level * 3500, 60.0, p).best_ci_s for level in (0.3, 0.6))
     assert low >= 2 * high and high > 2 * 6.0  # never the intervals a 6 s checkpoint keeps busy
+
+
+def test_a_deployment_is_read_from_its_first_failure_whose_window_is_steady():
+    df = profile().assign(t_fail=lambda d: 1e9 + d.index.to_numpy(float))
+    df.loc[df["trial"].str.endswith("host0"), "t_fail"] += 1e6  # the host kill came second in each unit
+    df.loc[df["trial"].str.endswith("host0"), "capacity_busy"] = 1.0  # measured in a catch-up's tail
+    df = df.iloc[::-1].reset_index(drop=True)  # the results file's order is not the failures' order
+    assert (overhead.deployments(df)["cap"] > 1000).all()
