@@ -495,19 +495,6 @@ def usable(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return rec, lat, rows
 
 
-def _with_overhead(results: pd.DataFrame, rec: pd.DataFrame, lat: pd.DataFrame):
-    """(rec, lat, overhead) with the rows' capacity at their interval where the profile measured what
-    checkpoints cost (model/overhead.py); the rows as given and None where it did not, or where the
-    shrunk capacity would fall to a row's rate (the overhead model would then contradict a recovery)."""
-    ov = overhead.for_model(results) if "cap" in rec and "cap" in lat else None
-    if ov is None:
-        return rec, lat, None
-    shrunk = [overhead.shrink(t, ov) for t in (rec, lat)]
-    if not all(has_capacity(t) for t in shrunk):
-        return rec, lat, None
-    return shrunk[0], shrunk[1], ov
-
-
 def _fit_target(target: str, rows_t: pd.DataFrame, col: str, capacity: float | None) -> tuple:
     """One target's fit: every candidate feature set held out by the same folds, the best chosen; returns
     (baseline and physics specs, CV errors, held-out predictions, the choice, candidates offered)."""
@@ -555,7 +542,7 @@ def fit(results: pd.DataFrame, capacity: float | None = None, sources: Sequence[
         raise KhaosError(f"--capacity {capacity:g} is not above the highest profiled rate {rec['rate'].max():g}")
     # a capacity measured for only some rows is not used: the fit searches one, as for older profiles
     rec, lat = (t if has_capacity(t) else t.drop(columns=["cap", "u"], errors="ignore") for t in (rec, lat))
-    rec, lat, ov = _with_overhead(results, rec, lat) if capacity is None else (rec, lat, None)
+    rec, lat, ov = overhead.applied(results, rec, lat) if capacity is None else (rec, lat, None)
 
     out: dict = {
         "schema": SCHEMA,

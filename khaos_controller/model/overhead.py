@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import KhaosError
+from .greybox import has_capacity
 
 COLUMNS = {  # results.csv column -> name here
     "ci_s": "ci",
@@ -179,3 +180,16 @@ def shrink(rows: pd.DataFrame, ov: dict) -> pd.DataFrame:
     out["cap"] = out["cap"] * (1 - ov["k"] * duty(out["ci"], ck))
     out["u"] = out["rate"] / out["cap"]
     return out
+
+
+def applied(results: pd.DataFrame, rec: pd.DataFrame, lat: pd.DataFrame):
+    """(rec, lat, overhead) with the rows' capacity at their interval where the profile measured what
+    checkpoints cost (model/fit.py asks); the rows as given and None where it did not, or where the
+    shrunk capacity would fall to a row's rate (the overhead model would then contradict a recovery)."""
+    ov = for_model(results) if "cap" in rec and "cap" in lat else None
+    if ov is None:
+        return rec, lat, None
+    shrunk = [shrink(t, ov) for t in (rec, lat)]
+    if not all(has_capacity(t) for t in shrunk):
+        return rec, lat, None
+    return shrunk[0], shrunk[1], ov
