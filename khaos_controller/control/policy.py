@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import KhaosError
-from ..model.predict import extrapolation_warnings, predict
+from ..model.predict import capacity_at, extrapolation_warnings, predict
 from ..model.store import Model
 from ..schema import check
 from .config import CISection, DaemonFile, Limits
@@ -131,7 +131,8 @@ def candidates(
     the job's own, events/s, measured while ``measured_at_ci`` was in force; None: the model's profiled one)."""
     cis = candidate_intervals(p.ci_min, p.ci_max, p.ci_step)
     lat, rec = predict(model, rate, cis, p.mode, capacity=capacity, measured_at_ci=measured_at_ci)
-    return [candidate(p, c, a, b) for c, a, b in zip(cis, lat, rec)]
+    caps = _capacities(model, cis, capacity, measured_at_ci)
+    return [candidate(p, c, a, b, k) for c, a, b, k in zip(cis, lat, rec, caps)]
 
 
 def candidate_at(
@@ -139,7 +140,14 @@ def candidate_at(
 ) -> Candidate:
     """The interval ``ci`` (e.g. the current one) with the model's predictions, as :func:`candidates`."""
     lat, rec = predict(model, rate, float(ci), p.mode, capacity=capacity, measured_at_ci=measured_at_ci)
-    return candidate(p, float(ci), lat, rec)
+    return candidate(p, float(ci), lat, rec, _capacities(model, [float(ci)], capacity, measured_at_ci)[0])
+
+
+def _capacities(model: Model, cis, capacity: float | None, measured_at_ci: float | None) -> list[float]:
+    """What the job has at each interval where the model knows what checkpoints cost; NaN each without."""
+    if model.overhead is None:
+        return [math.nan] * len(cis)
+    return [float(c) for c in capacity_at(model, cis, capacity, measured_at_ci)]
 
 
 def measured_capacity(model: Model) -> bool:

@@ -23,6 +23,7 @@ class Candidate:
     recovery_ratio: float
     feasible: bool
     violation_s_per_h: float  # expected violation s/h (violation_s); inf when the recovery is unbounded
+    capacity: float = math.nan  # events/s the job has at this interval (a checkpoint overhead model); NaN: n/a
 
 
 def violation_s(p: Policy, latency_ms: float, recovery_s: float, seconds: float) -> float:
@@ -36,13 +37,16 @@ def violation_s(p: Policy, latency_ms: float, recovery_s: float, seconds: float)
     return failures * (rec + excess) + late
 
 
-def candidate(p: Policy, ci: float, latency_ms: float, recovery_s: float) -> Candidate:
+def candidate(p: Policy, ci: float, latency_ms: float, recovery_s: float, capacity: float = math.nan) -> Candidate:
     """The interval ``ci`` with its predictions: ratios to the limits (recovery: its bound, the prediction x
-    ``recovery_band``), feasibility, expected violation s/h (from the prediction itself: an expectation)."""
+    ``recovery_band``), feasibility, expected violation s/h (from the prediction itself: an expectation);
+    ``capacity``: what the job has at this interval, where the model knows what checkpoints cost."""
     lr, rr = latency_ms / p.l_max_ms, recovery_s * p.recovery_band / p.r_max_s
     per_h = violation_s(p, latency_ms, recovery_s, 3600.0) if math.isfinite(recovery_s) else math.inf
     ok = bool(lr <= 1.0 and rr <= 1.0)  # NaN/inf ratios are never feasible
-    return Candidate(float(ci), float(latency_ms), float(recovery_s), float(lr), float(rr), ok, float(per_h))
+    return Candidate(
+        float(ci), float(latency_ms), float(recovery_s), float(lr), float(rr), ok, float(per_h), float(capacity)
+    )
 
 
 def breaks(latency_ratio: float, recovery_ratio: float) -> list[str]:
@@ -57,24 +61,29 @@ class Risk(NamedTuple):
     s_per_h: float  # expected violation s/h (inf when unbounded)
     late_s_per_h: float  # ... of them from a p99 over L_max (3600 or 0)
     ci_s: float
+    capacity: float = math.nan  # events/s at this interval (NaN: the model does not say)
 
 
 def risk(p: Policy, c: Candidate) -> Risk:
     """The expected violation s/h of ``c`` (:func:`violation_s`), unbounded when its recovery is."""
     late = violation_s(p, c.latency_ms, 0.0, 3600.0)  # with no recovery: the latency term alone
-    return Risk(not math.isfinite(c.recovery_s), c.violation_s_per_h, late, c.ci_s)
+    return Risk(not math.isfinite(c.recovery_s), c.violation_s_per_h, late, c.ci_s, c.capacity)
 
 
 def lower(a: Risk, b: Risk) -> bool:
     """``a`` comes strictly before ``b``: a bounded recovery first; among bounded ones fewer expected
     violation s/h (beyond 1e-9), then the shorter interval; among unbounded ones (at or above capacity
-    every candidate's recovery is) the shorter interval: a failure replays less input, and every replayed
-    second leaves the output a second further behind for as long as the rate stays there (the limit of
-    the bounded order as the rate nears capacity, where the recovery term outgrows the latency term)."""
+    every candidate's recovery is) the one that leaves the job more capacity (where checkpoints cost
+    some: the backlog grows by rate - capacity every second, for as long as the rate stays there), then
+    the shorter interval: a failure replays less input, and every replayed second leaves the output a
+    second further behind (the limit of the bounded order as the rate nears capacity, where the recovery
+    term outgrows the latency term)."""
     if a.unbounded != b.unbounded:
         return b.unbounded
     if not a.unbounded and abs(a.s_per_h - b.s_per_h) > 1e-9 * max(1.0, a.s_per_h, b.s_per_h):
         return a.s_per_h < b.s_per_h
+    if a.unbounded and abs(a.capacity - b.capacity) > 1e-9 * max(1.0, abs(a.capacity), abs(b.capacity)):
+        return a.capacity > b.capacity  # False for NaN: no overhead model, the interval decides
     return a.ci_s < b.ci_s
 
 

@@ -110,3 +110,17 @@ def test_a_deployment_is_read_from_its_first_failure_whose_window_is_steady():
     df.loc[df["trial"].str.endswith("host0"), "capacity_busy"] = 1.0  # measured in a catch-up's tail
     df = df.iloc[::-1].reset_index(drop=True)  # the results file's order is not the failures' order
     assert (overhead.deployments(df)["cap"] > 1000).all()
+
+
+def test_above_every_intervals_capacity_the_planner_keeps_the_most_capacity_not_the_shortest_replay():
+    from khaos_controller.control.planner import recommend
+    from khaos_controller.control.policy import Policy
+    from khaos_controller.model import fit as model_fit
+
+    m = model_fit.fit(costly())
+    p = Policy(l_max_ms=1000, r_max_s=120, ci_min=2, ci_max=120, dead_band_s=0, cooldown_s=0, mtbf_h=1 / 15)
+    d = recommend(m, 1.05 * 3500, 60.0, p)  # above the reference: no interval ever catches up
+    assert d.best_recovery_s == float("inf")
+    assert d.ci_s == 120.0  # the backlog grows by rate - cap(ci) a second: least where checkpoints cost least
+    blind = model_fit.fit(costly().assign(capacity=lambda df: df["capacity"] * 1.01))  # no overhead model
+    assert recommend(blind, 1.05 * 3535, 60.0, p).ci_s == 2.0  # without one: the shortest replay, as before
