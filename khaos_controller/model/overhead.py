@@ -119,8 +119,9 @@ def heldout(rows: pd.DataFrame) -> dict:
         cap[i] = m.capacity(test["ci"], test["ckpt_s"], test["cap_ref"])[0]
         lat[i] = m.latency_ms(test["ci"], test["ckpt_s"], test["rate"], test["cap_ref"])[0]
         cap_base[i] = train["cap"].mean()
-        X = np.column_stack([np.ones(len(train)), train["ci"], train["rate"]])
-        coef, *_ = np.linalg.lstsq(X, train["lat"].to_numpy(float), rcond=None)
+        steady = train[np.isfinite(train["lat"])]  # overloaded deployments have no steady latency
+        X = np.column_stack([np.ones(len(steady)), steady["ci"], steady["rate"]])
+        coef, *_ = np.linalg.lstsq(X, steady["lat"].to_numpy(float), rcond=None)
         lat_base[i] = coef[0] + coef[1] * test["ci"].iloc[0] + coef[2] * test["rate"].iloc[0]
     return {
         "capacity": {"model": _errors(rows["cap"], cap), "baseline": _errors(rows["cap"], cap_base)},

@@ -51,3 +51,11 @@ def test_the_fit_and_the_overhead_model_leave_overloaded_rows_out_where_they_hav
     rows = overhead.deployments(pd.concat([df, over], ignore_index=True))
     assert len(rows) == 21 and rows["lat"].isna().sum() == 1  # its capacity counts, its latency does not
     assert np.isfinite(overhead.heldout(rows)["latency"]["model"]["mape"])
+
+
+def test_the_overhead_baseline_is_fitted_on_the_deployments_with_a_steady_latency():
+    df = costly_profile()
+    over = df.iloc[:2].assign(recovery_rule="overloaded", latency_mean_ms=5e4, capacity_busy=0.6 * 3500)
+    over["trial"] = ["u99-ci2-u99-process0", "u99-ci2-u99-host0"]
+    cv = overhead.heldout(overhead.deployments(pd.concat([df, over], ignore_index=True)))
+    assert np.isfinite(cv["latency"]["baseline"]["mape"]) and np.isfinite(cv["latency"]["model"]["mape"])
