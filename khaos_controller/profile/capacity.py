@@ -357,17 +357,11 @@ def probe_all(exp, clusters: list, journal, say: Callable[[str], None], own: Own
 
     ``exp`` is the :class:`~.experiment.Experiment`, ``clusters`` the profiler's clusters (``name``,
     ``rest_url``, ``shared_dir``), ``own`` the jobs the profile run submitted, ``kept`` {cluster: capacity}
-    an earlier run of the same experiment probed (a resumed profile: those clusters are not probed again).
-    A cluster whose probe fails raises KhaosError after all have ended."""
+    an earlier run of the same experiment probed (a resumed profile): those clusters are probed all the
+    same, as the warm-up a fresh cluster needs before its first unit (JIT, caches, the store), but keep
+    the capacity their units' rates came from. A cluster whose probe fails raises KhaosError after all
+    have ended."""
     kept = kept or {}
-    for c in clusters:
-        if c.name in kept:
-            c.capacity = kept[c.name]
-            journal.write("capacity_kept", cluster=c.name, capacity=c.capacity)
-            say(f"capacity of {c.name}: {c.capacity:.0f} events/s, probed by the run this one resumes")
-    clusters = [c for c in clusters if c.name not in kept]
-    if not clusters:
-        return
     spec = exp.capacity
     cis = sorted(exp.checkpoint_intervals)
     ci_s = spec.probe_ci_s or cis[len(cis) // 2]
@@ -403,7 +397,13 @@ def probe_all(exp, clusters: list, journal, say: Callable[[str], None], own: Own
         t.join()
     for c in clusters:
         r = results.get(c.name)
-        if isinstance(r, Probe):
+        if isinstance(r, Probe) and c.name in kept:
+            c.capacity = kept[c.name]
+            journal.write("capacity_kept", cluster=c.name, capacity=c.capacity, probed_now=r.capacity)
+            say(
+                f"capacity of {c.name}: {c.capacity:.0f} events/s as the run this one resumes probed ({r.capacity:.0f} now)"
+            )
+        elif isinstance(r, Probe):
             c.capacity = r.capacity
             journal.write("capacity_probe", **r.as_dict())
             say(

@@ -102,19 +102,29 @@ def test_a_resumed_profile_keeps_the_first_probe_of_its_own_experiment(tmp_path)
     assert resume.probed(tmp_path / "missing.jsonl", "mine") == {}
 
 
-def test_kept_capacities_are_not_probed_again_and_say_so(tmp_path):
+def test_kept_capacities_are_probed_as_a_warm_up_but_keep_the_rates_of_the_first_run(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from khaos_controller.profile import capacity
 
-    c1 = SimpleNamespace(name="c1", capacity=None, rest_url="http://127.0.0.1:9/never-called")
+    probed = []
+
+    def fake_probe(cluster, *args, **kw):
+        probed.append(cluster)
+        return capacity.Probe(cluster, 3201.0, 3201.0, 3000.0, 2300.0, 3600.0, 40.0, 120.0)
+
+    monkeypatch.setattr(capacity, "probe", fake_probe)
+    spec = SimpleNamespace(probe_ci_s=120.0, probe_rate=20000.0, warmup_s=30.0, measure_s=40.0)
+    job = SimpleNamespace(args=["--rate", "{rate}"], config={}, name="j", jar="j.jar", parallelism=1)
+    exp = SimpleNamespace(capacity=spec, checkpoint_intervals=[2.0, 120.0], job=job)
+    c1 = SimpleNamespace(name="c1", capacity=None, rest_url="http://127.0.0.1:9", shared_dir=None, savepoint=None)
     said: list[str] = []
     j = Journal(tmp_path / "journal.jsonl", fsync=False)
-    capacity.probe_all(SimpleNamespace(), [c1], j, said.append, own=None, kept={"c1": 3538.0})
-    assert c1.capacity == 3538.0
-    assert said == ["capacity of c1: 3538 events/s, probed by the run this one resumes"]
+    capacity.probe_all(exp, [c1], j, said.append, own=None, kept={"c1": 3538.0})
+    assert probed == ["c1"] and c1.capacity == 3538.0  # warmed up, the first run's capacity kept
+    assert said[-1] == "capacity of c1: 3538 events/s as the run this one resumes probed (3201 now)"
     line = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
-    assert line["event"] == "capacity_kept" and line["capacity"] == 3538.0
+    assert (line["event"], line["capacity"], line["probed_now"]) == ("capacity_kept", 3538.0, 3201.0)
 
 
 def test_only_runs_the_named_units_and_a_pattern_naming_none_is_one_line(exp, tmp_path):
