@@ -157,7 +157,7 @@ def _profile(args):
         out_dir(args.out, "--out")
     from .profile import profiler  # pandas & co. only for a valid experiment
 
-    prof = profiler.Profiler(exp, out=args.out, keep=args.keep, only=args.only or [])
+    prof = profiler.Profiler(exp, out=args.out, keep=args.keep, only=args.only or [], redo=args.redo or [])
     print(prof.describe())
     if args.dry_run:
         chosen = {u.ident for u in prof.pending()}
@@ -330,6 +330,13 @@ def _add_profile(sub) -> None:
         metavar="PATTERN",
         help="run only the units whose name matches (shell-style, e.g. '*-ci2-*'; repeatable); "
         "with a rerun into the same --out, units in another order or a part at a time",
+    )
+    pf.add_argument(
+        "--redo",
+        action="append",
+        metavar="PATTERN",
+        help="measure these finished units again (shell-style, repeatable; with --only, name them there too): "
+        "their new rows replace the old",
     )
     pf.add_argument(
         "--keep", action="store_true", help="keep the copies' Kafka topics and consumer groups (kafka section)"

@@ -97,7 +97,7 @@ class Unit:
 class Profiler:
     """Runs an experiment: clusters in parallel, one unit at a time each, real failures, measured."""
 
-    def __init__(self, exp: Experiment, out: Path | None = None, progress: bool = True, keep: bool = False, only=()):
+    def __init__(self, exp: Experiment, out: Path | None = None, progress=True, keep=False, only=(), redo=()):
         self.exp = exp
         self.keep = keep  # keep the copies' Kafka topics and groups
         self.only = list(only)  # unit ident patterns (fnmatch): run only these units; [] = all
@@ -116,7 +116,8 @@ class Profiler:
         self.journal: Journal | None = None
         self.bar: Bar | None = None
         self.fingerprint = resume.fingerprint(exp.path)
-        self.reused = resume.finished(self.out / "journal.jsonl", self.fingerprint)  # {unit: rows} done earlier
+        done = resume.finished(self.out / "journal.jsonl", self.fingerprint)  # {unit: rows} done earlier
+        self.reused = resume.kept(done, self.units(), list(redo))  # less those to measure again
         self._done = sum(len(rows) for rows in self.reused.values())
         self.params = RecoveryParams(
             baseline_s=max(10.0, exp.warmup_s - 5),

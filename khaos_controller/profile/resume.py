@@ -68,12 +68,19 @@ def probed(journal: Path, experiment_fp: str) -> dict[str, float]:
     return first
 
 
-def named(units: list, patterns: list[str]) -> list:
+def named(units: list, patterns: list[str], flag: str = "--only") -> list:
     """The units whose ident matches one of ``patterns`` (shell-style, e.g. ``*-ci2-*``; all without any):
     a rerun may take the units in another order or a part at a time. KhaosError for a pattern naming none."""
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(u.ident, pattern) for u in units):
             raise KhaosError(
-                f"--only {pattern!r} names no unit of this experiment (khaos profile --dry-run lists them)"
+                f"{flag} {pattern!r} names no unit of this experiment (khaos profile --dry-run lists them)"
             )
     return [u for u in units if not patterns or any(fnmatch.fnmatchcase(u.ident, p) for p in patterns)]
+
+
+def kept(done: dict[str, list[dict]], units: list, redo: list[str]) -> dict[str, list[dict]]:
+    """The finished units a rerun keeps: all but those ``redo`` names (shell-style; run again, their new
+    rows replace the old). KhaosError for a pattern naming no unit."""
+    again = {u.ident for u in named(units, redo, "--redo")} if redo else set()
+    return {u: rows for u, rows in done.items() if u not in again}

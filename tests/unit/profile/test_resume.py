@@ -165,3 +165,19 @@ def test_a_cancelled_profile_writes_the_rows_of_its_finished_units(exp, tmp_path
     with pytest.raises(Cancelled):
         prof.run()
     assert sorted(pd.read_csv(out / "results.csv")["recovery_s"]) == [9.5, 21.0]
+
+
+def test_redo_measures_a_finished_unit_again_and_a_pattern_naming_none_is_one_line(exp, tmp_path):
+    from khaos_controller.profile.profiler import Profiler
+
+    out = tmp_path / "out"
+    first = [row("u01-ci12-r1000", "process", 9.5)]
+    journal_of(out, resume.fingerprint(exp.path), {"u01-ci12-r1000": first, "u02-ci12-r3000": first})
+    prof = Profiler(exp, out=out, progress=False, redo=["u01-*"])
+    assert [u.ident for u in prof.pending()] == ["u01-ci12-r1000", "u03-ci4-r1000", "u04-ci4-r3000"]
+    assert list(prof.reused) == ["u02-ci12-r3000"]
+    with pytest.raises(KhaosError, match=r"^--redo 'u9\*' names no unit of this experiment"):
+        Profiler(exp, out=out, progress=False, redo=["u9*"])
+    # a later unit_done line of the same unit is the one a rerun keeps
+    Journal(out / "journal.jsonl", fsync=False).write("unit_done", unit="u01-ci12-r1000", rows=[{"redone": 1}])
+    assert resume.finished(out / "journal.jsonl", resume.fingerprint(exp.path))["u01-ci12-r1000"] == [{"redone": 1}]
