@@ -15,7 +15,8 @@ from ..kafka import feed as kfeed
 CAUGHT_UP_LAG_MS = 1000.0  # a job starting behind the replay has caught up when its lag is below 1 s ...
 CAUGHT_UP_SAMPLES = 6  # ... for 6 samples (3 s) in a row ...
 CAUGHT_UP_RATE = 1.3  # ... and its sink takes at most 1.3x the input rate (the records in flight are worked off)
-CAUGHT_UP_TIMEOUT_S = 180.0
+CAUGHT_UP_TIMEOUT_S = 180.0  # past this the job is judged by its lag's trend: still falling, it is waited for
+TREND_S = 60.0  # the lag counts as falling when it is 10 % below its value this long before
 NO_LAG_SAMPLES = 10  # a job whose source reports no lag for 10 running samples is not waited for
 
 
@@ -101,12 +102,28 @@ def no_lag_gauge(rows: list[dict]) -> bool:
 def wait_caught_up(prof, sampler, unit) -> float | None:
     """Block until the new job has caught up with its input (the replay, or a source that starts at
     --start: it is behind by its deploy time), so that the warm-up that follows learns a steady state; at
-    once for a job without a lag gauge. Seconds waited; None (and a ``not_caught_up`` note) when it did
-    not within CAUGHT_UP_TIMEOUT_S: the job processes less than arrives at this interval and rate."""
+    once for a job without a lag gauge. Seconds waited; None (and a ``not_caught_up`` note) when it has
+    not after CAUGHT_UP_TIMEOUT_S and its lag no longer falls (or not within the recovery timeout): the
+    job processes less than arrives at this interval and rate. (Near capacity a deploy's backlog alone
+    takes minutes: B u/(1-u) s for B s behind.)"""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < CAUGHT_UP_TIMEOUT_S:
+    while True:
+        waited = time.monotonic() - t0
         if caught_up(sampler.rows, unit.rate) or no_lag_gauge(sampler.rows):
-            return time.monotonic() - t0
+            return waited
+        if waited >= prof.exp.recovery_timeout_s or (waited >= CAUGHT_UP_TIMEOUT_S and not falling(sampler.rows)):
+            break
         prof._sleep(1)
-    prof.journal.write("not_caught_up", unit=unit.ident, waited_s=CAUGHT_UP_TIMEOUT_S)
+    prof.journal.write("not_caught_up", unit=unit.ident, waited_s=round(waited, 1))
     return None
+
+
+def falling(rows: list[dict]) -> bool:
+    """The job's lag is falling: its last value is 10 % below its value TREND_S earlier (no lag: not)."""
+    lags = [
+        (r["t"], r.get("lag_ms")) for r in rows if r.get("lag_ms") is not None and r.get("lag_ms") == r.get("lag_ms")
+    ]
+    if not lags or lags[-1][0] - lags[0][0] < TREND_S:
+        return False
+    then = [v for t, v in lags if t <= lags[-1][0] - TREND_S][-1]
+    return lags[-1][1] < 0.9 * then

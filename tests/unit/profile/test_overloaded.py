@@ -59,3 +59,16 @@ def test_the_overhead_baseline_is_fitted_on_the_deployments_with_a_steady_latenc
     over["trial"] = ["u99-ci2-u99-process0", "u99-ci2-u99-host0"]
     cv = overhead.heldout(overhead.deployments(pd.concat([df, over], ignore_index=True)))
     assert np.isfinite(cv["latency"]["baseline"]["mape"]) and np.isfinite(cv["latency"]["model"]["mape"])
+
+
+def test_a_job_still_working_off_its_deploy_backlog_is_waited_for_one_whose_lag_grows_is_not():
+    from khaos_controller.profile import waves
+
+    def rows(lag_at):  # one sample a second for 200 s
+        return [{"t": 1000.0 + s, "lag_ms": lag_at(s), "all_running": True, "throughput": 2000.0} for s in range(200)]
+
+    assert waves.falling(rows(lambda s: 60_000 - 250 * s))  # 4 s of lag worked off a second
+    assert not waves.falling(rows(lambda s: 20_000 + 100 * s))  # behind more and more: overloaded
+    assert not waves.falling(rows(lambda s: 30_000.0))  # flat: not catching up either
+    assert not waves.falling(rows(lambda s: 1000.0)[:30])  # under a minute of samples: no trend yet
+    assert not waves.falling([{"t": 1.0}, {"t": 90.0, "lag_ms": float("nan")}])
