@@ -106,10 +106,10 @@ class S3:
 
     def request(self, method: str, path: str, query: str = "", ok: tuple = (200,)) -> requests.Response:
         """One signed request; the response when its status is in ``ok``, else a one-line KhaosError. A server
-        error (5xx) is asked again twice, as the AWS SDKs do (S3Proxy answers 500 to a listing that races a
-        delete)."""
+        error (5xx) is asked again, four times in 3.7 s (S3Proxy answers 500 to a listing that races a delete,
+        and Flink deletes a checkpoint every second or two)."""
         url = f"{self.endpoint}{quote(path, safe='/-_.~')}" + (f"?{query}" if query else "")
-        for pause in (0.2, 1.0, None):
+        for pause in (0.2, 0.5, 1.0, 2.0, None):
             resp = self._send(method, url)
             if resp.status_code < 500 or pause is None:
                 break

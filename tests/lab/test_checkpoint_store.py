@@ -146,7 +146,10 @@ def test_a_shaped_link_slows_checkpoints_down(store_lab):
         f"{size_mb * 8 / slow:.1f} Mbit/s); shaping applied in {seconds:.1f} s"
     )
     assert size_mb > 10
-    assert slow >= 0.8 * size_mb * 8 / SHAPED_MBIT and slow > 2 * fast
+    # the shaped link's upload takes at least what its rate allows; the unshaped one beat that bound (its
+    # duration on a loaded machine, two lanes of tests, is not a fixed fraction of the shaped one)
+    bound = 0.8 * size_mb * 8 / SHAPED_MBIT
+    assert slow >= bound > fast
 
 
 def test_a_savepoint_goes_to_the_store(store_lab):
