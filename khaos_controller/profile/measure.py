@@ -72,8 +72,15 @@ def overloaded_row(unit, cluster: str, mode: str, rep: int, t: float, steady: pd
         "latency_p99_ms": float(lat.quantile(0.99)) if len(lat) else None,
         "latency_mean_ms": mean,
         "late_share": late,
-        "checkpoint_duration_ms": (summary.get("end_to_end_duration") or {}).get("avg"),
-        "checkpoint_size_bytes": (summary.get("state_size") or summary.get("checkpointed_size") or {}).get("avg"),
+        **checkpoint_columns(summary),
         "recovery_rule": "overloaded",
         "recovery_signals": "",
+    }
+
+
+def checkpoint_columns(summary: dict) -> dict:
+    """A row's checkpoint columns from Flink's checkpoint summary: mean duration (ms) and size (bytes)."""
+    return {
+        "checkpoint_duration_ms": (summary.get("end_to_end_duration") or {}).get("avg"),
+        "checkpoint_size_bytes": (summary.get("state_size") or summary.get("checkpointed_size") or {}).get("avg"),
     }

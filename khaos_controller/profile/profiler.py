@@ -47,7 +47,7 @@ from ..signals import on_stop
 from . import bootstrap, capacity, results, resume, waves, words
 from .cleanup import Cleanup
 from .experiment import Experiment
-from .measure import await_recovery, overloaded_row, restart_phases, series
+from .measure import await_recovery, checkpoint_columns, overloaded_row, restart_phases, series
 from .ownjobs import OwnJobs, check_clusters
 from .recovery import RecoveryParams, steady_window
 
@@ -549,8 +549,7 @@ class Profiler:
             "latency_mean_ms": m.pre_latency_mean_ms,
             "late_share": m.pre_late_share,
             "peak_lag_ms": m.peak_lag_ms,
-            "checkpoint_duration_ms": (summary.get("end_to_end_duration") or {}).get("avg"),
-            "checkpoint_size_bytes": (summary.get("state_size") or summary.get("checkpointed_size") or {}).get("avg"),
+            **checkpoint_columns(summary),
             "recovery_rule": m.rule,
             "recovery_signals": ",".join(m.signals),
             "lag_band_hi": m.band[m.signals[0]][1] if m.rule == "lag" else None,
