@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import KhaosError
-from ..flink import deployment
+from ..flink import record as deployment_record
 from ..flink.client import FlinkClient, FlinkError
 from ..flink.lock import JobLock
 from ..journal import Journal
@@ -112,13 +112,13 @@ class Daemon:
         path = self.cfg.record
         if not path.exists():
             return None
-        record = deployment.load(path)
+        record = deployment_record.load(path)
         if at_start:
             self.realizer.remember(record)
-        pending = record.get("pending")
+        pending = record.pending
         if not pending:
             return None
-        target = float(pending.get("new_s") or pending.get("old_s") or 0)
+        target = float(pending.new_s or pending.old_s or 0)
         if not self.realizer.changes_job:
             event(
                 logging.ERROR,
@@ -129,14 +129,17 @@ class Daemon:
                 "run with realize.mode restart (and without --advisor) to finish it",
             )
             self.journal.write(
-                {"event": "pending_change", "job": self.cfg.job, "pending": pending, "realize": self.realizer.kind}
+                {
+                    "event": "pending_change",
+                    "job": self.cfg.job,
+                    "pending": pending.to_dict(),
+                    "realize": self.realizer.kind,
+                }
             )
             return None
-        event(
-            logging.WARNING, "reconcile_started", record=str(path), target_s=target, savepoint=pending.get("savepoint")
-        )
+        event(logging.WARNING, "reconcile_started", record=str(path), target_s=target, savepoint=pending.savepoint)
         self.journal.write(
-            {"event": "reconcile_started", "job": self.cfg.job, "pending": pending, "target_ci_s": target}
+            {"event": "reconcile_started", "job": self.cfg.job, "pending": pending.to_dict(), "target_ci_s": target}
         )
         try:
             result = self.realizer.reconcile(target)

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from ..errors import KhaosError
 from ..flink import deployment
+from ..flink import record as deployment_record
 from ..flink.client import FlinkClient
+from ..flink.record import Record
 from ..journal import Journal
 from .config import Config
 from .log import event
@@ -61,7 +63,7 @@ class Realizer:
         """The daemon's job name, journal and clock."""
         self.job, self.journal, self.clock = job, journal, clock
 
-    def remember(self, record: dict) -> None:
+    def remember(self, record: Record) -> None:
         """At start: the cooldown and the change costs from the deployment record's history."""
         self.last_change_ts = last_change_ts(record)
         self.down_s.extend(down_times(record))
@@ -265,17 +267,17 @@ class PlaybookRealizer(Realizer):
         )
         r = Restarted(status="ok", target_ci_s=target_ci_s, seconds=round(time.monotonic() - t0, 2))
         try:
-            rec = deployment.load(self.cfg.record)
+            rec = deployment_record.load(self.cfg.record)
         except (KhaosError, ValueError):
             return r
         downs = down_times(rec)
-        for kept in [h for h in rec.get("history") or [] if h.get("action") == "savepoint_kept"]:
+        for kept in [h for h in rec.history if h.get("action") == "savepoint_kept"]:
             if kept.get("ts", 0) >= started:  # a disposal Flink refused: storage fills until it is mended
                 event(
                     logging.WARNING, "ALERT", job=self.job, kind="savepoint_disposal_failed", detail=kept.get("error")
                 )
-        r.job_id, r.interval_s = rec.get("job_id"), rec.get("checkpoint_interval_s")
-        r.savepoint, r.down_s = rec.get("last_savepoint"), downs[-1] if downs else None
+        r.job_id, r.interval_s = rec.job_id, rec.checkpoint_interval_s
+        r.savepoint, r.down_s = rec.last_savepoint, downs[-1] if downs else None
         return r
 
 
@@ -304,21 +306,21 @@ def orphan_runs(base_dir: Path) -> list[int]:
     return sorted(pids)
 
 
-def last_change_ts(record: dict) -> float | None:
+def last_change_ts(record: Record) -> float | None:
     """When the deployment record last saw a change attempt (success, failure or reconciliation)."""
     ts = [
         h.get("ts")
-        for h in record.get("history") or []
+        for h in record.history
         if h.get("action") in ("running", "savepoint_failed", "resubmit_failed") and h.get("ts")
     ]
     return max(ts) if ts else None
 
 
-def down_times(record: dict) -> list[float]:
+def down_times(record: Record) -> list[float]:
     """Seconds the job was down in each change of the record's history: from the stop's savepoint to
     the new job running with every task (the measured cost of a restart change, oldest first)."""
     out, stopped = [], None
-    for h in record.get("history") or []:
+    for h in record.history:
         if h.get("action") == "stopped_with_savepoint":
             stopped = h.get("ts")
         elif h.get("action") == "running" and stopped is not None and h.get("ts"):

@@ -1,6 +1,6 @@
 """Deployment records, and changes of a running job that can never lose, duplicate or strand it.
 
-A record (``STATE_DIR/<job>.json``, mode 0600) holds what a resubmit needs: the jar, its arguments and
+A record (record.py: ``STATE_DIR/<job>.json``, mode 0600) holds what a resubmit needs: the jar, its arguments and
 settings, and the job's *lineage* (a random id made at deploy time) and *generation*. Every job Khaos
 submits for a record gets the fixed id ``job_id(lineage, generation)``. Flink refuses a second job with
 an id it knows (DuplicateJobSubmissionException), so no retry, rollback or reconciliation can ever
@@ -41,20 +41,16 @@ manual submit): a change or a reconcile refuses it in one line and touches nothi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
-import uuid
 from pathlib import Path
 
 from ..errors import KhaosError
-from ..jsonio import write_json
 from . import stop
-from .client import TERMINAL, FlinkClient, FlinkError, SavepointError, trigger_id
+from .client import TERMINAL, FlinkClient, FlinkError, SavepointError
 from .lock import JobLock
+from .record import Pending, Record, job_id, load, save
 
-HISTORY_KEEP = 200  # record history entries kept (the newest)
 KEEP_SAVEPOINTS = 5  # savepoints of its changes a record keeps (the newest; older ones disposed through Flink)
 
 
@@ -64,79 +60,6 @@ def seconds(text: str | float) -> float:
     if not m:
         raise KhaosError(f"{text!r} is not a duration like 10s, 500ms or 2min")
     return float(m.group(1)) * {"ms": 0.001, None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
-
-
-# ------------------------------------------------------------------------------------------- records
-
-
-def load(path: Path) -> dict:
-    """Read a deployment record (KhaosError if it is missing or not a record)."""
-    path = Path(path)
-    if not path.exists():
-        raise KhaosError(f"no deployment record {path} (deploy the job with playbooks/deploy_job.yml first)")
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise KhaosError(f"deployment record {path} is unreadable: {str(e).splitlines()[0]}") from None
-    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
-        raise KhaosError(f"deployment record {path} is not a khaos deployment record")
-    return record
-
-
-def save(path: Path, record: dict) -> None:
-    """Atomic, durable and private (0600: args and settings may hold credentials); KhaosError if the
-    disk refuses."""
-    record["history"] = (record.get("history") or [])[-HISTORY_KEEP:]
-    try:
-        write_json(path, record, mode=0o600)
-    except OSError as e:
-        raise KhaosError(f"cannot write the deployment record {path}: {e.strerror or e}") from None
-
-
-def job_id(record: dict, generation: int) -> str:
-    """The fixed Flink job id of a record's generation (32 hex digits)."""
-    return hashlib.md5(f"khaos:{record['lineage']}:{generation}".encode()).hexdigest()
-
-
-def new_record(
-    name: str,
-    rest_url: str,
-    jar: str,
-    args: list[str],
-    entry_class: str | None = None,
-    parallelism: int | None = None,
-    config: dict | None = None,
-    interval_s: float | None = None,
-) -> dict:
-    """A record for a job about to be deployed (generation 0 of a new lineage)."""
-    return {
-        "name": name,
-        "rest_url": rest_url,
-        "jar": str(jar),
-        "jar_id": None,
-        "entry_class": entry_class,
-        "args": list(args),
-        "parallelism": parallelism,
-        "config": dict(config or {}),
-        "lineage": uuid.uuid4().hex,
-        "generation": 0,
-        "job_id": None,
-        "checkpoint_interval_s": interval_s,
-        "last_savepoint": None,
-        "pending": None,
-        "history": [],
-    }
-
-
-def _event(record: dict, action: str, **data) -> None:
-    record.setdefault("history", []).append({"ts": round(time.time(), 3), "action": action, **data})
-
-
-def _lineage(record: dict) -> None:
-    """Records written before lineages: give them one (their current job keeps its id)."""
-    if not record.get("lineage"):
-        record["lineage"] = uuid.uuid4().hex
-        record["generation"] = 0
 
 
 # ------------------------------------------------------------------------------------------ launching
@@ -166,26 +89,26 @@ class WrongInterval(KhaosError):
         self.job_id, self.interval_s = job_id, interval_s
 
 
-def _jar_id(client: FlinkClient, record: dict) -> str:
+def _jar_id(client: FlinkClient, record: Record) -> str:
     """The record's jar on the cluster, uploaded again when the JobManager lost it."""
-    if record.get("jar_id") and record["jar_id"] in {j["id"] for j in client.jars()}:
-        return record["jar_id"]
-    if not Path(record["jar"]).is_file():
+    if record.jar_id and record.jar_id in {j["id"] for j in client.jars()}:
+        return record.jar_id
+    if not record.jar or not Path(record.jar).is_file():
         raise KhaosError(
-            f"the job's jar {record['jar']} is neither on {client.url} nor on this machine: "
+            f"the job's jar {record.jar} is neither on {client.url} nor on this machine: "
             "a resubmit is impossible, nothing was changed"
         )
-    record["jar_id"] = client.upload_jar(record["jar"])
-    return record["jar_id"]
+    record.jar_id = client.upload_jar(record.jar)
+    return record.jar_id
 
 
-def precheck(client: FlinkClient, record: dict) -> None:
+def precheck(client: FlinkClient, record: Record) -> None:
     """What must hold before a job is stopped: its jar can be submitted again."""
     _jar_id(client, record)
 
 
 def launch(
-    client: FlinkClient, record: dict, generation: int, interval_s: float | None, restore: str | None, timeout: float
+    client: FlinkClient, record: Record, generation: int, interval_s: float | None, restore: str | None, timeout: float
 ) -> str:
     """Make generation ``generation`` run with ``interval_s`` (None: the cluster's) from ``restore``;
     returns its job id.
@@ -194,16 +117,16 @@ def launch(
     jid = job_id(record, generation)
     known = _lookup(client, jid)
     if known is None:
-        config = dict(record.get("config") or {})
-        config["pipeline.name"] = record["name"]
+        config = dict(record.config)
+        config["pipeline.name"] = record.name
         if interval_s:
             config["execution.checkpointing.interval"] = f"{interval_s:g}s"
         try:
             client.run_jar(
                 _jar_id(client, record),
-                args=record["args"],
-                entry_class=record.get("entry_class") or None,
-                parallelism=record.get("parallelism") or None,
+                args=record.args,
+                entry_class=record.entry_class or None,
+                parallelism=record.parallelism or None,
                 savepoint=restore,
                 config=config,
                 job_id=jid,
@@ -279,10 +202,12 @@ def reconfigure(
     if new_s < 0.01:
         raise KhaosError(f"checkpoint interval {new_interval!r} is below Flink's minimum of 10 ms")
     path = Path(path)
-    lock = JobLock(path.parent, load(path)["name"], "change").acquire()
+    lock = JobLock(path.parent, load(path).name, "change").acquire()
     try:
         if keep_savepoints:
-            save(path, {**load(path), "keep_savepoints": int(keep_savepoints)})
+            record = load(path)
+            record.keep_savepoints = int(keep_savepoints)
+            save(path, record)
         return _reconfigure(client, path, new_s, savepoint_dir, timeout)
     finally:
         lock.release()
@@ -290,12 +215,12 @@ def reconfigure(
 
 def _reconfigure(client: FlinkClient, path: Path, new_s: float, savepoint_dir: str | None, timeout: float) -> dict:
     record = load(path)
-    if record.get("pending"):
-        raise KhaosError(f"{path}: a change is still pending ({record['pending'].get('phase')}): reconcile first")
-    _lineage(record)
-    jobs = [j["jid"] for j in client.live_jobs(record["name"])]
+    if record.pending:
+        raise KhaosError(f"{path}: a change is still pending ({record.pending.phase}): reconcile first")
+    record.ensure_lineage()
+    jobs = [j["jid"] for j in client.live_jobs(record.name)]
     if len(jobs) != 1:
-        raise KhaosError(f"need exactly one running job named {record['name']!r} on {client.url}, found {len(jobs)}")
+        raise KhaosError(f"need exactly one running job named {record.name!r} on {client.url}, found {len(jobs)}")
     old_job = jobs[0]
     _own(record, old_job, path)
     old_s = client.checkpoint_interval_ms(old_job) / 1000
@@ -303,22 +228,22 @@ def _reconfigure(client: FlinkClient, path: Path, new_s: float, savepoint_dir: s
         return {"changed": False, "job_id": old_job, "old_s": old_s, "new_s": new_s}
     precheck(client, record)
     t0 = time.time()
-    gen = int(record.get("generation") or 0) + 1
-    record["pending"] = {
-        "phase": "stopping",
-        "job_id": old_job,
-        "old_s": old_s,
-        "new_s": new_s,
-        "generation": gen,
-        "savepoint_dir": savepoint_dir,
-        "ts": round(time.time(), 3),
-    }
+    gen = record.generation + 1
+    record.pending = Pending.new(
+        phase="stopping",
+        job_id=old_job,
+        old_s=old_s,
+        new_s=new_s,
+        generation=gen,
+        savepoint_dir=savepoint_dir,
+        ts=round(time.time(), 3),
+    )
     try:
-        location = _stop(client, path, record, old_job, timeout)
+        location = stop.request(client, path, record, old_job, timeout)
     except SavepointError as e:  # Flink refused the stop or says it failed: the job runs on, on its interval
         return _stop_failed(client, path, record, old_job, old_s, e)
-    record["pending"].update(phase="stopped", savepoint=location)
-    _event(record, "stopped_with_savepoint", job_id=old_job, savepoint=location)
+    record.pending.update(phase="stopped", savepoint=location)
+    record.event("stopped_with_savepoint", job_id=old_job, savepoint=location)
     unsaved = _try_save(path, record)  # a full disk must not keep the job down: go on, reconcile mends
     result = _bring_up(client, path, record, gen, new_s, old_s, location, timeout)
     result.update(changed=True, old_job_id=old_job, old_s=old_s, new_s=new_s, seconds=round(time.time() - t0, 3))
@@ -336,14 +261,14 @@ def _reconfigure(client: FlinkClient, path: Path, new_s: float, savepoint_dir: s
 
 
 def _bring_up(
-    client: FlinkClient, path: Path, record: dict, gen: int, new_s: float, old_s: float, restore: str, timeout: float
+    client: FlinkClient, path: Path, record: Record, gen: int, new_s: float, old_s: float, restore: str, timeout: float
 ) -> dict:
     """Generation ``gen`` on the new interval, else a rollback to the old one; records the outcome."""
     try:
         jid = launch(client, record, gen, new_s, restore, timeout)
         return _finish(client, path, record, jid, gen, new_s, restore)
     except (Stuck, Unknown) as e:
-        record["pending"].update(phase="starting", job=job_id(record, gen))
+        record.pending.update(phase="starting", job=job_id(record, gen))
         _try_save(path, record)
         raise KhaosError(f"{e}; the change stays pending in {path}: reconcile finishes it") from None
     except NotStarted as e:  # Flink does not have generation gen: the same generation, old interval
@@ -352,14 +277,14 @@ def _bring_up(
         error, roll_gen, roll_from = str(e), gen + 1, restore_point(client, job_id(record, gen), restore)
     except WrongInterval as e:  # stopped like the old job (recorded first), then the rollback from its savepoint
         error, roll_gen = str(e), gen + 1
-        record["pending"]["generation"] = roll_gen
+        record.pending.generation = roll_gen
         try:
-            roll_from = _stop(client, path, record, e.job_id, timeout)
+            roll_from = stop.request(client, path, record, e.job_id, timeout)
         except SavepointError as e2:  # it runs on, on the interval it chose
             _finish(client, path, record, e.job_id, gen, e.interval_s, restore)
             raise KhaosError(f"{error}; its stop failed ({e2}): it runs on that interval") from None
-    _event(record, "resubmit_failed", interval_s=new_s, error=error, restore=roll_from)
-    record["pending"].update(phase="rollback", generation=roll_gen, savepoint=roll_from, error=error)
+    record.event("resubmit_failed", interval_s=new_s, error=error, restore=roll_from)
+    record.pending.update(phase="rollback", generation=roll_gen, savepoint=roll_from, error=error)
     _try_save(path, record)
     try:
         jid = launch(client, record, roll_gen, old_s, roll_from, timeout)
@@ -372,87 +297,43 @@ def _bring_up(
 
 
 def _finish(
-    client: FlinkClient, path: Path, record: dict, jid: str, gen: int, interval_s: float, savepoint: str | None
+    client: FlinkClient, path: Path, record: Record, jid: str, gen: int, interval_s: float, savepoint: str | None
 ) -> dict:
     record.update(job_id=jid, generation=gen, checkpoint_interval_s=interval_s, pending=None)
     if savepoint:
-        record["last_savepoint"] = savepoint
+        record.last_savepoint = savepoint
         _keep_savepoints(client, record, savepoint)
-    _event(record, "running", job_id=jid, generation=gen, interval_s=interval_s, savepoint=savepoint)
+    record.event("running", job_id=jid, generation=gen, interval_s=interval_s, savepoint=savepoint)
     _try_save(path, record)
     return {"job_id": jid, "interval_s": interval_s, "savepoint": savepoint, "generation": gen}
 
 
-def _keep_savepoints(client: FlinkClient, record: dict, savepoint: str) -> None:
+def _keep_savepoints(client: FlinkClient, record: Record, savepoint: str) -> None:
     """Remember the savepoint; dispose of the oldest ones the record's changes made beyond
-    ``record["keep_savepoints"]`` (default KEEP_SAVEPOINTS) through Flink (POST /savepoint-disposal: the
+    ``record.keep_savepoints`` (default KEEP_SAVEPOINTS) through Flink (POST /savepoint-disposal: the
     JobManager deletes them with its own access, on a shared directory or S3 alike). A disposal Flink
     refuses is a ``savepoint_kept`` history entry and is tried again at the next change."""
-    kept = [sp for sp in record.get("savepoints") or [] if sp != savepoint] + [savepoint]
-    keep = max(1, int(record.get("keep_savepoints") or KEEP_SAVEPOINTS))
+    kept = [sp for sp in record.savepoints or [] if sp != savepoint] + [savepoint]
+    keep = max(1, int(record.keep_savepoints or KEEP_SAVEPOINTS))
     failed = []
     for old in kept[:-keep]:
         try:
             client.dispose_savepoint(old, timeout=60)
         except FlinkError as e:
             failed.append(old)
-            _event(record, "savepoint_kept", savepoint=old, error=str(e))
-    record["savepoints"] = failed + kept[-keep:]
+            record.event("savepoint_kept", savepoint=old, error=str(e))
+    record.savepoints = failed + kept[-keep:]
 
 
-def _stop(client: FlinkClient, path: Path, record: dict, jid: str, timeout: float) -> str:
-    """Stop-with-savepoint of ``jid`` for the change pending in ``record``; returns the savepoint.
-
-    The trigger id (chosen here) and the job's newest checkpoint id are recorded, fsynced, BEFORE the
-    request: whatever happens next, reconcile knows the stop by its id. SavepointError when Flink
-    refused the stop or says it failed and the job runs on; KhaosError, the change still pending, when
-    the outcome is not known."""
-    pending = record["pending"]
-    pending.update(
-        phase="stopping",
-        job_id=jid,
-        trigger=trigger_id(),
-        checkpoint_id=stop.last_checkpoint_id(client, jid),
-        savepoint=None,
-    )
-    save(path, record)  # before the stop: a crash from here on is finished by reconcile
-    try:
-        try:
-            client.trigger_stop(jid, pending["trigger"], pending.get("savepoint_dir"))
-        except FlinkError as e:
-            if e.ambiguous or e.status == 500:  # it may have reached Flink
-                raise
-            raise SavepointError(f"Flink refused the stop of job {jid}: {e}") from None
-        return client.await_savepoint(jid, pending["trigger"], timeout)
-    except SavepointError as e:
-        if _state(client, jid) not in TERMINAL | {"UNKNOWN"}:
-            raise
-        error = e
-    except FlinkError as e:
-        error = e
-    raise KhaosError(
-        f"the stop of job {jid} has no known outcome yet ({error}); it is recorded as pending in {path}: "
-        "reconcile finishes it"
-    )
-
-
-def _stop_failed(client, path, record, old_job, old_s, error) -> dict:
-    state = _state(client, old_job)
-    record["pending"] = None
-    _event(record, "savepoint_failed", job_id=old_job, error=str(error), job_state=state)
+def _stop_failed(client, path, record: Record, old_job, old_s, error) -> dict:
+    state = stop.state(client, old_job)
+    record.pending = None
+    record.event("savepoint_failed", job_id=old_job, error=str(error), job_state=state)
     _try_save(path, record)
     raise KhaosError(f"savepoint failed, job {old_job} left {state} on interval {old_s:g}s: {error}")
 
 
-def _state(client: FlinkClient, jid: str) -> str:
-    try:
-        job = client.job_or_none(jid)
-    except FlinkError:
-        return "UNKNOWN"
-    return job["state"] if job else "UNKNOWN"
-
-
-def _try_save(path: Path, record: dict) -> str | None:
+def _try_save(path: Path, record: Record) -> str | None:
     """Save; on a disk error say why instead of raising (the job matters more than the record)."""
     try:
         save(path, record)
@@ -468,7 +349,7 @@ def reconcile(client: FlinkClient, path: Path, timeout: float = 180) -> dict:
     """Finish a change left pending (a crash, a timeout, a full disk, an unclear answer): make exactly
     one job of the record's name run. Returns {action: none | kept | adopted | restored, ...}."""
     path = Path(path)
-    lock = JobLock(path.parent, load(path)["name"], "change").acquire()
+    lock = JobLock(path.parent, load(path).name, "change").acquire()
     try:
         return _reconcile(client, path, timeout)
     finally:
@@ -477,24 +358,16 @@ def reconcile(client: FlinkClient, path: Path, timeout: float = 180) -> dict:
 
 def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
     record = load(path)
-    pending = record.get("pending")
-    live = [j["jid"] for j in client.live_jobs(record["name"])]
+    pending = record.pending
+    live = [j["jid"] for j in client.live_jobs(record.name)]
     if not pending:
         return {"action": "none", "running": live}
     if len(live) > 1:
-        raise KhaosError(f"{len(live)} jobs named {record['name']!r} run ({', '.join(live)}): not touching any")
-    if pending.get("phase") == "deploying":  # a deploy that crashed after writing the record
-        if live:
-            _own(record, live[0], path, pending)
-            _event(record, "deployed", job_id=live[0])
-            _finish(client, path, record, live[0], 0, record.get("checkpoint_interval_s"), pending.get("savepoint"))
-            return {"action": "adopted", "job_id": live[0]}
-        jid = launch(client, record, 0, record.get("checkpoint_interval_s"), pending.get("savepoint"), timeout)
-        _event(record, "deployed", job_id=jid)
-        _finish(client, path, record, jid, 0, record.get("checkpoint_interval_s"), pending.get("savepoint"))
-        return {"action": "restored", "job_id": jid}
-    old_job = pending.get("job_id")
-    if live == [old_job] or (not live and pending.get("phase") == "stopping"):  # the stop's outcome is not known
+        raise KhaosError(f"{len(live)} jobs named {record.name!r} run ({', '.join(live)}): not touching any")
+    if pending.phase == "deploying":
+        return _finish_deploy(client, path, record, live, timeout)
+    old_job = pending.job_id
+    if live == [old_job] or (not live and pending.phase == "stopping"):  # the stop's outcome is not known
         outcome, found = stop.wait(client, old_job, pending, timeout)
         if outcome == "busy":
             raise KhaosError(
@@ -502,79 +375,97 @@ def _reconcile(client: FlinkClient, path: Path, timeout: float) -> dict:
                 f"pending in {path}: the next reconcile looks again"
             )
         if outcome == "running":
-            record["pending"] = None
-            _event(record, "stop_not_done", job_id=old_job, reason=found)
+            record.pending = None
+            record.event("stop_not_done", job_id=old_job, reason=found)
             save(path, record)
             return {"action": "kept", "job_id": old_job}
         if found:
             pending.update(phase="stopped", savepoint=found)
             _try_save(path, record)
-        live = [j["jid"] for j in client.live_jobs(record["name"])]
+        live = [j["jid"] for j in client.live_jobs(record.name)]
     if live:  # a job of the change runs (the new one or the rollback): adopt it
-        jid = live[0]
-        _own(record, jid, path, pending)
-        try:
-            _wait(client, jid, client.checkpoint_interval_ms(jid) / 1000, timeout)
-        except Stuck as e:
-            raise KhaosError(f"{e}; the change stays pending in {path}") from None
-        interval = client.checkpoint_interval_ms(jid) / 1000
-        gen = _generation_of(record, jid, pending)
-        _finish(client, path, record, jid, gen, interval, pending.get("savepoint"))
-        return {"action": "adopted", "job_id": jid, "interval_s": interval}
-    restore = pending.get("savepoint")
-    if not restore:
+        return _adopt(client, path, record, live[0], timeout)
+    if not pending.savepoint:
         raise KhaosError(
-            f"no job named {record['name']!r} runs and no savepoint of job {old_job} was found (none with a "
-            f"checkpoint id above {pending.get('checkpoint_id')}): the job is down; restore it by hand from "
+            f"no job named {record.name!r} runs and no savepoint of job {old_job} was found (none with a "
+            f"checkpoint id above {pending.checkpoint_id}): the job is down; restore it by hand from "
             f"its last checkpoint ({path})"
         )
-    gen = int(pending.get("generation") or int(record.get("generation") or 0) + 1)
-    result = _bring_up(client, path, record, gen, float(pending["new_s"]), float(pending["old_s"]), restore, timeout)
-    return {"action": "restored", **result}
+    gen = int(pending.generation or record.generation + 1)
+    new_s, old_s = float(pending.new_s), float(pending.old_s)
+    return {"action": "restored", **_bring_up(client, path, record, gen, new_s, old_s, pending.savepoint, timeout)}
 
 
-def _own(record: dict, jid: str, path: Path, pending: dict | None = None) -> None:
+def _finish_deploy(client: FlinkClient, path: Path, record: Record, live: list[str], timeout: float) -> dict:
+    """A deploy that crashed after writing the record: adopt its job, else submit it."""
+    restore, interval = record.pending.savepoint, record.checkpoint_interval_s
+    if live:
+        _own(record, live[0], path, record.pending)
+        jid, action = live[0], "adopted"
+    else:
+        jid, action = launch(client, record, 0, interval, restore, timeout), "restored"
+    record.event("deployed", job_id=jid)
+    _finish(client, path, record, jid, 0, interval, restore)
+    return {"action": action, "job_id": jid}
+
+
+def _adopt(client: FlinkClient, path: Path, record: Record, jid: str, timeout: float) -> dict:
+    """A job of the pending change runs (the new one or the rollback): wait until every task runs, then
+    record it."""
+    pending = record.pending
+    _own(record, jid, path, pending)
+    try:
+        _wait(client, jid, client.checkpoint_interval_ms(jid) / 1000, timeout)
+    except Stuck as e:
+        raise KhaosError(f"{e}; the change stays pending in {path}") from None
+    interval = client.checkpoint_interval_ms(jid) / 1000
+    _finish(client, path, record, jid, _generation_of(record, jid, pending), interval, pending.savepoint)
+    return {"action": "adopted", "job_id": jid, "interval_s": interval}
+
+
+def _own(record: Record, jid: str, path: Path, pending: Pending | None = None) -> None:
     """KhaosError unless ``jid`` is this record's job or a generation of its lineage (the ids Khaos gives
     the jobs it submits for it): a job of the same name started by anyone else is never touched."""
-    start = int(record.get("generation") or 0)
-    ours = {record.get("job_id"), (pending or {}).get("job_id")} | {job_id(record, g) for g in range(start + 4)}
+    start = record.generation
+    ours = {record.job_id, pending.job_id if pending else None} | {job_id(record, g) for g in range(start + 4)}
     if jid not in ours:
         raise KhaosError(
-            f"the live job {jid} named {record['name']!r} is not one of {path}'s (neither its job "
-            f"{record.get('job_id')} nor a generation of its lineage): someone else's job, not touching it"
+            f"the live job {jid} named {record.name!r} is not one of {path}'s (neither its job "
+            f"{record.job_id} nor a generation of its lineage): someone else's job, not touching it"
         )
 
 
-def _generation_of(record: dict, jid: str, pending: dict) -> int:
-    start = int(record.get("generation") or 0)
+def _generation_of(record: Record, jid: str, pending: Pending) -> int:
+    start = record.generation
     for gen in range(start, start + 4):
         if job_id(record, gen) == jid:
             return gen
-    return int(pending.get("generation") or start + 1)
+    return int(pending.generation or start + 1)
 
 
 # --------------------------------------------------------------------------------------------- deploy
 
 
-def deploy(client: FlinkClient, path: Path, record: dict, savepoint: str | None, timeout: float) -> dict:
+def deploy(client: FlinkClient, path: Path, record: Record, savepoint: str | None, timeout: float) -> dict:
     """Submit a new job (generation 0 of a new lineage) and write its record before the submit, so a
     crash in between is adopted, not duplicated. Returns {changed, job_id, jar_id}."""
-    lock = JobLock(Path(path).parent, record["name"], "change").acquire()
+    lock = JobLock(Path(path).parent, record.name, "change").acquire()
     try:
-        record["pending"] = {
-            "phase": "deploying",
-            "job_id": None,
-            "old_s": record.get("checkpoint_interval_s"),
-            "new_s": record.get("checkpoint_interval_s"),
-            "generation": 0,
-            "savepoint": savepoint,
-            "ts": round(time.time(), 3),
-        }
+        interval = record.checkpoint_interval_s
+        record.pending = Pending.new(
+            phase="deploying",
+            job_id=None,
+            old_s=interval,
+            new_s=interval,
+            generation=0,
+            savepoint=savepoint,
+            ts=round(time.time(), 3),
+        )
         save(path, record)
-        jid = launch(client, record, 0, record.get("checkpoint_interval_s"), savepoint, timeout)
-        _event(record, "deployed", job_id=jid)
-        _finish(client, path, record, jid, 0, record.get("checkpoint_interval_s"), savepoint)
-        return {"changed": True, "job_id": jid, "jar_id": record.get("jar_id")}
+        jid = launch(client, record, 0, interval, savepoint, timeout)
+        record.event("deployed", job_id=jid)
+        _finish(client, path, record, jid, 0, interval, savepoint)
+        return {"changed": True, "job_id": jid, "jar_id": record.jar_id}
     finally:
         lock.release()
 

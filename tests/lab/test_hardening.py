@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ from support.proxy import FaultProxy, Rule
 from khaos_controller.errors import KhaosError
 from khaos_controller.flink import audit, deployment
 from khaos_controller.flink.client import FlinkClient
+from khaos_controller.flink.record import load, save
 from khaos_controller.infra import ansible
 
 JOB = "hard"
@@ -93,16 +95,16 @@ def reconcile(client, record) -> dict:
 def test_h_a_resubmit_that_cannot_happen_is_refused_before_the_stop(env):
     cluster, direct, _faulty, _proxy, record = env
     before = exactly_one(cluster, direct)
-    rec = deployment.load(record)
-    direct.request("DELETE", f"/jars/{rec['jar_id']}")  # the JobManager lost its jars (e.g. it restarted)
-    deployment.save(record, {**rec, "jar": "/nonexistent/job.jar"})
+    rec = load(record)
+    direct.request("DELETE", f"/jars/{rec.jar_id}")  # the JobManager lost its jars (e.g. it restarted)
+    save(record, replace(rec, jar="/nonexistent/job.jar"))
     try:
         with pytest.raises(KhaosError, match="a resubmit is impossible, nothing was changed"):
             deployment.reconfigure(direct, record, "5s", timeout=60)
     finally:
-        deployment.save(record, {**deployment.load(record), "jar": rec["jar"]})
+        save(record, replace(load(record), jar=rec.jar))
     assert exactly_one(cluster, direct) == before and interval_s(direct) == 4.0
-    assert deployment.load(record)["pending"] is None
+    assert load(record).pending is None
 
 
 def test_a_garbage_after_the_stop_is_finished_by_reconcile(env):
@@ -110,12 +112,12 @@ def test_a_garbage_after_the_stop_is_finished_by_reconcile(env):
     proxy.add(Rule("POST", STOP, "garbage_after"))
     with pytest.raises(KhaosError, match="no known outcome yet"):
         deployment.reconfigure(faulty, record, "5s", timeout=30)
-    assert deployment.load(record)["pending"]["phase"] == "stopping"
+    assert load(record).pending.phase == "stopping"
     proxy.clear()
     result = reconcile(direct, record)
     assert result["action"] in ("restored", "adopted"), result
     exactly_one(cluster, direct)
-    assert interval_s(direct) == 5.0 and deployment.load(record)["pending"] is None
+    assert interval_s(direct) == 5.0 and load(record).pending is None
 
 
 def test_b_rest_errors_while_the_new_job_comes_up(env):
@@ -133,8 +135,8 @@ def test_c_a_savepoint_status_that_never_answers(env):
     proxy.add(Rule("GET", SAVEPOINT_STATUS, "hang", times=None, delay=3))
     with pytest.raises(KhaosError, match="no known outcome yet"):
         deployment.reconfigure(faulty, record, "7s", timeout=8)
-    pending = deployment.load(record)["pending"]
-    assert pending["phase"] == "stopping" and pending["trigger"]
+    pending = load(record).pending
+    assert pending.phase == "stopping" and pending.trigger
     proxy.clear()
     result = reconcile(direct, record)
     assert result["action"] in ("restored", "adopted"), result
@@ -172,7 +174,7 @@ def test_d_a_full_disk_after_the_stop(env, tmp_path):
         shutil.copy(moved, record)
     finally:
         subprocess.run(["umount", str(small)], check=False)
-    assert deployment.load(record)["job_id"] == jid and deployment.load(record)["pending"] is None
+    assert load(record).job_id == jid and load(record).pending is None
 
 
 def test_f_a_lost_answer_to_the_submission_starts_one_job(env):
@@ -210,14 +212,14 @@ def test_the_end_one_job_stopped_with_a_savepoint_nothing_lost(env):
     assert Path(location.removeprefix("file:")).exists() and direct.live_jobs(JOB) == []
     result = audit.audit(cluster.shared_dir / "jobs" / JOB / "out")
     assert result.lost == 0 and result.duplicated == 0 and result.records > 10_000, result
-    rec = deployment.load(record)
-    history = [h["action"] for h in rec["history"]]
+    rec = load(record)
+    history = [h["action"] for h in rec.history]
     assert history.count("running") >= 5  # A, B, C, D (adopted), F, G
     # retention: the record keeps (and the disk holds) only the newest savepoints of its changes
-    made = {h["savepoint"] for h in rec["history"] if h.get("action") == "running" and h.get("savepoint")}
+    made = {h["savepoint"] for h in rec.history if h.get("action") == "running" and h.get("savepoint")}
     on_disk = {sp for sp in made if Path(sp.removeprefix("file:").removeprefix("//")).exists()}
-    assert len(made) >= 5 and rec["keep_savepoints"] == 3
-    assert set(rec["savepoints"]) == on_disk and len(on_disk) == 3
+    assert len(made) >= 5 and rec.keep_savepoints == 3
+    assert set(rec.savepoints) == on_disk and len(on_disk) == 3
 
 
 # ---- P: the profiler never touches a job it did not submit --------------------------------------------
@@ -244,7 +246,7 @@ def test_p_the_profiler_refuses_a_cluster_running_a_foreign_job(cluster, tmp_pat
     [prod] = direct.live_jobs("prod")
     assert direct.running_jobs() == [prod["jid"]]  # the only job on the cluster
     try:
-        jar = Path(deployment.load(cluster.dir / "state" / "prod.json")["jar"])
+        jar = Path(load(cluster.dir / "state" / "prod.json").jar)
         exp = tmp_path / "exp.yml"
         exp.write_text(EXPERIMENT.format(jar=jar, inventory=cluster.inventory, out=tmp_path / "out"))
         t0 = time.monotonic()
@@ -311,7 +313,7 @@ def reconcile_until_settled(client: FlinkClient, record: Path, limit_s: float = 
             outcomes.append(deployment.reconcile(client, record, timeout=STOP_TIMEOUT_S))
         except KhaosError as e:
             outcomes.append(str(e))
-        if deployment.load(record)["pending"] is None:
+        if load(record).pending is None:
             break
     return outcomes
 
@@ -320,38 +322,38 @@ def reconcile_until_settled(client: FlinkClient, record: Path, limit_s: float = 
 def test_s_a_slow_stop_whose_answer_is_lost_is_waited_out(slow, shift_s, forgotten):
     cluster, direct, faulty, proxy, record = slow
     old = exactly_one(cluster, direct, name=SLOW)
-    new_s = deployment.load(record)["checkpoint_interval_s"] + 1
+    new_s = load(record).checkpoint_interval_s + 1
     rules = [Rule("POST", STOP, "lose", delay=3)]  # the stop reaches Flink, its answer never comes back
     if forgotten:  # Flink no longer knows the trigger (as after a JobManager restart)
         rules.append(Rule("GET", SAVEPOINT_STATUS, "error", times=None, status=404))
     proxy.add(*rules, Rule("GET", ".", "shift", times=None, shift_ms=shift_s * 1000))
     with pytest.raises(KhaosError, match="no known outcome yet"):
         deployment.reconfigure(faulty, record, f"{new_s:g}s", timeout=STOP_TIMEOUT_S)
-    pending = deployment.load(record)["pending"]
+    pending = load(record).pending
     outcomes = reconcile_until_settled(faulty, record)
     proxy.clear()
     final = outcomes[-1]
     if not (isinstance(final, dict) and final.get("action") == "restored"):
         time.sleep(SAVEPOINT_SLEEP_MS / 1000 + 5)  # what the stop left behind
         pytest.fail(
-            f"reconcile ended with {final} (pending {deployment.load(record)['pending']}); then job {old} is "
+            f"reconcile ended with {final} (pending {load(record).pending}); then job {old} is "
             f"{direct.job(old)['state']} and {len(direct.live_jobs(SLOW))} jobs named {SLOW} run; {outcomes}"
         )
     assert any("is not over after" in o for o in outcomes if isinstance(o, str)), outcomes  # waited, not dropped
     jid = exactly_one(cluster, direct, name=SLOW)
-    rec = deployment.load(record)
-    savepoint = rec["last_savepoint"]
-    assert jid == final["job_id"] == rec["job_id"] != old and rec["pending"] is None
+    rec = load(record)
+    savepoint = rec.last_savepoint
+    assert jid == final["job_id"] == rec.job_id != old and rec.pending is None
     assert direct.job(old)["state"] == "FINISHED"
     assert direct.checkpoints(old)["latest"]["savepoint"]["external_path"] == savepoint  # the stop's savepoint
     restored = direct.checkpoints(jid)["latest"]["restored"]
     assert restored["external_path"] == savepoint and restored["is_savepoint"]
     assert interval_s(direct, SLOW) == new_s
-    assert pending["trigger"] and pending["checkpoint_id"] >= 0 and pending["phase"] == "stopping"
+    assert pending.trigger and pending.checkpoint_id >= 0 and pending.phase == "stopping"
     # Flink remembers the trigger: the same stop request again is answered with its id and starts nothing
     savepoints = [h["id"] for h in direct.checkpoints(old)["history"] if h["is_savepoint"]]
-    assert savepoints and min(savepoints) > pending["checkpoint_id"]
-    assert direct.trigger_stop(old, pending["trigger"]) == pending["trigger"]
+    assert savepoints and min(savepoints) > pending.checkpoint_id
+    assert direct.trigger_stop(old, pending.trigger) == pending.trigger
     time.sleep(1)
     assert [h["id"] for h in direct.checkpoints(old)["history"] if h["is_savepoint"]] == savepoints
     print(f"\n{len(outcomes)} reconciles: " + " | ".join(str(o)[:160] for o in outcomes))

@@ -10,6 +10,7 @@ import pytest
 from khaos_controller.errors import KhaosError
 from khaos_controller.flink import audit, deployment
 from khaos_controller.flink.client import FlinkClient, FlinkError
+from khaos_controller.flink.record import Pending, load, save
 from khaos_controller.infra import ansible
 
 pytestmark = pytest.mark.lab
@@ -51,8 +52,8 @@ def test_reconfigure_playbook_changes_the_interval(cluster, job):
     [after] = running(client)
     assert after["jid"] != before["jid"]
     assert client.checkpoint_interval_ms(after["jid"]) == 3000
-    rec = json.loads(record.read_text())
-    assert rec["job_id"] == after["jid"] and rec["pending"] is None and rec["last_savepoint"]
+    rec = load(record)
+    assert rec.job_id == after["jid"] and rec.pending is None and rec.last_savepoint
     # the same interval again: nothing to do
     again = reconfigure(cluster, "3s")
     assert again.changed() == 0 and running(client)[0]["jid"] == after["jid"]
@@ -89,8 +90,8 @@ def test_failed_resubmit_rolls_back_to_the_old_interval(cluster, job):
     assert client.refused == 1
     [after] = running(client)
     assert client.checkpoint_interval_ms(after["jid"]) == 3000
-    rec = json.loads(record.read_text())
-    assert rec["pending"] is None and [h["action"] for h in rec["history"]][-2:] == ["resubmit_failed", "running"]
+    rec = load(record)
+    assert rec.pending is None and [h["action"] for h in rec.history][-2:] == ["resubmit_failed", "running"]
 
 
 def test_crash_mid_change_is_reconciled_to_exactly_one_job(cluster, job):
@@ -98,20 +99,14 @@ def test_crash_mid_change_is_reconciled_to_exactly_one_job(cluster, job):
     [before] = running(client)
     # the controller dies right after recording the savepoint: the job is stopped, a change pending
     location = client.stop_with_savepoint(before["jid"])
-    rec = json.loads(record.read_text())
-    rec["pending"] = {
-        "savepoint": location,
-        "old_s": 3.0,
-        "new_s": 5.0,
-        "stopped_job": before["jid"],
-        "ts": time.time(),
-    }
-    deployment.save(record, rec)
+    rec = load(record)
+    rec.pending = Pending.new(savepoint=location, old_s=3.0, new_s=5.0, stopped_job=before["jid"], ts=time.time())
+    save(record, rec)
     assert running(client) == []
     reconfigure(cluster, "5s")
     [after] = running(client)
     assert client.checkpoint_interval_ms(after["jid"]) == 5000
-    assert json.loads(record.read_text())["pending"] is None
+    assert load(record).pending is None
     # every change went through savepoints: the sink saw each record exactly once
     client.stop_with_savepoint(after["jid"])
     result = audit.audit(cluster.shared_dir / "jobs" / "rc" / "out")

@@ -95,40 +95,49 @@ def main():
             module.exit_json(changed=False, job_id=job_id, checkpoint_interval_ms=interval_ms)
         if module.check_mode:
             module.exit_json(changed=True)
-        record = deployment.new_record(
-            p["name"],
-            p["rest_url"],
-            p["jar"],
-            p["args"],
-            entry_class=p["entry_class"],
-            parallelism=p["parallelism"],
-            config=p["config"],
-            interval_s=ci_s,
-        )
-        path = Path(p["record"]) if p["record"] else None
-        if path is not None and path.exists() and (deployment.load(path).get("pending") or {}).get("phase"):
-            deployment.reconcile(client, path, timeout=p["wait_timeout"])  # finish what a crash left first
-            if client.live_jobs(p["name"]):
-                module.exit_json(changed=True, job_id=client.live_jobs(p["name"])[0]["jid"], reconciled=True)
-        t0 = time.monotonic()
-        if path is not None:
-            result = deployment.deploy(client, path, record, p["savepoint"], p["wait_timeout"])
-        else:
-            result = {
-                "job_id": deployment.launch(
-                    client, {**record, "lineage": record["lineage"]}, 0, ci_s, p["savepoint"], p["wait_timeout"]
-                ),
-                "jar_id": record["jar_id"],
-            }
-        module.exit_json(
-            changed=True,
-            job_id=result["job_id"],
-            jar_id=result["jar_id"],
-            running_after_s=round(time.monotonic() - t0, 2),
-            checkpoint_interval_ms=client.checkpoint_interval_ms(result["job_id"]),
-        )
+        _submit(module, client, ci_s)
     except KhaosError as e:  # FlinkError included
         module.fail_json(msg=str(e))
+
+
+def _submit(module, client, ci_s):
+    """Submit the job (its record first, when one is kept: deployment.deploy), after finishing a change a
+    crash left pending in that record; exits the module."""
+    from khaos_controller.flink import deployment
+    from khaos_controller.flink import record as deployment_record
+
+    p = module.params
+    record = deployment_record.new_record(
+        p["name"],
+        p["rest_url"],
+        p["jar"],
+        p["args"],
+        entry_class=p["entry_class"],
+        parallelism=p["parallelism"],
+        config=p["config"],
+        interval_s=ci_s,
+    )
+    path = Path(p["record"]) if p["record"] else None
+    pending = deployment_record.load(path).pending if path is not None and path.exists() else None
+    if pending and pending.phase:
+        deployment.reconcile(client, path, timeout=p["wait_timeout"])  # finish what a crash left first
+        if client.live_jobs(p["name"]):
+            module.exit_json(changed=True, job_id=client.live_jobs(p["name"])[0]["jid"], reconciled=True)
+    t0 = time.monotonic()
+    if path is not None:
+        result = deployment.deploy(client, path, record, p["savepoint"], p["wait_timeout"])
+    else:
+        result = {
+            "job_id": deployment.launch(client, record, 0, ci_s, p["savepoint"], p["wait_timeout"]),
+            "jar_id": record.jar_id,
+        }
+    module.exit_json(
+        changed=True,
+        job_id=result["job_id"],
+        jar_id=result["jar_id"],
+        running_after_s=round(time.monotonic() - t0, 2),
+        checkpoint_interval_ms=client.checkpoint_interval_ms(result["job_id"]),
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import pytest
 from khaos_controller.errors import KhaosError
 from khaos_controller.flink import deployment
 from khaos_controller.flink.client import TERMINAL, FlinkClient, FlinkError, SavepointError
+from khaos_controller.flink.record import Pending, Record, job_id, load, new_record, save
 
 NAME = "tj"
 
@@ -116,10 +117,10 @@ class FakeFlink:
 def setup(tmp_path):
     """A record of generation 0 whose job runs on 20 s with two completed checkpoints."""
     flink, path = FakeFlink(), tmp_path / f"{NAME}.json"
-    record = deployment.new_record(NAME, flink.url, "/nonexistent/job.jar", ["--rate", "1"], interval_s=20.0)
-    old = deployment.job_id(record, 0)
+    record = new_record(NAME, flink.url, "/nonexistent/job.jar", ["--rate", "1"], interval_s=20.0)
+    old = job_id(record, 0)
     record.update(job_id=old, jar_id="jar1")
-    deployment.save(path, record)
+    save(path, record)
     flink.add_job(old)
     flink.checkpoint(old)
     flink.checkpoint(old)
@@ -127,7 +128,7 @@ def setup(tmp_path):
 
 
 def pending(path):
-    return deployment.load(path)["pending"]
+    return load(path).pending
 
 
 def test_the_trigger_and_the_checkpoint_id_are_on_disk_before_the_stop_request(setup):
@@ -145,17 +146,17 @@ def test_a_slow_stop_stays_pending_until_the_job_has_ended(setup):
     flink, path, old = setup
     with pytest.raises(KhaosError, match="no known outcome yet"):
         deployment.reconfigure(flink, path, "10s", timeout=0.1)
-    trigger = pending(path)["trigger"]
+    trigger = pending(path).trigger
     for _ in range(3):  # the daemon's steps: every reconcile waits, none gives up on the stop
         with pytest.raises(KhaosError, match="is not over after .*the next reconcile looks again"):
             deployment.reconcile(flink, path, timeout=0.1)
-        assert pending(path)["phase"] == "stopping" and flink.live() == [old]
+        assert pending(path).phase == "stopping" and flink.live() == [old]
     flink.finish_stop(old, trigger)
     result = deployment.reconcile(flink, path, timeout=0.1)
     assert result["action"] == "restored" and result["interval_s"] == 10.0
     [new] = flink.live()
-    assert new == result["job_id"] == deployment.job_id(deployment.load(path), 1)
-    assert flink.jobs[new]["restored"] == "file:///sp/savepoint-3" == deployment.load(path)["last_savepoint"]
+    assert new == result["job_id"] == job_id(load(path), 1)
+    assert flink.jobs[new]["restored"] == "file:///sp/savepoint-3" == load(path).last_savepoint
     assert pending(path) is None and len(flink.posts) == 1
 
 
@@ -163,7 +164,7 @@ def test_a_forgotten_trigger_finds_the_savepoint_by_checkpoint_id_not_by_time(se
     flink, path, old = setup
     with pytest.raises(KhaosError, match="no known outcome yet"):
         deployment.reconfigure(flink, path, "10s", timeout=0.1)
-    trigger = pending(path)["trigger"]
+    trigger = pending(path).trigger
     flink.forget = True  # the JobManager restarted or its trigger cache expired
     with pytest.raises(KhaosError, match="a savepoint with a checkpoint id above 2 is in progress"):
         deployment.reconcile(flink, path, timeout=0.1)
@@ -188,8 +189,8 @@ def test_a_stop_flink_never_received_is_asked_again_under_its_id(setup):
     flink.lose_next_stop = True
     with pytest.raises(KhaosError, match="no known outcome yet"):
         deployment.reconfigure(flink, path, "10s", timeout=0.1)
-    assert flink.posts == [] and pending(path)["trigger"]
-    trigger = pending(path)["trigger"]
+    assert flink.posts == [] and pending(path).trigger
+    trigger = pending(path).trigger
     with pytest.raises(KhaosError, match="is not over"):  # not in progress: asked for again, now it runs
         deployment.reconcile(flink, path, timeout=0.1)
     flink.trigger_stop(old, trigger)  # the first request arrives late: Flink starts no second stop
@@ -205,13 +206,13 @@ def test_a_failed_stop_drops_the_change_once_the_job_runs(setup):
     with pytest.raises(KhaosError, match="no known outcome yet"):
         deployment.reconfigure(flink, path, "10s", timeout=0.1)
     flink.jobs[old]["state"] = "RESTARTING"  # Flink fails the job over after a failed stop
-    flink.finish_stop(old, pending(path)["trigger"], ok=False)
+    flink.finish_stop(old, pending(path).trigger, ok=False)
     with pytest.raises(KhaosError, match="is RESTARTING"):
         deployment.reconcile(flink, path, timeout=0.1)
     flink.jobs[old]["state"] = "RUNNING"
     result = deployment.reconcile(flink, path, timeout=0.1)
     assert result == {"action": "kept", "job_id": old} and pending(path) is None
-    assert deployment.load(path)["history"][-1]["reason"] == "Flink says the stop failed: declined"
+    assert load(path).history[-1]["reason"] == "Flink says the stop failed: declined"
 
 
 def test_a_stop_flink_says_failed_at_once_leaves_the_job_running(setup):
@@ -234,7 +235,7 @@ def test_a_job_that_ended_with_no_newer_savepoint_is_reported_down(setup):
     flink.jobs[old]["state"] = "FAILED"  # it died during the stop; its savepoint never completed
     with pytest.raises(KhaosError, match="none with a checkpoint id above 2.*the job is down"):
         deployment.reconcile(flink, path, timeout=0.1)
-    assert pending(path)["phase"] == "stopping"  # kept for whoever restores it
+    assert pending(path).phase == "stopping"  # kept for whoever restores it
 
 
 # ---- the REST client: the stop's body carries the caller's trigger id --------------------------------
@@ -293,12 +294,12 @@ def test_a_live_job_of_the_same_name_that_is_not_the_records_is_never_touched(se
         deployment.reconfigure(flink, path, "10s", timeout=0.1)
     assert flink.posts == [] and pending(path) is None
     # a pending change finds the foreign job where its own should be: it is not adopted either
-    record = deployment.load(path)
-    record["pending"] = {"phase": "stopped", "job_id": old, "savepoint": "file:///sp/savepoint-2", "generation": 1}
-    deployment.save(path, record)
+    record = load(path)
+    record.pending = Pending.new(phase="stopped", job_id=old, savepoint="file:///sp/savepoint-2", generation=1)
+    save(path, record)
     with pytest.raises(KhaosError, match="someone else's job, not touching it"):
         deployment.reconcile(flink, path, timeout=0.1)
-    assert deployment.load(path)["job_id"] == old and flink.live() == ["f" * 32]
+    assert load(path).job_id == old and flink.live() == ["f" * 32]
 
 
 def test_savepoints_beyond_the_kept_ones_are_disposed_through_flink_and_a_refusal_is_kept_for_later():
@@ -310,16 +311,16 @@ def test_savepoints_beyond_the_kept_ones_are_disposed_through_flink_and_a_refusa
                 raise FlinkError(f"disposal of savepoint {path}: java.io.IOException: Access Denied")
             disposed.append(path)
 
-    record = {"keep_savepoints": 3, "savepoints": [f"s3://b/savepoint-{i}" for i in range(1, 6)]}
+    record = Record(name=NAME, keep_savepoints=3, savepoints=[f"s3://b/savepoint-{i}" for i in range(1, 6)])
     deployment._keep_savepoints(Disposer(), record, "s3://b/savepoint-6")
     assert disposed == ["s3://b/savepoint-1", "s3://b/savepoint-3"]
-    assert record["savepoints"] == [
+    assert record.savepoints == [
         "s3://b/savepoint-2",
         "s3://b/savepoint-4",
         "s3://b/savepoint-5",
         "s3://b/savepoint-6",
     ]
-    [entry] = record["history"]
+    [entry] = record.history
     assert entry["action"] == "savepoint_kept" and "Access Denied" in entry["error"]
     deployment._keep_savepoints(Disposer(), record, "s3://b/savepoint-7")  # tried again at the next change
-    assert "s3://b/savepoint-4" in disposed and record["savepoints"][0] == "s3://b/savepoint-2"
+    assert "s3://b/savepoint-4" in disposed and record.savepoints[0] == "s3://b/savepoint-2"
