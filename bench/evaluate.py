@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from khaos_controller.evaluate import config, report, runner
+from khaos_controller.evaluate import config, report, results, runner
 from khaos_controller.infra.lab import require_root
 
 
@@ -41,7 +41,7 @@ def main() -> int:
     result = runner.Runner(ev).run()
     s, table = result["summary"], result["table"]
     print(
-        f"\nbench/evaluate.py, {started:%Y-%m-%d %H:%M} UTC, {runner.machine()}, "
+        f"\nbench/evaluate.py, {started:%Y-%m-%d %H:%M} UTC, {results.machine()}, "
         f"{(datetime.datetime.now(datetime.UTC) - started).total_seconds() / 60:.1f} min"
     )
     print(report.markdown_table(table))

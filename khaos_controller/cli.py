@@ -182,11 +182,11 @@ def _profile(args):
 
 
 def _evaluate(args):
-    from .evaluate import runner
+    from .evaluate import results, runner
     from .schema import out_dir
 
     if args.rescore:
-        runner.rescore(args.evaluation)
+        results.rescore(args.evaluation)
         return
     if args.out:
         out_dir(args.out, "--out")  # a run builds a lab before it writes there

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,20 @@ def _step(t0: float, text: str) -> None:
     print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
 
 
+@dataclass
+class Rates:
+    """The demo's rate step and the interval the job starts with."""
+
+    low: int  # events/s for the first low_s seconds
+    high: int  # events/s after them
+    low_s: int
+    start_ci: int  # s
+
+    def series(self) -> pd.Series:
+        """Events per second: low for low_s s, then high (for longer than any demo watches)."""
+        return pd.Series([float(self.low)] * self.low_s + [float(self.high)] * 7200)
+
+
 def run(
     lab_name: str = "demo",
     low: int = 800,
@@ -68,115 +83,162 @@ def run(
     _check_args(low, high, low_s, start_ci, watch_s, profile, results, out)
     if realize not in ("pace", "restart"):
         raise KhaosError(f"--realize must be pace or restart, got {realize!r}")
-    feed = None
     if lab.hosts:
         raise KhaosError(f"lab {lab_name!r} is already up: `khaos lab down --name {lab_name}` first")
     out_dir = REPO_ROOT / out
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    # 1-2. profile and fit
-    results_path = Path(results) if results else short_profile(t0, profile)
-    model = model_fit.fit(model_fit.load_results([results_path]), sources=[str(results_path)])
-    model_path = store.save(model, out_dir / "model.json")
-    report.plot(model, out_dir / "fit.png")
-    print(report.format_report(model), flush=True)
-    r_max, why = choose_r_max(model, low, high, start_ci)
-    _step(t0, f"model {model_path}; limits: p99 latency 1000 ms, recovery {r_max:g} s ({why})")
-
+    demo = Demo(t0, lab, Rates(low, high, low_s, start_ci), out_dir, kafka, realize)
+    demo.fit(profile, results)  # 1-2
     try:
-        # 3. lab and cluster
-        _step(t0, "lab up: 4 hosts (JobManager, 2 TaskManagers, bastion)" + (" + a Kafka host" if kafka else ""))
-        lab.up(hosts=4, kafka=1 if kafka else 0)
-        inventory = bastion.lab_inventory(lab)
-        _step(t0, "playbooks/flink_cluster.yml")
-        ansible.run_playbook("flink_cluster", inventory, ident=f"demo-cluster-{int(time.time())}")
-        if kafka:
-            _step(t0, f"playbooks/kafka.yml: a broker on {lab_name}-kafka1 ({lab.kafka_bootstrap})")
-            ansible.run_playbook("kafka", inventory, ident=f"demo-kafka-{int(time.time())}")
-        bastion_host = lab.host(f"{lab_name}-4")
-        client = FlinkClient(cluster_facts(inventory).rest_url)
+        demo.set_up()  # 3-4
+        demo.start_job()  # 5
+        samples = watch(t0, demo.client, demo.journal_path, step_at=demo.step_at, watch_s=watch_s)
+        result = demo.stop()  # 6
+        demo.summary(samples, result)  # 7
+    finally:
+        demo.close(keep)
 
-        # 4. the daemon on the bastion, installed but not started (it needs a running job)
-        ctl = {
-            "khaos_controller_model": str(model_path),
-            "khaos_controller_job": JOB,
-            "khaos_controller_config": {
-                "limits": {"latency_ms": 1000, "recovery_s": r_max},
-                "ci": CI,
-                "loop": {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5},
-                "metrics": {"host": bastion_host.ip, "port": 9790},  # the lab network only
-                "realize": {"mode": realize},
-                # a restart must pay for itself (docs/daemon.md): the demo expects a failure every few minutes
-                "mtbf_h": 0.05,
-            },
-        }
-        _step(t0, f"playbooks/controller.yml: khaos in a venv on the bastion {bastion_host.name} ({bastion_host.ip})")
-        ansible.run_playbook("controller", inventory, extravars={**ctl, "khaos_controller_start": False})
 
-        # 5. the job, with a rate step, and the daemon
-        rates = pd.Series([float(low)] * low_s + [float(high)] * 7200)
-        sink = lab.shared_dir / "jobs" / JOB / "out"
-        if kafka:  # the topic is filled by one replay on this machine, started before the job
-            feed, start_ms = kafka_feed(lab.kafka_bootstrap, rates)
-            _step(t0, f"replay into topic {feed.topics()[0]}: {low} events/s for {low_s} s, then {high}/s")
-            args = [a.format(output=sink, **feed.fill("demo")) for a in kfeed.SAMPLE_ARGS]
+class Demo:
+    """One demo on a lab, step by step (module docstring): what each step set up is kept for the next."""
+
+    def __init__(self, t0: float, lab: Lab, rates: Rates, out_dir: Path, kafka: bool, realize: str):
+        self.t0, self.lab, self.rates, self.out_dir = t0, lab, rates, out_dir
+        self.kafka, self.realize = kafka, realize
+        self.feed: kfeed.Feed | None = None
+
+    def say(self, text: str) -> None:
+        """One progress line with the time since the start."""
+        _step(self.t0, text)
+
+    def fit(self, profile: str, results: str | None) -> None:
+        """The short profile (unless ``results`` are given), the models, and the recovery limit."""
+        results_path = Path(results) if results else short_profile(self.t0, profile)
+        model = model_fit.fit(model_fit.load_results([results_path]), sources=[str(results_path)])
+        self.model_path = store.save(model, self.out_dir / "model.json")
+        report.plot(model, self.out_dir / "fit.png")
+        print(report.format_report(model), flush=True)
+        r = self.rates
+        self.r_max, why = choose_r_max(model, r.low, r.high, r.start_ci)
+        self.say(f"model {self.model_path}; limits: p99 latency 1000 ms, recovery {self.r_max:g} s ({why})")
+
+    def set_up(self) -> None:
+        """The lab, the Flink cluster (and the Kafka broker), the daemon installed on the bastion."""
+        lab, name = self.lab, self.lab.name
+        self.say("lab up: 4 hosts (JobManager, 2 TaskManagers, bastion)" + (" + a Kafka host" if self.kafka else ""))
+        lab.up(hosts=4, kafka=1 if self.kafka else 0)
+        self.inventory = bastion.lab_inventory(lab)
+        self.say("playbooks/flink_cluster.yml")
+        ansible.run_playbook("flink_cluster", self.inventory, ident=f"demo-cluster-{int(time.time())}")
+        if self.kafka:
+            self.say(f"playbooks/kafka.yml: a broker on {name}-kafka1 ({lab.kafka_bootstrap})")
+            ansible.run_playbook("kafka", self.inventory, ident=f"demo-kafka-{int(time.time())}")
+        self.bastion = lab.host(f"{name}-4")
+        self.client = FlinkClient(cluster_facts(self.inventory).rest_url)
+        # the daemon, installed but not started (it needs a running job)
+        self.ctl = controller_vars(self.model_path, self.r_max, self.bastion.ip, self.realize)
+        b = self.bastion
+        self.say(f"playbooks/controller.yml: khaos in a venv on the bastion {b.name} ({b.ip})")
+        self._controller(start=False)
+
+    def _controller(self, start: bool) -> None:
+        """playbooks/controller.yml: the daemon installed and started, or stopped."""
+        extravars = self.ctl if start else {**self.ctl, "khaos_controller_start": False}
+        ansible.run_playbook("controller", self.inventory, extravars=extravars)
+
+    def start_job(self) -> None:
+        """The job with the rate step (fed by a replay into its topic, or its own source), then the daemon."""
+        r, lab = self.rates, self.lab
+        rates = r.series()
+        self.sink = lab.shared_dir / "jobs" / JOB / "out"
+        if self.kafka:  # the topic is filled by one replay on this machine, started before the job
+            self.feed, start_ms = kafka_feed(lab.kafka_bootstrap, rates)
+            self.say(f"replay into topic {self.feed.topics()[0]}: {r.low} events/s for {r.low_s} s, then {r.high}/s")
+            args = [a.format(output=self.sink, **self.feed.fill("demo")) for a in kfeed.SAMPLE_ARGS]
         else:
             trace = lab.shared_dir / "traces" / "demo.txt"
             trace.parent.mkdir(parents=True, exist_ok=True)
             workload.write_trace(rates, trace)
             start_ms = int(time.time() * 1000)
-            args = ["--trace", str(trace), "--output", str(sink), "--start", str(start_ms)]
-        _step(t0, f"playbooks/deploy_job.yml: {low} events/s for {low_s} s, then {high}/s; interval {start_ci} s")
+            args = ["--trace", str(trace), "--output", str(self.sink), "--start", str(start_ms)]
+        self.say(
+            f"playbooks/deploy_job.yml: {r.low} events/s for {r.low_s} s, then {r.high}/s; interval {r.start_ci} s"
+        )
         ansible.run_playbook(
             "deploy_job",
-            inventory,
+            self.inventory,
             extravars={
-                "checkpoint_interval": f"{start_ci}s",
+                "checkpoint_interval": f"{r.start_ci}s",
                 "flink_job_start_ms": start_ms,
                 "flink_job_args": args,
             },
         )
-        ansible.run_playbook("controller", inventory, extravars=ctl)
-        _step(t0, f"daemon running on {bastion_host.name}: metrics http://{bastion_host.ip}:9790/metrics")
-        journal_path = lab.host_dir(bastion_host) / "root" / BASTION_HOME.lstrip("/") / "log" / f"{JOB}.journal.jsonl"
-        samples = watch(t0, client, journal_path, step_at=start_ms / 1000 + low_s, watch_s=watch_s)
+        self._controller(start=True)
+        b = self.bastion
+        self.say(f"daemon running on {b.name}: metrics http://{b.ip}:9790/metrics")
+        self.step_at = start_ms / 1000 + r.low_s  # the rate steps up
+        log_dir = lab.host_dir(b) / "root" / BASTION_HOME.lstrip("/") / "log"
+        self.journal_path = log_dir / f"{JOB}.journal.jsonl"
 
-        # 6. stop the daemon, then the job (with a savepoint), audit
-        ansible.run_playbook("controller", inventory, extravars={**ctl, "khaos_controller_start": False})
-        job_id = client.running_job(JOB)
-        location = client.stop_with_savepoint(job_id)
-        _step(t0, f"daemon stopped; job stopped with savepoint {location}")
+    def stop(self) -> audit.AuditResult:
+        """The daemon stopped, then the job (with a savepoint) and the replay; the sink audited."""
+        self._controller(start=False)
+        job_id = self.client.running_job(JOB)
+        location = self.client.stop_with_savepoint(job_id)
+        self.say(f"daemon stopped; job stopped with savepoint {location}")
+        feed = self.feed
         if feed is not None:
             done = feed.stop()
-            _step(t0, done.line() if done is not None else f"replay: {feed.error}")
-        result = audit.audit(sink, feed.partition_of if feed is not None else None)
-        _step(
-            t0,
+            self.say(done.line() if done is not None else f"replay: {feed.error}")
+        result = audit.audit(self.sink, feed.partition_of if feed is not None else None)
+        self.say(
             f"sink audit: {result.records} records, ids {result.min_id}..{result.max_id}, "
-            f"lost {result.lost}, duplicated {result.duplicated}",
+            f"lost {result.lost}, duplicated {result.duplicated}"
         )
+        return result
 
-        # 7. summary
-        entries = journal.read(journal_path)
-        (out_dir / "journal.jsonl").write_text(journal_path.read_text())
+    def summary(self, samples: list[dict], result: audit.AuditResult) -> None:
+        """The daemon's changes, the timeline plot and the files; KhaosError if the audit failed or nothing
+        changed."""
+        out_dir = self.out_dir
+        entries = journal.read(self.journal_path)
+        (out_dir / "journal.jsonl").write_text(self.journal_path.read_text())
         pd.DataFrame(samples).to_csv(out_dir / "timeline.csv", index=False)
-        png = plot_timeline(samples, entries, start_ms / 1000 + low_s, r_max, out_dir / "timeline.png")
+        png = plot_timeline(samples, entries, self.step_at, self.r_max, out_dir / "timeline.png")
         changes = summarise(entries)
-        _step(
-            t0,
-            f"{changes} interval change(s) ({realize}); files: {out_dir / 'model.json'}, {out_dir / 'fit.png'}, "
+        self.say(
+            f"{changes} interval change(s) ({self.realize}); files: {out_dir / 'model.json'}, {out_dir / 'fit.png'}, "
             f"{png}, {out_dir / 'timeline.csv'}, {out_dir / 'journal.jsonl'}",
         )
         if result.lost or result.duplicated:
             raise KhaosError(f"sink audit failed: {result.lost} lost, {result.duplicated} duplicated")
         if not changes:
             raise KhaosError("the daemon changed no interval; see the journal above")
-    finally:
-        if feed is not None:
-            feed.stop()
+
+    def close(self, keep: bool) -> None:
+        """The replay stopped; the lab removed unless ``keep``."""
+        if self.feed is not None:
+            self.feed.stop()
         if not keep:
-            lab.down(quiet=True)
-            _step(t0, f"lab {lab_name} down: hosts, JVMs and files removed")
+            self.lab.down(quiet=True)
+            self.say(f"lab {self.lab.name} down: hosts, JVMs and files removed")
+
+
+def controller_vars(model_path: Path, r_max: float, bastion_ip: str, realize: str) -> dict:
+    """playbooks/controller.yml's variables: the daemon's model, job and config."""
+    return {
+        "khaos_controller_model": str(model_path),
+        "khaos_controller_job": JOB,
+        "khaos_controller_config": {
+            "limits": {"latency_ms": 1000, "recovery_s": r_max},
+            "ci": CI,
+            "loop": {"period_s": 15, "window_s": 15, "min_uptime_s": 20, "forecast_step_s": 5},
+            "metrics": {"host": bastion_ip, "port": 9790},  # the lab network only
+            "realize": {"mode": realize},
+            # a restart must pay for itself (docs/daemon.md): the demo expects a failure every few minutes
+            "mtbf_h": 0.05,
+        },
+    }
 
 
 def kafka_feed(bootstrap: str, rates: pd.Series):

@@ -1,8 +1,8 @@
 """One way to read the project's YAML files (experiment, evaluation, daemon config).
 
 Each file type is a pydantic model: its fields are the single table of (key, type, default, bounds,
-help) that validates a file, fills in its defaults and renders the docs table (:func:`docs_table`;
-a test keeps the docs in step). Every problem is ONE line ``FILE: field.path: what is wrong``.
+help) that validates a file, fills in its defaults and renders the docs table (schema_docs.py; a test
+keeps the docs in step). Every problem is ONE line ``FILE: field.path: what is wrong``.
 Numbers are strict (``"5"`` and ``true`` are not numbers) and finite; unknown keys are refused.
 """
 
@@ -20,14 +20,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from .errors import KhaosError
 
 MAX_FILE_BYTES = 1 << 20  # a config file larger than 1 MiB is not a config file
 
 # Physical bounds: a number beyond them is a typo or garbage, not a workload. Every file type, flag and
-# profile row is held to them (the schemas' fields, the CLI's flags, model/fit.py's results reader).
+# profile row is held to them (the schemas' fields, the CLI's flags, model/results.py's results reader).
 DAY = 86400  # s; upper bound of times (a larger one also overflows a sleep or a socket timeout)
 MIN_INTERVAL_S = 0.01  # a checkpoint interval, s ...
 MAX_INTERVAL_S = DAY  # ... up to a day
@@ -282,16 +281,16 @@ def _field(model: type[BaseModel], loc: tuple) -> FieldInfo | None:
         if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
             return None
         info = cur.model_fields[part]
-        cur = _inner(info.annotation)
+        cur = inner_model(info.annotation)
     return info
 
 
-def _inner(t: Any) -> Any:
+def inner_model(t: Any) -> Any:
     """The model class inside Optional[...] / list[...] annotations, else ``t``."""
     for a in typing.get_args(t) or ():
         if isinstance(a, type) and issubclass(a, BaseModel):
             return a
-        inner = _inner(a)
+        inner = inner_model(a)
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             return inner
     return t
@@ -299,7 +298,7 @@ def _inner(t: Any) -> Any:
 
 def _known(model: type[BaseModel], loc: tuple) -> str:
     parent = _field(model, loc[:-1]) if len(loc) > 1 else None
-    cls = _inner(parent.annotation) if parent is not None else model
+    cls = inner_model(parent.annotation) if parent is not None else model
     names = sorted(cls.model_fields) if isinstance(cls, type) and issubclass(cls, BaseModel) else []
     return f" (known: {', '.join(names)})" if names else ""
 
@@ -320,10 +319,10 @@ def describe(err: dict, model: type[BaseModel]) -> str:
         return "unknown field" + _known(model, loc)
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return "must be a mapping" + (
-            f" of {', '.join(sorted(_inner(info.annotation).model_fields))}"
+            f" of {', '.join(sorted(inner_model(info.annotation).model_fields))}"
             if info is not None
-            and isinstance(_inner(info.annotation), type)
-            and issubclass(_inner(info.annotation), BaseModel)
+            and isinstance(inner_model(info.annotation), type)
+            and issubclass(inner_model(info.annotation), BaseModel)
             else ""
         )
     if kind in ("float_type", "float_parsing"):
@@ -393,109 +392,21 @@ def load(model: type[BaseModel], path: str | Path, kind: str):
     return path, validate(model, raw, path)
 
 
-# ------------------------------------------------------------------------------------------- docs
+# The docs tables (schema_docs.py) read the schemas; their names stay importable from here.
+_DOCS = ("rows", "docs_table", "DOC_TABLES", "sync_docs")
 
 
-def _type_name(t: Any) -> str:
-    origin = typing.get_origin(t)
-    if origin is typing.Annotated:
-        base, *meta = typing.get_args(t)
-        bounds = ", ".join(b for m in meta if (b := _bounds(m)))
-        return _type_name(base) + (f" ({bounds})" if bounds else "")
-    if origin in (typing.Union, types.UnionType):
-        parts = [_type_name(a) for a in typing.get_args(t) if a is not type(None)]
-        return " or ".join(parts) + (" or null" if type(None) in typing.get_args(t) else "")
-    if origin is typing.Literal:
-        return " / ".join(str(a) for a in typing.get_args(t))
-    if origin in (list, tuple):
-        args = [a for a in typing.get_args(t) if a is not Ellipsis]
-        return f"list of {_type_name(args[0])}" if args else "list"
-    if origin is dict:
-        return "mapping"
-    names = {float: "number", int: "integer", str: "string", bool: "true/false", dict: "mapping"}
-    return names.get(t, getattr(t, "__name__", str(t)))
+def __getattr__(name: str):
+    if name in _DOCS:
+        from . import schema_docs
 
-
-def _bounds(info) -> str:
-    out = []
-    for m in getattr(info, "metadata", None) or [info]:
-        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "len >=")):
-            v = getattr(m, attr, None)
-            if v is not None:
-                out.append(f"{sym} {v:g}" if isinstance(v, float) else f"{sym} {v}")
-    return ", ".join(out)
-
-
-def _default(info: FieldInfo) -> str:
-    if info.is_required():
-        return "required"
-    d = info.get_default(call_default_factory=True)
-    if isinstance(d, BaseModel):
-        return "(section)"
-    if d is None or d is PydanticUndefined:
-        return "-"
-    if isinstance(d, float) and d.is_integer():
-        d = int(d)
-    return f"`{d}`"
-
-
-def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str, str]]:
-    """(key, type, default, bounds, help) for every leaf field, sections flattened as ``a.b``."""
-    out = []
-    for name, info in model.model_fields.items():
-        key = prefix + (info.alias or name)
-        sub = _inner(info.annotation)
-        if isinstance(sub, type) and issubclass(sub, BaseModel) and typing.get_origin(info.annotation) is not list:
-            if info.description:
-                out.append((key, "mapping", _default(info), "", info.description))
-            out += rows(sub, key + ".")
-        else:
-            out.append((key, _type_name(info.annotation), _default(info), _bounds(info), info.description or ""))
-    return out
-
-
-def docs_table(model: type[BaseModel]) -> str:
-    """The markdown table of every key of a file type (what docs/*.md carry between markers)."""
-    lines = ["| key | type | default | bounds | meaning |", "|---|---|---|---|---|"]
-    for key, typ, default, bounds, text in rows(model):
-        lines.append(f"| `{key}` | {typ} | {default} | {bounds} | {text.replace('|', '/')} |")
-    return "\n".join(lines)
-
-
-# The docs that carry a file type's table between <!-- schema: NAME --> and <!-- /schema --> markers.
-DOC_TABLES = {
-    "daemon": ("docs/daemon.md", "khaos_controller.control.config", "DaemonFile"),
-    "experiment": ("docs/profiling.md", "khaos_controller.profile.experiment", "ExperimentFile"),
-    "evaluation": ("docs/evaluation.md", "khaos_controller.evaluate.config", "EvaluationFile"),
-}
-
-
-def sync_docs(root: Path, write: bool = False) -> list[str]:
-    """The docs whose table differs from its schema (rewritten in place with ``write``)."""
-    import importlib
-    import re
-
-    stale = []
-    for name, (doc, module, cls) in DOC_TABLES.items():
-        path = Path(root) / doc
-        text = path.read_text()
-        table = docs_table(getattr(importlib.import_module(module), cls))
-        begin, end = f"<!-- schema: {name} -->", "<!-- /schema -->"
-        pattern = re.compile(re.escape(begin) + r"\n.*?\n" + re.escape(end), re.S)
-        if not pattern.search(text):
-            stale.append(f"{doc}: no {begin} ... {end} markers")
-            continue
-        block = f"{begin}\n{table}\n{end}"
-        new = pattern.sub(lambda _m, block=block: block, text)
-        if new != text:
-            stale.append(doc)
-            if write:
-                path.write_text(new)
-    return stale
+        return getattr(schema_docs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # python -m khaos_controller.schema: rewrite the docs tables from the schemas
     from . import REPO_ROOT
+    from .schema_docs import sync_docs
 
     for doc in sync_docs(REPO_ROOT, write=True):
         print(f"updated {doc}")

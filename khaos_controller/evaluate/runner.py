@@ -5,7 +5,7 @@ K copies of the job with static intervals and one or two copies whose interval a
 on ONE Flink cluster, replay the same trace from the same start instant and live through the same
 failures: a killed TaskManager or host takes down every copy with a task on it at the same moment.
 Every copy is sampled twice a second (flink/sampler.py follows a Khaos copy across reconfigurations);
-afterwards the samples become one row per second and copy, scored on the same rules (score.py).
+afterwards the samples are scored (results.py). Each Khaos copy has its own daemon (daemons.py).
 
 Everything is reproducible from the seed: the trace (when synthetic) and the failure schedule.
 docs/evaluation.md explains the choices and the results.
@@ -13,22 +13,14 @@ docs/evaluation.md explains the choices and the results.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
-import yaml
 
-from .. import REPO_ROOT
 from ..chaos.plan import inventory_host
 from ..errors import KhaosError
 from ..flink import audit
@@ -42,10 +34,11 @@ from ..profile import workload
 from ..profile.ownjobs import OwnJobs, check_clusters
 from ..progress import Bar
 from ..signals import interrupt, on_stop
-from . import report
+from . import results
 from .config import Evaluation, load
+from .daemons import Daemons, Setting
 from .plan import covering_hosts, describe, failure_schedule, make_trace, slots
-from .score import notes, paced, per_second, ratios, reconfigurations, score
+from .score import reconfigurations
 
 
 class Runner:
@@ -56,7 +49,7 @@ class Runner:
         self.out = ev.output
         self.t0 = time.monotonic()
         self.lab = None
-        self.daemons: dict[str, subprocess.Popen] = {}  # Khaos copy -> its daemon
+        self.daemons = Daemons(ev, self.out, self.say)  # the Khaos copies' `khaos run`
         self.samplers: dict[str, JobSampler] = {}
         self.stop = threading.Event()
         self.cluster_vars: dict = {}
@@ -72,7 +65,6 @@ class Runner:
             print(line, flush=True)
 
     def playbook(self, name: str, ident: str, extravars: dict) -> ansible.PlaybookResult:
-        """Run a playbook on the evaluation's cluster (its settings merged in)."""
         """Run a playbook on the evaluation's cluster (its settings merged in)."""
         return ansible.run_playbook(
             name,
@@ -171,45 +163,55 @@ class Runner:
         self.client = FlinkClient(self.rest_url)
 
     def _deploy(self, trace: pd.Series) -> float:
+        """The trace on the share, the feed (Kafka), every copy; returns the trace's t=0 (epoch s)."""
         ev = self.ev
         trace_path = self.shared / "traces" / f"eval-{ev.name}.txt"
         trace_path.parent.mkdir(parents=True, exist_ok=True)
         workload.write_trace(trace, trace_path)
         start = math.ceil(time.time() + ev.lead_s)
         if ev.kafka is not None:  # one replay into every copy's topic, from t=0; started before the jobs
-            from ..kafka import feed as kfeed
-
-            self.feed = kfeed.Feed(
-                ev.kafka, self.bootstrap, kfeed.run_prefix(f"eval-{ev.name}"), ev.copies, ev.parallelism, self.keep
-            )
-            self.feed.open()
-            src = kfeed.source(ev.kafka, len(trace), trace=trace)
-            self.feed.start(src, start_ms=start * 1000)
-            self.say(f"replay of {src.name} into {', '.join(self.feed.topics())} from t=0")
+            self._start_feed(trace, start)
         for copy in ev.copies:
-            ci = ev.interval(copy)
-            out = self.shared / "jobs" / ev.job_name(copy) / "out"
-            fill = {"trace": str(trace_path), "output": str(out), "start_ms": str(start * 1000)}
-            if self.feed is not None:
-                fill.update(self.feed.fill(copy))
-            self.say(f"playbooks/deploy_job.yml: {ev.job_name(copy)}, interval {ci:g} s")
-            self.playbook(
-                "deploy_job",
-                f"eval-deploy-{copy}",
-                {
-                    "flink_job_name": ev.job_name(copy),
-                    "flink_job_jar": str(ev.jar),
-                    "flink_job_parallelism": ev.parallelism,
-                    "flink_job_args": [a.format(**fill) for a in ev.args],
-                    "flink_job_output_dir": str(out),
-                    "flink_job_checkpoint_interval": f"{ci:g}s",
-                },
-            )
+            self._deploy_copy(copy, trace_path, start)
         self.spread = self._placement()
         self.say("TaskManager hosts of each copy: " + ", ".join(f"{c} {'+'.join(h)}" for c, h in self.spread.items()))
         if time.time() > start:
             raise KhaosError(f"deploying took longer than measurement.lead_s allows ({ev.lead_s:g} s): raise it")
         return float(start)
+
+    def _start_feed(self, trace: pd.Series, start: int) -> None:
+        from ..kafka import feed as kfeed
+
+        ev = self.ev
+        self.feed = kfeed.Feed(
+            ev.kafka, self.bootstrap, kfeed.run_prefix(f"eval-{ev.name}"), ev.copies, ev.parallelism, self.keep
+        )
+        self.feed.open()
+        src = kfeed.source(ev.kafka, len(trace), trace=trace)
+        self.feed.start(src, start_ms=start * 1000)
+        self.say(f"replay of {src.name} into {', '.join(self.feed.topics())} from t=0")
+
+    def _deploy_copy(self, copy: str, trace_path: Path, start: int) -> None:
+        """playbooks/deploy_job.yml for one copy: its static (or starting) interval, its sink dir and input."""
+        ev = self.ev
+        ci = ev.interval(copy)
+        out = self.shared / "jobs" / ev.job_name(copy) / "out"
+        fill = {"trace": str(trace_path), "output": str(out), "start_ms": str(start * 1000)}
+        if self.feed is not None:
+            fill.update(self.feed.fill(copy))
+        self.say(f"playbooks/deploy_job.yml: {ev.job_name(copy)}, interval {ci:g} s")
+        self.playbook(
+            "deploy_job",
+            f"eval-deploy-{copy}",
+            {
+                "flink_job_name": ev.job_name(copy),
+                "flink_job_jar": str(ev.jar),
+                "flink_job_parallelism": ev.parallelism,
+                "flink_job_args": [a.format(**fill) for a in ev.args],
+                "flink_job_output_dir": str(out),
+                "flink_job_checkpoint_interval": f"{ci:g}s",
+            },
+        )
 
     def _placement(self) -> dict[str, list[str]]:
         """Inventory hosts running tasks of each copy (a copy between two jobs has none)."""
@@ -237,58 +239,16 @@ class Runner:
             self.samplers[copy] = JobSampler(self.client, ev.job_name(copy), ev.sample_s).start()
         # the daemons start with the trace: before it, the idle jobs would teach them nothing
         time.sleep(max(0.0, start - time.time()))
+        setting = Setting(self.rest_url, self.inventory, model_path, getattr(self, "mtbf_h", 24.0))
         for copy, mode in ev.khaos_copies.items():
-            self._start_daemon(copy, mode, model_path)
-
-    def journal(self, copy: str) -> Path:
-        """A Khaos copy's daemon journal."""
-        return self.out / f"{copy}-journal.jsonl"
-
-    def daemon_log(self, copy: str) -> Path:
-        """A Khaos copy's daemon log (its stdout and stderr)."""
-        return self.out / f"{copy}-daemon.log"
-
-    def _start_daemon(self, copy: str, mode: str, model_path: Path) -> None:
-        """A `khaos run` daemon managing one Khaos copy (config, journal and log named after it)."""
-        ev, kh = self.ev, self.ev.khaos
-        self.journal(copy).unlink(missing_ok=True)
-        cfg = {
-            "job": ev.job_name(copy),
-            "flink": {"rest_url": self.rest_url},
-            "inventory": str(self.inventory),
-            "model": str(model_path),
-            "mode": kh["mode"],
-            "mtbf_h": getattr(self, "mtbf_h", 24.0),
-            "limits": dict(ev.limits),
-            "ci": kh["ci"],
-            "loop": kh["loop"],
-            "realize": {"mode": mode},
-            "journal": str(self.journal(copy)),
-            "metrics": None,
-            "log": {"level": "info", "format": "kv"},
-        }
-        cfg_path = self.out / f"{copy}.yml"
-        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        log = self.daemon_log(copy)
-        with log.open("w") as f:  # the child keeps its own descriptor
-            self.daemons[copy] = subprocess.Popen(
-                [sys.executable, "-m", "khaos_controller.cli", "run", str(cfg_path)],
-                stdout=f,
-                stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
-            )
-        self.say(f"t=0: {copy}: khaos daemon started, realize {mode} (pid {self.daemons[copy].pid}, log {log})")
+            self.daemons.start(copy, mode, setting)
 
     def _inject(self, schedule: list[dict], start: float, duration: int) -> list[dict]:
         done, next_line = [], 0.0
         end = start + duration
         pending = list(schedule)
         while time.time() < end:
-            for copy, d in self.daemons.items():
-                if d.poll() is not None:
-                    raise KhaosError(
-                        f"the khaos daemon of {copy} exited with {d.returncode}: see {self.daemon_log(copy)}"
-                    )
+            self.daemons.check()
             now = time.time()
             if pending and now >= start + pending[0]["t"]:
                 done.append(self._kill(pending.pop(0), start))
@@ -351,16 +311,7 @@ class Runner:
         self.say(f"t={t:5.0f}/{duration} s | " + " | ".join(parts))
 
     def _stop_watch(self) -> None:
-        running = {c: d for c, d in self.daemons.items() if d.poll() is None}
-        for d in running.values():
-            d.send_signal(signal.SIGTERM)  # a daemon finishes a running reconfiguration first
-        for copy, d in running.items():
-            try:
-                d.wait(timeout=400)
-            except subprocess.TimeoutExpired:
-                d.kill()
-                d.wait()
-            self.say(f"{copy}: khaos daemon stopped (exit {d.returncode})")
+        self.daemons.stop()
         self.stop.set()
         for s in self.samplers.values():
             s.stop()
@@ -398,47 +349,17 @@ class Runner:
     def finish(self, trace: pd.Series, start: float, failures: list[dict], audits: dict) -> dict:
         """Score the run, write summary.json and the report; returns {table, summary, paths}."""
         ev = self.ev
-        offered = trace.to_numpy()
-        samples = {c: s.frame() for c, s in self.samplers.items()}
-        latency = {c: self._output_latency(c) for c in ev.copies}
-        seconds = {
-            c: per_second(samples[c], int(start), offered, ev.limits["latency_ms"], latency[c]) for c in ev.copies
-        }
-        reconfigs = []
-        for copy, mode in ev.khaos_copies.items():
-            mine = reconfigurations(self.journal(copy), start, copy)
-            reconfigs += mine
-            if mode == "pace":  # the samples read the safety net; the interval in force is the paced one
-                seconds[copy] = paced(seconds[copy], mine)
-        for c in ev.copies:
-            seconds[c].to_csv(self.out / "seconds" / f"{c}.csv", index=False)
-        kh = ev.khaos["ci"]
-        labels = {c: f"{ev.interval(c):g} s" for c in ev.copies}
-        labels.update({c: f"khaos {m} {kh['min']:g}-{kh['max']:g} s" for c, m in ev.khaos_copies.items()})
-        table = score(
-            seconds, samples, failures, reconfigs, audits, ev.limits, ev.consecutive_s, labels, start + len(trace)
+        measured = results.Measured(
+            start=start,
+            offered=trace.to_numpy(),
+            samples={c: s.frame() for c, s in self.samplers.items()},
+            latency={c: self._output_latency(c) for c in ev.copies},
+            reconfigs={c: reconfigurations(self.daemons.journal(c), start, c) for c in ev.khaos_copies},
+            failures=failures,
+            audits=audits,
+            placement=getattr(self, "spread", {}),
         )
-        r = ratios(table)
-        summary = {
-            "name": ev.name,
-            "seed": ev.seed,
-            "start": start,
-            "duration_s": len(trace),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start)),
-            "machine": machine(),
-            "limits": ev.limits,
-            "consecutive_s": ev.consecutive_s,
-            "labels": labels,
-            "placement": getattr(self, "spread", {}),
-            **r,
-            "failures": failures,
-            "reconfigurations": reconfigs,
-            "audits": audits,
-        }
-        paths = _write(self.out, summary, seconds, table, ev.text)
-        self.say("\n" + report.markdown_table(table))
-        self.say(f"report: {paths['html']}")
-        return {"table": table, "summary": summary, "paths": paths}
+        return results.finish(ev, measured, self.out, self.say)
 
     def _output_latency(self, copy: str) -> pd.DataFrame | None:
         """A copy's end-to-end latency seconds read from its output topic (kafka.output_topic), or None."""
@@ -458,66 +379,6 @@ class Runner:
             self.say(summary.line())
         for problem in self.feed.close():
             self.say(f"kafka cleanup: {problem}")
-
-
-def _write(out: Path, summary: dict, seconds: dict[str, pd.DataFrame], table: pd.DataFrame, config: str) -> dict:
-    """summary.json and the report (table, charts, report.html); their paths."""
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json))
-    meta = {**summary, "config": config, "notes": notes(table, summary["failures"])}
-    return report.write_report(out, seconds, summary["failures"], summary["reconfigurations"], table, meta)
-
-
-def rescore(out: str | Path) -> dict:
-    """`khaos evaluate --rescore OUT`: score a finished run again from what it wrote (summary.json, samples/,
-    seconds/), with today's rules; rewrites summary.json and the report. Nothing is started."""
-    out = Path(out)
-    try:
-        s = json.loads((out / "summary.json").read_text())
-        old = pd.read_csv(out / "table.csv")
-        copies = [str(c) for c in old["copy"]]
-        seconds = {c: pd.read_csv(out / "seconds" / f"{c}.csv") for c in copies}
-        samples = {c: pd.read_csv(out / "samples" / f"{c}.csv") for c in copies}
-        for df in samples.values():  # a sample without a job read no tasks: not all running (as when live)
-            df["all_running"] = df["all_running"].fillna(False).astype(bool)
-        config = (out / "evaluation.yml").read_text()
-    except (OSError, ValueError, KeyError) as e:
-        raise KhaosError(f"{out}: not the output of a finished `khaos evaluate` run ({e})") from None
-    labels = s.get("labels") or dict(zip(copies, old["ci"].astype(str)))
-    for key in ("khaos_violation_s", "ratio_best", "ratio_median"):  # the one-Khaos-copy ratios of old runs
-        s.pop(key, None)
-    table = score(
-        seconds,
-        samples,
-        s["failures"],
-        s["reconfigurations"],
-        s["audits"],
-        s["limits"],
-        s["consecutive_s"],
-        labels,
-        s["start"] + s["duration_s"],
-    )
-    summary = {**s, "machine": s.get("machine", "not recorded"), "labels": labels, **ratios(table)}
-    paths = _write(out, summary, seconds, table, config)
-    print(report.markdown_table(table))
-    print("\n".join(report.summary_lines(summary)))
-    print(f"report: {paths['html']}")
-    return {"table": table, "summary": summary, "paths": paths}
-
-
-def _json(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return None if np.isnan(x) else float(x)
-    return str(x)
-
-
-def machine() -> str:
-    """This machine in one line (for the report)."""
-    import platform
-
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.node()}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
 def run(path: str | Path, dry_run: bool = False, keep: bool = False, out: str | None = None) -> int:

@@ -212,6 +212,79 @@ def producer_config(bootstrap: str, overrides: dict | None = None) -> dict:
     return {"bootstrap.servers": bootstrap, **PRODUCER, **admin.quiet_config(), **(overrides or {})}
 
 
+class _Producer:
+    """The one producer of a replay: every record into every target topic, counted per topic (handed over,
+    failed); a record refused at once is counted as failed, not raised."""
+
+    def __init__(self, client, targets: list[str], config: dict | None):
+        from confluent_kafka import Producer
+
+        self.nparts = {t: len(admin.partitions(client, t)) for t in targets}
+        self.produced = dict.fromkeys(targets, 0)
+        self.failed: dict[str, int] = defaultdict(int)
+        self.errors: list[str] = []
+        conf = producer_config(admin.bootstrap_of(client), config)
+        conf["on_delivery"] = self.delivered
+        self.producer = Producer(conf)
+
+    def delivered(self, err, msg) -> None:
+        """The delivery callback: only failures are reported (delivery.report.only.error)."""
+        if err is not None:
+            self.failed[msg.topic()] += 1
+            if len(self.errors) < 5:
+                self.errors.append(f"{msg.topic()}: {admin.error_text(err)}")
+
+    def send(self, topic: str, keys: list, values: list, basis: np.ndarray, stamps: list) -> None:
+        """Records with their keys, values and timestamps into ``topic``, partition ``basis`` modulo its count."""
+        from confluent_kafka import KafkaException
+
+        produce, poll = self.producer.produce, self.producer.poll
+        parts = (basis % self.nparts[topic]).tolist()
+        for k, v, p, ts in zip(keys, values, parts, stamps):
+            while True:
+                try:
+                    produce(topic, v, k, p, timestamp=ts)
+                    break
+                except BufferError:  # the local queue is full: let librdkafka send, then retry
+                    poll(0.05)
+                except KafkaException as e:  # refused at once (too large, unknown partition): counted
+                    self.delivered(e.args[0] if e.args else e, _Refused(topic))
+                    break
+        self.produced[topic] += len(stamps)
+
+
+class _Progress:
+    """How far the replay is (``bar``, at most every 0.5 s) and how late its records leave, per wall second."""
+
+    def __init__(self, bar, seconds: int, start_ms: int):
+        self.bar, self.seconds, self.start_ms = bar, seconds, start_ms
+        self.last_bar = 0.0
+        self.late: dict[int, float] = {}
+
+    def late_by(self, now_ms: float, due_ms: float) -> None:
+        """A record due at ``due_ms`` leaves at ``now_ms``."""
+        sec = int(now_ms // 1000)
+        self.late[sec] = max(self.late.get(sec, 0.0), now_ms - due_ms)
+
+    def update(self, now_ms: float) -> None:
+        """The bar at ``now_ms``."""
+        if self.bar is not None and now_ms - self.last_bar > 500:
+            self.last_bar = now_ms
+            self.bar.update(min(self.seconds, max(0.0, (now_ms - self.start_ms) / 1000)))
+
+    def done(self) -> None:
+        """The bar full: every record handed over."""
+        if self.bar is not None:
+            self.bar.update(self.seconds)
+
+
+def _wait(schedule: Schedule, i: int, start_ms: int, now_ms: float, poll) -> None:
+    """Nothing is due: serve the producer, then sleep until record ``i`` is due (TICK_S to 0.1 s)."""
+    wait = (start_ms + int(schedule.offsets(i, i + 1)[0]) - now_ms) / 1000
+    poll(0)
+    time.sleep(min(max(wait, TICK_S), 0.1))
+
+
 def replay(
     source: Source,
     targets: list[str],
@@ -229,32 +302,15 @@ def replay(
     per-second counts by timestamp equal the source's). ``stop`` (threading.Event) ends it early; ``bar`` (a
     progress.Bar over ``source.schedule.seconds``) shows progress; ``on_step(records_done)`` after each step.
     KhaosError before anything is sent: broker unreachable, a topic missing."""
-    from confluent_kafka import KafkaException, Producer
-
     if not targets or len(set(targets)) != len(targets):
         raise KhaosError(f"replay needs one or more distinct topics, got {targets}")
-    client = admin.connect(bootstrap)
-    nparts = {t: len(admin.partitions(client, t)) for t in targets}
-    failed: dict[str, int] = defaultdict(int)
-    errors: list[str] = []
-
-    def delivered(err, msg):  # only failures are reported (delivery.report.only.error)
-        if err is not None:
-            failed[msg.topic()] += 1
-            if len(errors) < 5:
-                errors.append(f"{msg.topic()}: {admin.error_text(err)}")
-
-    conf = producer_config(admin.bootstrap_of(client), config)
-    conf["on_delivery"] = delivered
-    producer = Producer(conf)
-    produce, poll = producer.produce, producer.poll
+    out = _Producer(admin.connect(bootstrap), targets, config)
     schedule, maker = source.schedule, source.maker
     if start_ms is None:
         start_ms = (math.floor(time.time()) + 2) * 1000
-    produced = dict.fromkeys(targets, 0)
-    late: dict[int, float] = {}
+    progress = _Progress(bar, schedule.seconds, start_ms)
     i, total, stopped = 0, schedule.total, False
-    wall0, cpu0, last_bar, began_ms = time.monotonic(), time.process_time(), 0.0, time.time() * 1000
+    wall0, cpu0, began_ms = time.monotonic(), time.process_time(), time.time() * 1000
     while i < total:
         if stop is not None and stop.is_set():
             stopped = True
@@ -262,51 +318,34 @@ def replay(
         now_ms = time.time() * 1000
         due = min(schedule.due_count(math.floor(now_ms - start_ms)), i + BATCH)
         if due <= i:
-            wait = (start_ms + int(schedule.offsets(i, i + 1)[0]) - now_ms) / 1000
-            poll(0)
-            time.sleep(min(max(wait, TICK_S), 0.1))
+            _wait(schedule, i, start_ms, now_ms, out.producer.poll)
             continue
         due_ms = start_ms + schedule.offsets(i, due)
         keys, values, basis = maker.make(np.arange(i, due, dtype=np.int64), due_ms)
-        behind = now_ms - float(due_ms[0])
-        sec = int(now_ms // 1000)
-        late[sec] = max(late.get(sec, 0.0), behind)
+        progress.late_by(now_ms, float(due_ms[0]))
         stamps = due_ms.tolist()
         for topic in targets:
-            parts = (basis % nparts[topic]).tolist()
-            for k, v, p, ts in zip(keys, values, parts, stamps):
-                while True:
-                    try:
-                        produce(topic, v, k, p, timestamp=ts)
-                        break
-                    except BufferError:  # the local queue is full: let librdkafka send, then retry
-                        poll(0.05)
-                    except KafkaException as e:  # refused at once (too large, unknown partition): counted
-                        delivered(e.args[0] if e.args else e, _Refused(topic))
-                        break
-            produced[topic] += len(stamps)
-        poll(0)
+            out.send(topic, keys, values, basis, stamps)
+        out.producer.poll(0)
         i = due
         if on_step is not None:
             on_step(i)
-        if bar is not None and now_ms - last_bar > 500:
-            last_bar = now_ms
-            bar.update(min(schedule.seconds, max(0.0, (now_ms - start_ms) / 1000)))
+        progress.update(now_ms)
     end_ms = time.time() * 1000
-    undelivered = producer.flush(flush_s)
-    if bar is not None and not stopped:
-        bar.update(schedule.seconds)
+    undelivered = out.producer.flush(flush_s)
+    if not stopped:
+        progress.done()
     return Summary(
         due=total,
-        produced=produced,
-        failed=dict(failed),
+        produced=out.produced,
+        failed=dict(out.failed),
         undelivered=undelivered,
         start_ms=start_ms,
         wall_s=time.monotonic() - wall0,
         active_s=max(0.0, end_ms - max(start_ms, began_ms)) / 1000,
-        late_seconds=sum(1 for v in late.values() if v > LATE_MS),
-        max_late_ms=max(late.values(), default=0.0),
+        late_seconds=sum(1 for v in progress.late.values() if v > LATE_MS),
+        max_late_ms=max(progress.late.values(), default=0.0),
         stopped=stopped,
         cpu_s=time.process_time() - cpu0,
-        errors=errors,
+        errors=out.errors,
     )

@@ -38,7 +38,9 @@ restart the source is behind by ``L0 = time since that checkpoint + downtime`` s
 ``L0 * rate / (capacity - rate)`` s. :func:`expected_peak_lag_s` and :func:`expected_catchup_s` give
 these numbers; ``peak_lag_ms`` and ``caught_up_records`` are their measured counterparts.
 
-:func:`~.remeasure.remeasure` measures a stored profile again from its ``series/`` (after a change of this module).
+The samples' cleaning, the sink's per-second timeline and the search for the first run in band are in
+timeline.py. :func:`~.remeasure.remeasure` measures a stored profile again from its ``series/`` (after a
+change of this module).
 """
 
 from __future__ import annotations
@@ -50,26 +52,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import KhaosError
+from .timeline import normal_run_start, per_second, prepare, sample_period
 
-_NUMERIC = (
-    "restarts",
-    "rate_in",
-    "throughput",
-    "lag_ms",
-    "backlog",
-    "latency_p99_ms",
-    "checkpoints",
-    "sink_second",
-    "running_since",
-)
-# A sink second reported more than this long after it ended is stale: REST served old values, or no record
-# reached the sink since (the sample job's gauges keep the last second that had records).
-SINK_SECOND_MAX_AGE_S = 6.0
 _BAND_SIGNALS = ("lag_ms", "throughput", "latency_p99_ms", "rate_in")
 _ONE_SIDED = {"lag_ms", "latency_p99_ms"}
 _NAN = float("nan")
-# column names of series stored by khaos before the one sampler (flink/sampler.py)
-_LEGACY = {"latency_ms": "latency_p99_ms", "checkpoints_completed": "checkpoints"}
 
 
 @dataclass
@@ -181,34 +168,6 @@ def expected_catchup_s(peak_lag_s: float, rate: float, capacity: float) -> float
     return float(catchup_s(peak_lag_s, rate, capacity))
 
 
-def _flag(v) -> float:
-    try:
-        if pd.isna(v):
-            return _NAN
-    except (TypeError, ValueError):
-        return _NAN
-    return 1.0 if bool(v) else 0.0
-
-
-def _prepare(series: pd.DataFrame) -> pd.DataFrame:
-    """Sorted copy with every known column present: numeric floats, all_running as 1.0/0.0/NaN."""
-    if "t" not in series.columns:
-        raise KhaosError("the recovery series has no 't' column (epoch seconds of each sample)")
-    df = series.rename(columns={k: v for k, v in _LEGACY.items() if k in series and v not in series})
-    df["t"] = pd.to_numeric(df["t"], errors="coerce")
-    df = df[df["t"].notna()].sort_values("t", kind="stable").reset_index(drop=True)
-    for c in _NUMERIC:
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float) if c in df else _NAN
-    df["all_running"] = df["all_running"].map(_flag).astype(float) if "all_running" in df else _NAN
-    return df
-
-
-def _period(df: pd.DataFrame) -> float:
-    d = np.diff(df["t"].to_numpy())
-    d = d[d > 0]
-    return float(np.median(d)) if len(d) else 1.0
-
-
 def _baseline(
     df: pd.DataFrame, t_fail: float, p: RecoveryParams, window: tuple[float, float] | None
 ) -> tuple[pd.DataFrame, float]:
@@ -263,106 +222,13 @@ def steady_band(
     fewer non-NaN values than that is left out of the result.
     """
     p = params or RecoveryParams()
-    rows, _ = _baseline(_prepare(series), t_fail, p, baseline)
+    rows, _ = _baseline(prepare(series), t_fail, p, baseline)
     return _bands(rows, p)
 
 
 def _first(t: np.ndarray, mask: np.ndarray) -> float:
     idx = np.flatnonzero(mask)
     return float(t[idx[0]]) if len(idx) else _NAN
-
-
-def _distinct_median(sig: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per column, a centered rolling median of ``k`` over the distinct values only: a sample that
-    repeats its predecessor's value (the REST metric cache serving the same second again) gets the
-    smoothed value of the sample it repeats. NaN stays NaN."""
-    out = {}
-    for col in sig.columns:
-        x = sig[col]
-        new = x.notna() & x.ne(x.ffill().shift())
-        group = new.cumsum()
-        smoothed = x[new].rolling(k, center=True, min_periods=1).median()
-        out[col] = group.map(pd.Series(smoothed.to_numpy(), index=group[new].to_numpy())).where(x.notna())
-    return pd.DataFrame(out, index=sig.index)
-
-
-def _per_second(rows: pd.DataFrame) -> pd.DataFrame:
-    """The sink's per-second values placed on the second they describe.
-
-    ``sink_second`` is the epoch second [S, S+1) the sample's ``throughput`` (sink count) and
-    ``latency_p99_ms`` (sink p99) describe. One row per distinct S, at ``t = S``, from the first sample that
-    reported it; the row also carries that sample's ``lag_ms`` / ``backlog`` / ``rate_in``, which were
-    read right after second S (the fetch that saw S finished happened during S+1). A second reported
-    more than SINK_SECOND_MAX_AGE_S after its end is stale and dropped. Samples that saw the tasks not
-    running are kept at their own time, with ``all_running`` 0 and no values, so they break a run.
-    """
-    s = rows["sink_second"]
-    ok = s.notna() & (rows["t"] >= s + 1 - 0.5) & (rows["t"] - (s + 1) <= SINK_SECOND_MAX_AGE_S)
-    sec = rows[ok].drop_duplicates("sink_second", keep="first").copy()
-    sec["t"] = sec["sink_second"]
-    down = rows[rows["all_running"] == 0.0].copy()
-    down.loc[:, [c for c in _NUMERIC if c in down.columns]] = _NAN
-    return pd.concat([sec, down]).sort_values("t", kind="stable").reset_index(drop=True)
-
-
-def _normal_run_start(
-    rows: pd.DataFrame, band: dict, used: list[str], p: RecoveryParams, period: float, latest_start: float
-) -> tuple[float, float]:
-    """(start, end) of the first in-band run lasting consecutive_s, or (NaN, NaN).
-
-    Signals are first smoothed by a centered rolling median of ``smooth_samples`` (so one stray sample,
-    e.g. a GC pause or a checkpoint-alignment spike, cannot break a run; a monotone return to normal
-    is not shifted). A run starts only at a sample whose raw values are all in band: the median may
-    keep a run going, but never makes a sample that still shows the catch-up its start. A run is broken
-    by an out-of-band sample, by all_running False, or by a hole > max_gap_s between usable samples;
-    samples where a used signal is NaN are skipped (holes). Once a run has seen two distinct in-band
-    values, one stray second that the REST cache served to two or three samples does not break it
-    either (see :func:`_distinct_median`). A run of samples t_first..t_last lasts
-    ``t_last - t_first + period`` s (each sample stands for the second before it); a quarter period of
-    jitter is tolerated.
-    """
-    t = rows["t"].to_numpy()
-    sig = rows[used]
-    missing = sig.isna().to_numpy().any(axis=1)
-    k = max(1, p.smooth_samples)
-    lo = np.array([band[s][0] for s in used])
-    hi = np.array([band[s][1] for s in used])
-    vals = sig.rolling(k, center=True, min_periods=1).median().to_numpy(dtype=float)
-    inside = ((vals >= lo) & (vals <= hi)).all(axis=1)
-    raw = sig.to_numpy(dtype=float)
-    raw_inside = ((raw >= lo) & (raw <= hi)).all(axis=1)
-    # The REST cache serves one per-second value to 2-3 consecutive samples, so a single stray second
-    # can fill two of the three samples of the median above. Smoothed over distinct values instead, it
-    # is one stray: once a run has seen two distinct in-band seconds, such an excursion does not break
-    # it. The catch-up itself (before a run starts) and frozen metrics (one repeated value) are judged
-    # per sample, as before.
-    dvals = _distinct_median(sig, k).to_numpy(dtype=float)
-    inside_distinct = ((dvals >= lo) & (dvals <= hi)).all(axis=1)
-    fresh = (sig.ne(sig.shift()) & sig.notna()).to_numpy().any(axis=1)
-    ar = rows["all_running"].to_numpy()
-    start, last, seen = _NAN, _NAN, 0
-    for i in range(len(t)):
-        if ar[i] == 0.0:
-            start, last = _NAN, t[i]
-            continue
-        if missing[i]:
-            continue
-        if not math.isnan(last) and t[i] - last > p.max_gap_s:
-            start = _NAN
-        last = t[i]
-        if not inside[i] and not (inside_distinct[i] and not math.isnan(start) and seen >= 2):
-            start = _NAN
-            continue
-        if math.isnan(start):
-            if not raw_inside[i]:
-                continue  # smoothing keeps a run going; it never starts one on an anomalous sample
-            if t[i] > latest_start:
-                return _NAN, _NAN
-            start, seen = t[i], 0
-        seen += bool(fresh[i]) and bool(inside[i])
-        if t[i] - start + period >= p.consecutive_s - 0.25 * period:
-            return float(start), float(t[i])
-    return _NAN, _NAN
 
 
 def lag_band(base: pd.DataFrame, pre_rate: float, p: RecoveryParams) -> tuple[str, float]:
@@ -439,6 +305,41 @@ def _caught_up(samples: pd.DataFrame | None, seconds: pd.DataFrame, t_run: float
     return float((seconds.loc[win, "throughput"] - pre_rate).sum())
 
 
+def _search_start(t_fail: float, t_det: float, t_run: float, has_ar: bool) -> float:
+    """Where the search for the normal run starts: running again; without a visible failure, at the
+    failure; without all_running in the series, at detection (signals alone must show normality)."""
+    if not math.isnan(t_run):
+        return t_run
+    if math.isnan(t_det):
+        return t_fail
+    return _NAN if has_ar else t_det
+
+
+def _timeline(after: pd.DataFrame, used: list[str], p: RecoveryParams, period: float) -> tuple[pd.DataFrame, float]:
+    """The rows the normal run is searched over, and their step. Where the series says which second the
+    sink's values describe (the sample job's latencySecond), those seconds, not the sample times (which are
+    1-3 s later and jitter with the REST metric cache): a run then starts at the start of its first normal
+    second. The lag rule without throughput judges a source gauge alone: sample times."""
+    if (p.rule == "bands" or "throughput" in used) and after["sink_second"].notna().any():
+        return per_second(after), 1.0
+    return after, period
+
+
+def _judged(
+    after: pd.DataFrame, timeline: pd.DataFrame, rec_start: float, rec_end: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(samples up to the end of the normal run, samples up to its start) of a recovered failure; on the
+    per-second timeline, up to the sample that reported the run's last (first) second."""
+    seen = after[after["t"] <= rec_end]
+    upto = after[after["t"] <= rec_start]
+    if timeline is not after:
+        first = after.loc[after["sink_second"] >= rec_start, "t"]
+        upto = after[after["t"] <= first.iloc[0]] if len(first) else upto
+        last = after.loc[after["sink_second"] >= rec_end, "t"]
+        seen = after[after["t"] <= last.iloc[0]] if len(last) else seen
+    return seen, upto
+
+
 def measure(
     series: pd.DataFrame,
     t_fail: float,
@@ -454,12 +355,11 @@ def measure(
     Needs lag_ms or throughput in the baseline, else KhaosError.
     """
     p = params or RecoveryParams()
-    df = _prepare(series)
+    df = prepare(series)
     base, base_s = _baseline(df, t_fail, p, baseline)
     band = _bands(base, p)
     pre_rate = base["rate_in"].mean() if base["rate_in"].notna().any() else base["throughput"].mean()
     used = _signals(base, band, float(pre_rate), p, t_fail)
-    period = _period(df)
     pre_lat = base["latency_p99_ms"].dropna()
     pre_lat_p99 = float(pre_lat.quantile(0.99)) if len(pre_lat) else _NAN
     pre_lat_mean, late = steady_latency(base, p.latency_limit_ms)
@@ -469,35 +369,15 @@ def measure(
     after = df[(df["t"] > t_fail) & (df["t"] <= t_fail + p.timeout_s + p.consecutive_s + p.max_gap_s)]
     t_det, t_run, has_ar = _restart_times(after, t_fail, r0, t_detect, t_running)
 
-    # Where the search for the normal run starts: running again; without a visible failure, at the
-    # failure; without all_running in the series, at detection (signals alone must show normality).
-    if not math.isnan(t_run):
-        search = t_run
-    elif math.isnan(t_det):
-        search = t_fail
-    else:
-        search = _NAN if has_ar else t_det
-    # Where the series says which second the sink's values describe (the sample job's latencySecond),
-    # the run is searched over those seconds, not over the sample times (which are 1-3 s later and
-    # jitter with the REST metric cache). A run then starts at the start of its first normal second.
-    timeline, step = after, period
-    # (the lag rule without throughput judges a source gauge alone: sample times)
-    if (p.rule == "bands" or "throughput" in used) and after["sink_second"].notna().any():
-        timeline, step = _per_second(after), 1.0
+    search = _search_start(t_fail, t_det, t_run, has_ar)
+    timeline, step = _timeline(after, used, p, sample_period(df))
     rec_start = rec_end = _NAN
     if not math.isnan(search):
-        rec_start, rec_end = _normal_run_start(
+        rec_start, rec_end = normal_run_start(
             timeline[timeline["t"] >= search], band, used, p, step, t_fail + p.timeout_s
         )
     recovered = not math.isnan(rec_start)
-
-    seen = after[after["t"] <= rec_end] if recovered else after
-    upto = after[after["t"] <= rec_start] if recovered else after
-    if timeline is not after:  # samples up to the one that reported the recovery second
-        first = after.loc[after["sink_second"] >= rec_start, "t"]
-        upto = after[after["t"] <= first.iloc[0]] if recovered and len(first) else upto
-        last = after.loc[after["sink_second"] >= rec_end, "t"]
-        seen = after[after["t"] <= last.iloc[0]] if recovered and len(last) else seen
+    seen, upto = _judged(after, timeline, rec_start, rec_end) if recovered else (after, after)
     caught = _NAN
     if recovered and not math.isnan(t_run) and not math.isnan(pre_rate):
         caught = _caught_up(df if timeline is after else None, timeline, t_run, rec_start, float(pre_rate))

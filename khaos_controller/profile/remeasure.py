@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import KhaosError
-from .recovery import RecoveryParams, _prepare, measure, steady_window
+from .recovery import RecoveryParams, measure, steady_window
+from .timeline import prepare
 
 
 def measure_all(series: pd.DataFrame, failures: list[dict], params: RecoveryParams | None = None) -> pd.DataFrame:
@@ -23,7 +24,7 @@ def measure_all(series: pd.DataFrame, failures: list[dict], params: RecoveryPara
     its ``error`` column instead of aborting the others; such a failure is assumed over after timeout_s.
     """
     p = params or RecoveryParams()
-    df = _prepare(series)
+    df = prepare(series)
     rows, prev_window, clean_since = [], None, -math.inf
     fails = sorted(failures, key=lambda f: f["t_fail"])
     for i, f in enumerate(fails):
@@ -81,7 +82,7 @@ def remeasure(results: pd.DataFrame, series_dir: str | Path, params: RecoveryPar
         if str(path) not in series:
             if not path.is_file():
                 raise KhaosError(f"no series {path} for trial {r.trial}")
-            series[str(path)] = _prepare(pd.read_csv(path))
+            series[str(path)] = prepare(pd.read_csv(path))
         df = series[str(path)]
         t_fail = float(r.t_fail)
         unit_fails = [

@@ -11,7 +11,7 @@ from support import one_line
 
 from khaos_controller.errors import KhaosError
 from khaos_controller.evaluate import config as ev_config
-from khaos_controller.evaluate import plan, runner, score
+from khaos_controller.evaluate import plan, results, runner, score
 
 T0 = 1_800_000_000
 
@@ -323,14 +323,14 @@ def test_a_finished_run_is_scored_again_from_its_files(tmp_path, capsys):
         "ratio_best": 9.9,  # an old run's key: dropped
         **score.ratios(table),
     }
-    runner._write(tmp_path, summary, secs, table, "name: again\n")
+    results._write(tmp_path, summary, secs, table, "name: again\n")
     (tmp_path / "evaluation.yml").write_text("name: again\n")
     (tmp_path / "table.csv").write_text(table.drop(columns=["latency_violation_s"]).to_csv(index=False))  # older rules
 
-    again = runner.rescore(tmp_path)
+    again = results.rescore(tmp_path)
     pd.testing.assert_frame_equal(again["table"], table)
     assert "ratio_best" not in again["summary"] and again["summary"]["labels"] == labels
     assert again["summary"]["khaos"]["khaos"]["recovery_excess_s"] == 0.0
     assert "khaos: (a) latency violation s" in capsys.readouterr().out
     with pytest.raises(KhaosError, match="not the output of a finished `khaos evaluate` run"):
-        runner.rescore(tmp_path / "samples")
+        results.rescore(tmp_path / "samples")

@@ -11,6 +11,7 @@ import pytest
 from support import DATA, PROFILE
 
 from khaos_controller import REPO_ROOT
+from khaos_controller.model import cv as model_cv
 from khaos_controller.model import fit as model_fit
 from khaos_controller.model import predict as model_predict
 from khaos_controller.model import store
@@ -197,9 +198,9 @@ def test_a_residual_that_raises_the_heldout_error_is_dropped(monkeypatch, frame)
 def test_choose_prefers_the_set_without_residual_on_a_tie():
     e = {"mae": 1.0, "n": 10}
     tie = {"greybox": {**e, "mape": 0.05, "n_features": 3}, "greybox+residual": {**e, "mape": 0.05, "n_features": 6}}
-    assert model_fit._choose(tie) == "greybox"
+    assert model_cv.choose(tie) == "greybox"
     tie["greybox+residual"]["mape"] = 0.049
-    assert model_fit._choose(tie) == "greybox+residual"
+    assert model_cv.choose(tie) == "greybox+residual"
 
 
 # ----------------------------------------------------------------------- without a capacity
