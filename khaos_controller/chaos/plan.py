@@ -3,8 +3,9 @@
 A plan is made on the controller (playbooks/inject_failure.yml runs it through the chaos
 role's `chaos_plan` module) and carried out by the role on the target hosts.
 
-Components: a Flink `taskmanager` or `jobmanager` JVM, or the `kafka` broker JVM (roles/kafka; its
-hosts are group kafka). Targets: a host name, `group:NAME` (every host of a group), `random` (a
+Components: a Flink `taskmanager` or `jobmanager` JVM, or the `kafka` broker JVM (roles/kafka). Each
+runs on the hosts of its inventory group, named as roles/khaos_defaults names them (infra/inventory.py's
+GroupNames: an inventory may rename them). Targets: a host name, `group:NAME` (every host of a group), `random` (a
 seeded pick among the component's hosts) or `sink` (the host running the first subtask of the job's
 sink, found over REST, as the original Khaos did; TaskManagers only).
 Timing: `now`, or `before_checkpoint`: read the last completed checkpoint over REST and fire
@@ -19,11 +20,10 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import KhaosError
 from ..flink.client import FlinkClient
+from ..infra.inventory import GroupNames, Groups
 from ..schema import FAILURE_MODES as MODES
 
-COMPONENTS = ("taskmanager", "jobmanager", "kafka")
-# the inventory group whose hosts run each component (the roles' default group names)
-COMPONENT_GROUPS = {"taskmanager": "flink_taskmanager", "jobmanager": "flink_jobmanager", "kafka": "kafka"}
+COMPONENTS = ("taskmanager", "jobmanager", "kafka")  # GroupNames' fields: the group each runs on
 TIMINGS = ("now", "before_checkpoint")
 
 
@@ -83,6 +83,10 @@ def inventory_host(endpoint: str, addresses: dict[str, str]) -> str | None:
     return address if address in addresses else None  # Flink reported the host name itself
 
 
+def _names(groups: dict) -> GroupNames:
+    return groups.names if isinstance(groups, Groups) else GroupNames.of()
+
+
 def resolve_targets(
     target: str,
     groups: dict[str, list[str]],
@@ -93,8 +97,10 @@ def resolve_targets(
     client: FlinkClient | None = None,
     job_id: str | None = None,
 ) -> list[str]:
-    """Inventory hosts a target names: a host list, group:NAME, random (seeded) or sink."""
-    pool = groups.get(COMPONENT_GROUPS.get(component, ""), [])
+    """Inventory hosts a target names: a host list, group:NAME, random (seeded) or sink. ``groups`` may
+    carry the inventory's group names (``groups.names``, infra/inventory.GroupNames)."""
+    names = _names(groups)
+    pool = groups.get(getattr(names, component, ""), [])
     if target == "random":
         if len(pool) < count:
             raise KhaosError(f"cannot pick {count} of {len(pool)} {component} hosts")
@@ -102,7 +108,7 @@ def resolve_targets(
     if target == "sink":
         if component == "kafka":
             raise KhaosError(
-                "target 'sink' is a TaskManager host: for the kafka component name a host, group:kafka or random"
+                f"target 'sink' is a TaskManager host: for the kafka component name a host, group:{names.kafka} or random"
             )
         if client is None or job_id is None:
             raise KhaosError("target 'sink' needs a running job")
@@ -166,17 +172,18 @@ def make_plan(
         raise KhaosError(f"count must be >= 1, got {count}")
     job_id = client.running_job(job) if client and (timing == "before_checkpoint" or target == "sink") else None
     targets = resolve_targets(target, groups, addresses, component, count, seed, client, job_id)
-    jms = set(groups.get("flink_jobmanager", []))
+    names = _names(groups)
+    jms = set(groups.get(names.jobmanager, []))
     if (component == "jobmanager" or (mode == "host" and jms & set(targets))) and not allow_jobmanager:
         raise KhaosError("refusing to kill the JobManager (the whole cluster): set allow_jobmanager to do it")
     if component == "taskmanager" and mode == "process":
-        not_tm = [t for t in targets if t not in groups.get("flink_taskmanager", [])]
+        not_tm = [t for t in targets if t not in groups.get(names.taskmanager, [])]
         if not_tm:
             raise KhaosError(f"{', '.join(not_tm)} runs no TaskManager")
     if component == "kafka":
-        not_broker = [t for t in targets if t not in groups.get(COMPONENT_GROUPS["kafka"], [])]
+        not_broker = [t for t in targets if t not in groups.get(names.kafka, [])]
         if not_broker:
-            raise KhaosError(f"{', '.join(not_broker)} runs no Kafka broker (group kafka)")
+            raise KhaosError(f"{', '.join(not_broker)} runs no Kafka broker (group {names.kafka})")
     if len(targets) > max_hosts:
         raise KhaosError(f"blast radius: {len(targets)} hosts ({', '.join(targets)}) > max_hosts {max_hosts}")
     if mode == "host":

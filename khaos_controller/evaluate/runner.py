@@ -27,7 +27,7 @@ from ..flink import audit
 from ..flink.client import FlinkClient, FlinkError
 from ..flink.sampler import JobSampler
 from ..infra import ansible
-from ..infra.inventory import cluster_facts
+from ..infra.inventory import cluster_facts, group_hosts
 from ..model import fit as model_fit
 from ..model import store
 from ..profile import workload
@@ -136,7 +136,7 @@ class Runner:
             from ..infra import kafka as infra_kafka
 
             self.bootstrap = ev.kafka.bootstrap or infra_kafka.inventory_bootstrap(self.inventory)
-            if ev.kafka.bootstrap is None and (ansible.inventory_list(self.inventory).get("kafka") or {}).get("hosts"):
+            if ev.kafka.bootstrap is None and group_hosts(ansible.inventory_list(self.inventory), "kafka"):
                 self.say(f"playbooks/kafka.yml ({self.bootstrap})")
                 self.playbook("kafka", "eval-kafka", {})
         facts = cluster_facts(self.inventory)

@@ -130,19 +130,21 @@ def add_cli(subparsers) -> None:
 
 def lab_inventory(lab, bastion: str | None = None) -> Path:
     """An inventory of a lab in which one host (default: the last) is the bastion: it leaves the
-    TaskManager group for group khaos_controller. A directory inside the lab (removed with it) whose
+    TaskManager group for the controller's group (khaos_controller_group). A directory inside the lab (removed with it) whose
     group_vars are the lab's, so inventories/local/group_vars/khaos_controller.yml applies."""
     import yaml
 
+    from .inventory import GroupNames
     from .lab import INVENTORY_DIR
 
+    names = GroupNames.of()  # the lab's inventory uses the default names
     inv = yaml.safe_load(lab.inventory.read_text())
-    flink = inv["all"]["children"]["flink"]["children"]
-    tms = flink["flink_taskmanager"]["hosts"]
+    flink = inv["all"]["children"][names.flink]["children"]
+    tms = flink[names.taskmanager]["hosts"]
     name = bastion or list(tms)[-1]
     if name not in tms or len(tms) < 2:
         raise KhaosError(f"lab {lab.name}: {name} is not one of at least 2 TaskManager hosts ({', '.join(tms)})")
-    inv["all"]["children"]["khaos_controller"] = {"hosts": {name: tms.pop(name)}}
+    inv["all"]["children"][names.controller] = {"hosts": {name: tms.pop(name)}}
     out = lab.dir / "inventory-bastion"
     out.mkdir(exist_ok=True)
     write_atomic(out / "hosts.yml", yaml.safe_dump(inv, sort_keys=False), durable=False, mode=0o600)  # may hold keys

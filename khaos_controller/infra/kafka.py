@@ -19,7 +19,6 @@ from pathlib import Path
 from ..errors import KhaosError
 
 DEFAULT_PORT = 9092  # the kafka role's kafka_port (roles/khaos_defaults)
-KAFKA_GROUP = "kafka"  # the inventory group of the brokers (kafka_group)
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*):(?P<port>\d{1,5})$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _QUIET = logging.getLogger("khaos.kafka.librdkafka")
@@ -249,19 +248,20 @@ def delete_topic(client, name: str, check_mode: bool = False, timeout: float = 3
 
 def inventory_bootstrap(inventory: str | Path) -> str:
     """A cluster's bootstrap address from its inventory: ``kafka_bootstrap`` (the lab inventory sets it), else
-    ``<address>:<kafka_port>`` of every host of group kafka, the address being the one the broker advertises and
+    ``<address>:<kafka_port>`` of every host of the brokers' group (kafka_group), the address being the one the broker advertises and
     listens on (``kafka_advertised_address``, else ``ansible_host``), as roles/khaos_defaults derives it.
     KhaosError when the inventory has neither."""
     from . import ansible
+    from .inventory import group_hosts, names_in
 
     data = ansible.inventory_list(inventory)
     hostvars = data.get("_meta", {}).get("hostvars", {})
-    brokers = list((data.get(KAFKA_GROUP) or {}).get("hosts") or [])
+    brokers = group_hosts(data, "kafka")
     for hv in hostvars.values():
         if hv.get("kafka_bootstrap"):
             return check_bootstrap(hv["kafka_bootstrap"])
     if not brokers:
-        raise KhaosError(f"inventory {inventory}: no kafka_bootstrap and no host in group {KAFKA_GROUP}")
+        raise KhaosError(f"inventory {inventory}: no kafka_bootstrap and no host in group {names_in(data).kafka}")
 
     def address(host: str) -> str:
         v = hostvars.get(host, {})

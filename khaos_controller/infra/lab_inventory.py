@@ -4,6 +4,7 @@ checkpoint store when it has them, with the SSH settings that reach them (infra/
 from __future__ import annotations
 
 from . import dist
+from .inventory import GroupNames
 
 STORE_BUCKET = "khaos"  # the bucket of a lab's checkpoint store: s3://khaos/checkpoints, s3://khaos/savepoints
 
@@ -34,14 +35,16 @@ def render(lab) -> dict:
         "flink_checkpoint_dir": f"file://{lab.shared_dir}/checkpoints",
         "flink_savepoint_dir": f"file://{lab.shared_dir}/savepoints",
     }
-    children = {"flink": {"children": {"flink_jobmanager": _group(hosts[:1]), "flink_taskmanager": _group(hosts[1:])}}}
+    names = GroupNames.of()  # a lab names its groups as the roles do by default
+    flink = {names.jobmanager: _group(hosts[:1]), names.taskmanager: _group(hosts[1:])}
+    children = {names.flink: {"children": flink}}
     if brokers:  # a lab without Kafka hosts keeps the inventory it always had
         variables["kafka_bootstrap"] = lab.kafka_bootstrap
         variables["kafka_dist_archive"] = str(dist.kafka_dist_path())
-        children["kafka"] = _group(brokers)
+        children[names.kafka] = _group(brokers)
     if stores:
         variables.update(store_vars(lab.store_keys()))
-        children["checkpoint_store"] = _group(stores)
+        children[names.checkpoint_store] = _group(stores)
     return {"all": {"vars": variables, "children": children}}
 
 

@@ -13,7 +13,7 @@ from ..errors import KhaosError
 from ..flink.client import FlinkClient
 from ..infra import ansible
 from ..infra import kafka as infra_kafka
-from ..infra.inventory import cluster_facts
+from ..infra.inventory import cluster_facts, group_hosts
 from ..infra.lab import Lab
 from . import bootstrap
 from .ownjobs import check_clusters
@@ -67,7 +67,7 @@ def _from_inventories(prof) -> Path | None:
         return None
     inv = kafka_inventory(exp.inventories)
     prof.bootstrap = infra_kafka.inventory_bootstrap(inv)
-    if (ansible.inventory_list(inv).get(infra_kafka.KAFKA_GROUP) or {}).get("hosts"):
+    if group_hosts(ansible.inventory_list(inv), "kafka"):
         return inv  # brokers Khaos deploys (else a Kafka named by kafka_bootstrap only)
     return None
 

@@ -2,7 +2,9 @@
 
 Servers with metadata khaos_cluster=<cluster> land in flink_jobmanager / flink_taskmanager
 (by khaos_role) under flink: the groups the lab inventory uses; Kafka brokers in kafka; a bastion
-server provision.yml created lands in bastion. Each host's ansible_host is its first fixed IPv4 address (the bastion's:
+server provision.yml created lands in bastion. Option `groups` renames them (the variables of
+roles/khaos_defaults, e.g. {kafka_group: brokers}); the plugin sets those variables too, so the
+playbooks and the controller use the same names. Each host's ansible_host is its first fixed IPv4 address (the bastion's:
 its floating IP), reached through the bastion (ProxyJump) when there is one.
 Host keys are never trusted on first use: each ACTIVE server's SSH host keys are read from its
 console log (what cloud-init printed) and pinned in the cluster's known_hosts before any SSH, which
@@ -26,6 +28,7 @@ options:
   bastion_known_hosts: {description: "known_hosts holding the host key of your own bastion (option bastion)", type: str, default: ~/.ssh/known_hosts}
   bastion_user: {description: User on the bastion server provision.yml created (used when bastion is empty), type: str, default: debian}
   known_hosts: {description: "known_hosts file of the cluster: the servers' host keys, pinned from their console logs", type: str, default: ""}
+  groups: {description: "Group names: the variables of roles/khaos_defaults (flink_hosts, flink_jobmanager_group, flink_taskmanager_group, kafka_group); unset ones keep their defaults", type: dict, default: {}}
 """
 
 import os
@@ -49,6 +52,8 @@ class InventoryModule(BaseInventoryPlugin):
         try:
             from khaos_controller.errors import KhaosError
             from khaos_controller.infra import openstack as kos
+            from khaos_controller.infra import openstack_keys
+            from khaos_controller.infra.inventory import GroupNames
         except ImportError as e:
             raise AnsibleParserError(
                 f"khaos_openstack: khaos_controller is not importable ({e}): use the khaos venv"
@@ -66,7 +71,7 @@ class InventoryModule(BaseInventoryPlugin):
             # servers pinned already (same id) are not asked again; provision.yml and the chaos role
             # wait for keys that are not printed yet, here a server without them is only reported
             servers = kos.cluster_servers(conn, cluster)
-            keys = kos.pin_host_keys(conn, cluster, known_hosts, strict=False, servers=servers)
+            keys = openstack_keys.pin_host_keys(conn, cluster, known_hosts, strict=False, servers=servers)
             rows = kos.inventory(conn, cluster, servers)
         except KhaosError as e:
             raise AnsibleParserError(f"khaos_openstack: {e}") from None
@@ -92,13 +97,17 @@ class InventoryModule(BaseInventoryPlugin):
                 checks = pinned
             jump = f"ssh -W %h:%p {checks} -o ConnectTimeout=5 {'-i ' + os.path.expanduser(key) + ' ' if key else ''}{bastion}"
             ssh_args += f' -o ProxyCommand="{jump}"'
-        inventory.add_group("flink")
-        for group in ("flink_jobmanager", "flink_taskmanager"):
+        names = GroupNames.of(self.get_option("groups"))
+        group_of = {"jobmanager": names.jobmanager, "taskmanager": names.taskmanager, "kafka": names.kafka}
+        group_of["bastion"] = "bastion"
+        inventory.add_group(names.flink)
+        for group in (names.jobmanager, names.taskmanager):
             inventory.add_group(group)
-            inventory.add_child("flink", group)
-        inventory.add_group("kafka")
+            inventory.add_child(names.flink, group)
+        inventory.add_group(names.kafka)
         inventory.add_group("bastion")
         for var, value in (
+            *names.variables().items(),
             ("khaos_openstack_cluster", cluster),
             ("openstack_cluster", cluster),
             ("openstack_cloud", cloud or ""),
@@ -111,9 +120,9 @@ class InventoryModule(BaseInventoryPlugin):
         ):
             inventory.set_variable("all", var, value)
         for row in rows:
-            if not row["group"] or not row["address"]:
+            if row["role"] not in group_of or not row["address"]:
                 continue
-            inventory.add_host(row["name"], group=row["group"])
+            inventory.add_host(row["name"], group=group_of[row["role"]])
             inventory.set_variable(row["name"], "ansible_host", row["address"])
             if row["role"] == "bastion" and row["public"]:  # reached directly, at its floating IP
                 inventory.set_variable(row["name"], "ansible_host", row["public"])

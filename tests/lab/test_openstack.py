@@ -17,7 +17,7 @@ from support.os_sim import Simulator
 
 from khaos_controller import REPO_ROOT
 from khaos_controller.errors import KhaosError
-from khaos_controller.infra import ansible
+from khaos_controller.infra import ansible, openstack_keys
 from khaos_controller.infra import openstack as kos
 
 pytestmark = pytest.mark.lab
@@ -251,7 +251,7 @@ def test_server_actions_keep_the_address(sim, tmp_path):
 
     def console_key():  # what the API's console log says: the key of the host's current boot
         [s] = [s for s in kos.cluster_servers(conn, "c4") if s.name == tm["name"]]
-        [(kind, b64)] = kos.host_keys(conn, s)
+        [(kind, b64)] = openstack_keys.host_keys(conn, s)
         assert f"{kind} {b64}" == sim.cloud.host_key(sim.cloud.servers[s.id])
         return b64
 

@@ -20,6 +20,7 @@ options:
   max_hosts: {type: int, default: 1, description: Refuse to kill more hosts than this.}
   allow_jobmanager: {type: bool, default: false, description: Allow killing the JobManager.}
   groups: {type: dict, required: true, description: Inventory groups (the groups variable).}
+  group_names: {type: dict, default: {}, description: "The groups' variables of roles/khaos_defaults ({flink_jobmanager_group: NAME, ...}); unset ones keep their defaults."}
   addresses: {type: dict, required: true, description: Inventory host -> address.}
   rest_url: {type: str, description: JobManager REST URL (needed for sink and before_checkpoint).}
   job: {type: str, description: Job name or id (default the only running job).}
@@ -42,6 +43,7 @@ def main():
             max_hosts=dict(type="int", default=1),
             allow_jobmanager=dict(type="bool", default=False),
             groups=dict(type="dict", required=True),
+            group_names=dict(type="dict", default={}),
             addresses=dict(type="dict", required=True),
             rest_url=dict(type="str"),
             job=dict(type="str"),
@@ -54,6 +56,7 @@ def main():
         from khaos_controller.chaos.plan import make_plan
         from khaos_controller.errors import KhaosError
         from khaos_controller.flink.client import FlinkClient
+        from khaos_controller.infra.inventory import GroupNames, Groups
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run from the khaos venv")
     try:
@@ -62,7 +65,7 @@ def main():
             p["mode"],
             p["component"],
             p["target"],
-            p["groups"],
+            Groups(p["groups"], GroupNames.of(p["group_names"])),
             p["addresses"],
             timing=p["timing"],
             margin_s=p["margin_s"],

@@ -3,7 +3,7 @@
 
 A server that came back (started again, hard-rebooted or replaced by a new one) may have new host
 keys: they are read from its console log through the API (what cloud-init printed), never accepted
-on first contact. Uses khaos_controller.infra.openstack.pin_host_keys.
+on first contact. Uses khaos_controller.infra.openstack_keys.pin_host_keys.
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ def main():
     try:
         from khaos_controller.errors import KhaosError
         from khaos_controller.infra import openstack as kos
+        from khaos_controller.infra.openstack_keys import pin_host_keys
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run from the khaos venv")
     try:
         conn = kos.connect(p["cloud"], p["clouds_yaml"])
         # force: a server that was started again may print keys other than the pinned ones
-        keys = kos.pin_host_keys(conn, p["cluster"], p["known_hosts"], names=p["names"], wait=p["timeout"], force=True)
+        keys = pin_host_keys(conn, p["cluster"], p["known_hosts"], names=p["names"], wait=p["timeout"], force=True)
     except KhaosError as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=bool(keys["pinned"]), pinned=keys["pinned"])

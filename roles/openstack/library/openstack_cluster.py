@@ -66,13 +66,14 @@ def main():
     try:
         from khaos_controller.errors import KhaosError
         from khaos_controller.infra import openstack as kos
+        from khaos_controller.infra import openstack_keys
     except ImportError:
         module.fail_json(msg="khaos_controller is not importable: run from the khaos venv")
     try:
         conn = kos.connect(p["cloud"], p["clouds_yaml"])
         if p["state"] == "absent":
             gone = kos.teardown(conn, p["cluster"], wait=p["timeout"])
-            forgotten = kos.forget_host_keys(p["known_hosts"], p["cluster"]) if p["known_hosts"] else []
+            forgotten = openstack_keys.forget_host_keys(p["known_hosts"], p["cluster"]) if p["known_hosts"] else []
             module.exit_json(**gone, forgotten=forgotten)
         spec = kos.ClusterSpec(
             name=p["cluster"],
@@ -94,7 +95,7 @@ def main():
         result = kos.provision(conn, spec)
         # never trust on first use: the keys each server printed on its console, before any SSH
         keys = (
-            kos.pin_host_keys(conn, p["cluster"], p["known_hosts"], wait=p["host_key_timeout"])
+            openstack_keys.pin_host_keys(conn, p["cluster"], p["known_hosts"], wait=p["host_key_timeout"])
             if p["known_hosts"]
             else {"pinned": []}
         )

@@ -12,7 +12,7 @@ import pytest
 from support import one_line
 
 from khaos_controller.errors import KhaosError
-from khaos_controller.infra import openstack as kos
+from khaos_controller.infra import openstack_keys as kos
 
 
 def key(kind: str = "ssh-ed25519", seed: int = 1) -> str:
