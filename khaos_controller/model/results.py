@@ -100,10 +100,15 @@ def _as_bool(v) -> bool:
         return False
 
 
-def _num(df: pd.DataFrame, col: str) -> np.ndarray:
+def numeric(df: pd.DataFrame, col: str) -> pd.Series:
+    """A results column as floats (NaN where missing or not a number; all NaN without the column)."""
     if col not in df.columns:
-        return np.full(len(df), _NAN)
-    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        return pd.Series(_NAN, index=df.index, dtype=float)
+    return pd.to_numeric(df[col], errors="coerce").astype(float)
+
+
+def _num(df: pd.DataFrame, col: str) -> np.ndarray:
+    return numeric(df, col).to_numpy()
 
 
 def _prepare(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

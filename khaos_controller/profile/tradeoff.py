@@ -8,12 +8,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import KhaosError
+from ..model.results import numeric
 
 NEEDS = ("ci_s", "rate", "mode", "recovered", "recovery_s")
-
-
-def _num(df: pd.DataFrame, col: str) -> pd.Series:
-    return pd.to_numeric(df[col], errors="coerce") if col in df else pd.Series(np.nan, index=df.index)
 
 
 def units(df: pd.DataFrame) -> pd.DataFrame:
@@ -24,13 +21,13 @@ def units(df: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise KhaosError(f"results lack column(s) {', '.join(missing)} (is it a khaos profile results.csv?)")
     d = df.assign(
-        ci_s=_num(df, "ci_s"),
-        rate=_num(df, "rate"),
-        level=_num(df, "utilization_target"),
-        cap_pct=100 * _num(df, "capacity_busy") / _num(df, "capacity_probe"),
-        latency_mean_ms=_num(df, "latency_mean_ms"),
-        late_pct=100 * _num(df, "late_share"),
-        recovery_s=_num(df, "recovery_s").where(df["recovered"].astype(str).str.lower().isin(["true", "1"])),
+        ci_s=numeric(df, "ci_s"),
+        rate=numeric(df, "rate"),
+        level=numeric(df, "utilization_target"),
+        cap_pct=100 * numeric(df, "capacity_busy") / numeric(df, "capacity_probe"),
+        latency_mean_ms=numeric(df, "latency_mean_ms"),
+        late_pct=100 * numeric(df, "late_share"),
+        recovery_s=numeric(df, "recovery_s").where(df["recovered"].astype(str).str.lower().isin(["true", "1"])),
         overloaded=df["recovery_rule"].astype(str).eq("overloaded") if "recovery_rule" in df else False,
     )
     out = []
@@ -59,9 +56,9 @@ def checkpoints(df: pd.DataFrame) -> pd.DataFrame:
     3600 / max(interval, duration); full snapshots, an upper bound for incremental ones)."""
     d = pd.DataFrame(
         {
-            "ci_s": _num(df, "ci_s"),
-            "dur": _num(df, "checkpoint_duration_ms") / 1000,
-            "mb": _num(df, "checkpoint_size_bytes") / 1e6,
+            "ci_s": numeric(df, "ci_s"),
+            "dur": numeric(df, "checkpoint_duration_ms") / 1000,
+            "mb": numeric(df, "checkpoint_size_bytes") / 1e6,
         }
     )
     g = d.groupby("ci_s").median()
@@ -102,6 +99,6 @@ def add_cli(subparsers) -> None:
 
 
 def _run(args) -> None:
-    from ..model.fit import load_results
+    from ..model.results import load_results
 
     print(markdown(load_results(args.results)))
