@@ -99,8 +99,6 @@ class KafkaSpec:
 def resolve(section: KafkaSection, path: Path, base: Path, where: str = "kafka") -> KafkaSpec:
     """Check a kafka section (the bootstrap's syntax, the recording, the topic configs, the producer
     settings); every problem is one line ``FILE: kafka.KEY: ...``."""
-    from ..infra import kafka as infra_kafka
-
     if section.vehicles is not None and section.format != "iot":
         raise field_error(path, f"{where}.vehicles", f"only the iot format has vehicles, not {section.format}")
     spec = KafkaSpec(
@@ -111,7 +109,7 @@ def resolve(section: KafkaSection, path: Path, base: Path, where: str = "kafka")
     )
     if section.bootstrap is not None:
         try:
-            spec.bootstrap = infra_kafka.check_bootstrap(section.bootstrap)
+            spec.bootstrap = admin.check_bootstrap(section.bootstrap)
         except KhaosError as e:
             raise field_error(path, f"{where}.bootstrap", str(e)) from None
     if section.recording is not None:
@@ -126,7 +124,7 @@ def resolve(section: KafkaSection, path: Path, base: Path, where: str = "kafka")
     elif section.format == "raw":
         raise field_error(path, f"{where}.format", "raw replays a recording's records: name kafka.recording")
     try:
-        spec.topic_config = infra_kafka.TopicSpec.of({"name": "copy", "config": section.topic_config}).config
+        spec.topic_config = admin.TopicSpec.of({"name": "copy", "config": section.topic_config}).config
     except KhaosError as e:
         raise field_error(path, f"{where}.topic_config", str(e)) from None
     if section.producer:
@@ -249,14 +247,13 @@ class Feed:
 
     def open(self) -> None:
         """Connect and create every copy's topics; start the output-latency consumers."""
-        from ..infra import kafka as infra_kafka
         from .latency import OutputLatency
 
         self.client = admin.connect(self.bootstrap, timeout=10)
         for c in self.copies.values():
             for topic in filter(None, (c.topic, c.output_topic)):
-                spec = infra_kafka.TopicSpec(topic, self.partitions, None, dict(self.spec.topic_config))
-                if not infra_kafka.ensure_topic(self.client, spec)["changed"]:
+                spec = admin.TopicSpec(topic, self.partitions, None, dict(self.spec.topic_config))
+                if not admin.ensure_topic(self.client, spec)["changed"]:
                     raise KhaosError(
                         f"kafka topic {topic} exists already at {self.bootstrap}: a copy needs a fresh one"
                     )

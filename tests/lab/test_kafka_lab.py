@@ -16,7 +16,9 @@ import pytest
 from support.labs import fresh_lab
 
 from khaos_controller.errors import KhaosError
-from khaos_controller.infra import ansible, dist, kafka
+from khaos_controller.infra import ansible, dist
+from khaos_controller.infra.kafka import inventory_bootstrap
+from khaos_controller.kafka import admin as kafka
 
 LAB = "tkafka"
 BROKER = f"{LAB}-kafka1"
@@ -52,11 +54,7 @@ def admin(lab):
 
 
 def test_inventory_names_the_broker(kafka_lab):
-    assert (
-        kafka.inventory_bootstrap(kafka_lab.inventory)
-        == kafka_lab.kafka_bootstrap
-        == f"{kafka_lab.host(BROKER).ip}:9092"
-    )
+    assert inventory_bootstrap(kafka_lab.inventory) == kafka_lab.kafka_bootstrap == f"{kafka_lab.host(BROKER).ip}:9092"
     facts = ansible.inventory_list(kafka_lab.inventory)
     assert facts["kafka"]["hosts"] == [BROKER]
     assert BROKER not in facts["flink_taskmanager"]["hosts"] + facts["flink_jobmanager"]["hosts"]
@@ -91,7 +89,7 @@ def _tcp_from(lab, host, address: str, port: int) -> str:
 _METADATA = """
 import json, sys
 from khaos_controller.errors import KhaosError
-from khaos_controller.infra import kafka
+from khaos_controller.kafka import admin as kafka
 try:
     print(json.dumps(sorted(kafka.cluster(kafka.admin(sys.argv[1], timeout=5))["brokers"])))
 except KhaosError as e:
@@ -173,7 +171,7 @@ def _consume(bootstrap: str, group: str, want: int, timeout: float = 60.0) -> se
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
-            "logger": kafka._QUIET,
+            "logger": kafka.LIBRDKAFKA_QUIET,
         }
     )
     consumer.subscribe([TOPIC["name"]])
@@ -193,7 +191,7 @@ def _consume(bootstrap: str, group: str, want: int, timeout: float = 60.0) -> se
 def _committed(bootstrap: str, group: str) -> dict[int, int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "logger": kafka._QUIET})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "logger": kafka.LIBRDKAFKA_QUIET})
     try:
         parts = [TopicPartition(TOPIC["name"], p) for p in range(3)]
         return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=30)}
@@ -206,7 +204,7 @@ def test_records_survive_a_broker_kill(kafka_lab):
 
     bootstrap = kafka_lab.kafka_bootstrap
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "logger": kafka._QUIET}
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "logger": kafka.LIBRDKAFKA_QUIET}
     )
     for i in range(RECORDS):
         producer.produce(TOPIC["name"], key=str(i % 11), value=str(i))

@@ -37,7 +37,8 @@ from support.labs import fresh_lab, on_host
 from support.models import rate_model
 
 from khaos_controller.flink.client import FlinkClient
-from khaos_controller.infra import ansible, bastion, kafka
+from khaos_controller.infra import ansible, bastion
+from khaos_controller.kafka import admin as kafka
 from khaos_controller.model import store
 
 pytestmark = pytest.mark.lab

@@ -2,7 +2,7 @@
 """Ansible module: wait until a Kafka cluster answers and every expected broker has registered.
 
 Runs on the controller (delegate_to: localhost) with the khaos venv's Python and uses
-khaos_controller.infra.kafka (confluent-kafka's admin client), like the topic module.
+khaos_controller.kafka.admin (confluent-kafka's admin client), like the topic module.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main():
     p = module.params
     try:
         from khaos_controller.errors import KhaosError
-        from khaos_controller.infra import kafka
+        from khaos_controller.kafka import admin as kafka
     except ImportError:
         module.fail_json(
             msg="khaos_controller is not importable: run the playbook from the khaos venv "

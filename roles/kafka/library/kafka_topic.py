@@ -2,7 +2,7 @@
 """Ansible module: create, update or delete Kafka topics through the admin API.
 
 Runs on the controller (delegate_to: localhost) with the khaos venv's Python and uses
-khaos_controller.infra.kafka (confluent-kafka's admin client): no JVM starts per topic, and the
+khaos_controller.kafka.admin (confluent-kafka's admin client): no JVM starts per topic, and the
 comparison with what the broker has is exact. Idempotent: a topic that is already so is unchanged.
 One topic (name, partitions, ...) or a list of them (topics: the role's kafka_topics) per call; a list
 is one task, so a failure is one line (the first topic that cannot be made so), not "items failed".
@@ -53,7 +53,7 @@ def main():
     p = module.params
     try:
         from khaos_controller.errors import KhaosError
-        from khaos_controller.infra import kafka
+        from khaos_controller.kafka import admin as kafka
     except ImportError:
         module.fail_json(
             msg="khaos_controller is not importable: run the playbook from the khaos venv "

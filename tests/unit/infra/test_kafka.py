@@ -15,8 +15,9 @@ import yaml
 from khaos_controller import REPO_ROOT as REPO
 from khaos_controller.chaos import plan as chaos
 from khaos_controller.errors import KhaosError
-from khaos_controller.infra import kafka
 from khaos_controller.infra import lab as labmod
+from khaos_controller.infra.kafka import inventory_bootstrap
+from khaos_controller.kafka import admin as kafka
 
 
 def test_bootstrap_addresses():
@@ -70,14 +71,14 @@ def test_lab_inventory_with_a_kafka_host(tmp_path, monkeypatch):
     assert list(flink["flink_taskmanager"]["hosts"]) == ["tunitk-2", "tunitk-3"]
     assert inv["vars"]["kafka_bootstrap"] == "10.213.42.14:9092"
     assert inv["vars"]["kafka_dist_archive"].endswith("/dist/kafka-4.4.0.tgz")
-    assert kafka.inventory_bootstrap(tmp_path / "tunitk.yml") == "10.213.42.14:9092"
+    assert inventory_bootstrap(tmp_path / "tunitk.yml") == "10.213.42.14:9092"
 
 
 def test_lab_inventory_without_kafka_is_as_before(tmp_path, monkeypatch):
     inv = yaml.safe_load(_lab(tmp_path, monkeypatch, 0).write_inventory().read_text())["all"]
     assert list(inv["children"]) == ["flink"] and not any(k.startswith("kafka") for k in inv["vars"])
     with pytest.raises(KhaosError, match="no kafka_bootstrap and no host in group kafka"):
-        kafka.inventory_bootstrap(tmp_path / "tunitk.yml")
+        inventory_bootstrap(tmp_path / "tunitk.yml")
 
 
 def test_bootstrap_derived_from_the_kafka_group(tmp_path):
@@ -85,12 +86,12 @@ def test_bootstrap_derived_from_the_kafka_group(tmp_path):
     inv.write_text(
         "all:\n  children:\n    kafka:\n      hosts:\n        b1: {ansible_host: 192.0.2.1}\n        b2: {}\n"
     )
-    assert kafka.inventory_bootstrap(inv) == "192.0.2.1:9092,b2:9092"
+    assert inventory_bootstrap(inv) == "192.0.2.1:9092,b2:9092"
     inv.write_text(  # a host's advertised address is where its broker listens: the bootstrap uses it
         "all:\n  children:\n    kafka:\n      hosts:\n"
         "        b1: {ansible_host: 192.0.2.1, kafka_advertised_address: 10.0.0.1}\n        b2: {ansible_host: 192.0.2.2}\n"
     )
-    assert kafka.inventory_bootstrap(inv) == "10.0.0.1:9092,192.0.2.2:9092"
+    assert inventory_bootstrap(inv) == "10.0.0.1:9092,192.0.2.2:9092"
 
 
 GROUPS = {
