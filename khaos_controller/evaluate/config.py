@@ -95,8 +95,8 @@ class KhaosSection(Section):
         "static, step 1, dead_band_s 3, cooldown_s 60",
     )
     loop: dict = Field(
-        {},
-        description="the daemon's loop section; default period_s 15, window_s 15, min_uptime_s 20, forecast_step_s 5",
+        LOOP_DEFAULTS,
+        description="the daemon's loop section (docs/daemon.md), short-run values; a key not given keeps its default",
     )
 
     @field_validator("realize")
