@@ -8,7 +8,7 @@ from pathlib import Path
 
 def _fit(args) -> None:
     from ..schema import out_file
-    from . import fit, report, store
+    from . import bounds, fit, report, store
 
     out = Path(args.out) if args.out else Path(args.results[0]).with_name("model.json")
     out_file(out, "--out")  # both outputs before the fit: a bad path must not cost it
@@ -18,6 +18,7 @@ def _fit(args) -> None:
     model = fit.fit(df, capacity=args.capacity, sources=args.results)
     store.save(model, out)
     print(report.format_report(model))
+    print(bounds.line(df))
     print(f"model: {out}")
     if args.overhead:
         from . import overhead

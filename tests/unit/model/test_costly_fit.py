@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from khaos_controller import REPO_ROOT
-from khaos_controller.model import fit, overhead, report
+from khaos_controller.model import bounds, fit, overhead, report
 
 PROFILE = REPO_ROOT / "examples" / "profile-costly-results.csv"
 QUOTED = (REPO_ROOT / "docs" / "results" / "checkpoint-cost.md").read_text()
@@ -24,6 +24,11 @@ def test_the_recovery_and_latency_lines_are_the_ones_quoted(costly):
     assert [ln.split(":")[0] for ln in lines] == ["recovery held-out", "latency held-out"]
     for line in lines:
         assert f"    {line}\n" in QUOTED, line
+
+
+def test_the_recovery_floor_is_the_one_quoted(costly):
+    df, _model = costly
+    assert f"    {bounds.line(df)}\n" in QUOTED
 
 
 def test_the_overhead_lines_are_the_ones_quoted(costly):
