@@ -99,12 +99,12 @@ def cluster_facts(inventory: str | Path) -> ClusterFacts:
     """Read the inventory with ansible-inventory; KhaosError if it has no JobManager."""
     data = ansible.inventory_list(inventory)
     names = names_in(data)
-    jm = (group_hosts(data, "jobmanager") or [None])[0]
+    hosts = {g: list(v.get("hosts", [])) for g, v in data.items() if isinstance(v, dict) and g != "_meta"}
+    jm = (hosts.get(names.jobmanager) or [None])[0]
     if jm is None:
         raise KhaosError(f"inventory {inventory}: no host in group {names.jobmanager}")
     hostvars = data.get("_meta", {}).get("hostvars", {})
     hv = hostvars.get(jm, {})
-    hosts = {g: list(v.get("hosts", [])) for g, v in data.items() if isinstance(v, dict) and g != "_meta"}
     shared = hv.get("khaos_shared_dir")
     return ClusterFacts(
         inventory=Path(inventory),

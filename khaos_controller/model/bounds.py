@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .results import numeric, recovered
+
 
 def _recovered(results: pd.DataFrame) -> pd.DataFrame:
-    ok = results["recovered"].astype(str).str.lower().isin(["true", "1"])
-    df = results[ok].copy()
-    df["recovery_s"] = pd.to_numeric(df["recovery_s"], errors="coerce")
-    return df[df["recovery_s"] > 0]
+    df = results.assign(recovery_s=numeric(results, "recovery_s"))
+    return df[recovered(results) & (df["recovery_s"] > 0)]
 
 
 def _level(df: pd.DataFrame) -> pd.Series:

@@ -100,6 +100,11 @@ def _as_bool(v) -> bool:
         return False
 
 
+def recovered(df: pd.DataFrame) -> pd.Series:
+    """The rows' recovered flag as booleans (the fit's reading: true, 1, yes)."""
+    return df["recovered"].map(_as_bool).astype(bool)
+
+
 def numeric(df: pd.DataFrame, col: str) -> pd.Series:
     """A results column as floats (NaN where missing or not a number; all NaN without the column)."""
     if col not in df.columns:

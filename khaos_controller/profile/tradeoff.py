@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import KhaosError
-from ..model.results import numeric
+from ..model.results import numeric, recovered
 
 NEEDS = ("ci_s", "rate", "mode", "recovered", "recovery_s")
 
@@ -27,7 +27,7 @@ def units(df: pd.DataFrame) -> pd.DataFrame:
         cap_pct=100 * numeric(df, "capacity_busy") / numeric(df, "capacity_probe"),
         latency_mean_ms=numeric(df, "latency_mean_ms"),
         late_pct=100 * numeric(df, "late_share"),
-        recovery_s=numeric(df, "recovery_s").where(df["recovered"].astype(str).str.lower().isin(["true", "1"])),
+        recovery_s=numeric(df, "recovery_s").where(recovered(df)),
         overloaded=df["recovery_rule"].astype(str).eq("overloaded") if "recovery_rule" in df else False,
     )
     out = []

@@ -4,20 +4,18 @@ the shared cluster facts (roles/khaos_defaults). Runs ansible-playbook on localh
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support.playbook import playbook
 
 from khaos_controller import REPO_ROOT as REPO
 
 PLAYBOOKS = REPO / "playbooks"
 ROLES = REPO / "roles"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 # playbook -> the groups its preflight demands (group, exactly/at_least)
 NEEDS = {
@@ -48,19 +46,6 @@ broker ansible_connection=local ansible_host=127.0.0.1
 [checkpoint_store]
 store ansible_connection=local ansible_host=127.0.0.1
 """
-
-
-def playbook(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(ROLES),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-    }
-    return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
-    )
 
 
 def fatal_lines(out: str) -> list[str]:

@@ -4,13 +4,11 @@ the controller (cluster facts, Kafka bootstrap, chaos plans) and the playbooks a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support.playbook import playbook
 
 from khaos_controller import REPO_ROOT
 from khaos_controller.chaos.plan import make_plan
@@ -82,21 +80,9 @@ def test_a_missing_renamed_group_is_named_in_the_error(tmp_path):
 @pytest.mark.parametrize(("component", "pool"), [("taskmanager", {"tm1", "tm2"}), ("kafka", {"k1"})])
 def test_the_chaos_playbook_follows_renamed_groups(renamed, tmp_path, component, pool):
     """inject_failure.yml's preflight and plan (a dry run) pick from the renamed groups."""
-    env = os.environ | {
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-    }
-    play = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(renamed), "playbooks/inject_failure.yml"]
     args = ["-e", "chaos_mode=process", "-e", "chaos_target=random", "-e", f"chaos_component={component}"]
-    proc = subprocess.run(
-        [*play, *args, "-e", "chaos_dry_run=true", "-v"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=120,
+    proc = playbook(
+        ["-i", str(renamed), "playbooks/inject_failure.yml", *args, "-e", "chaos_dry_run=true", "-v"], tmp_path
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     plans = [json.loads(line.split("=>", 1)[1]) for line in proc.stdout.splitlines() if '"plan": {' in line]
